@@ -1,0 +1,5 @@
+"""``python -m engine``: the QuantMatrix command line."""
+
+from engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,432 @@
+"""SQLModel tables: the state the console and the scheduler share.
+
+Conventions: timestamps are timezone-aware UTC; trading dates are exchange dates (America/New_York).
+Money at broker boundaries (orders, fills, cash, transactions, lots) is ``Decimal`` in NUMERIC(18, 6)
+columns; analytics results (scores, indicator values) are floats. Free-form detail goes in JSON columns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    """A timezone-aware timestamp column."""
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+def _ts_opt(**kw: Any) -> Any:
+    return Field(default=None, sa_type=DateTime(timezone=True), **kw)
+
+
+def _money(**kw: Any) -> Any:
+    return Field(default=Decimal("0"), sa_type=Numeric(18, 6, asdecimal=True), **kw)
+
+
+def _money_opt(**kw: Any) -> Any:
+    return Field(default=None, sa_type=Numeric(18, 6, asdecimal=True), **kw)
+
+
+def _json(default: Any = None) -> Any:
+    factory = (lambda: {}) if default is None else (lambda: default.copy())
+    return Field(default_factory=factory, sa_column=Column(JSON, nullable=False))
+
+
+# --- reference and market data -------------------------------------------------------------------
+
+
+class Instrument(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    symbol: str = Field(index=True, unique=True, max_length=32)
+    name: str = ""
+    sector: str = ""
+    type: str = Field(default="CS", max_length=16)  # CS, ETF, WARRANT, RIGHT, UNIT, PFD, OTC...
+    exchange: str = ""
+    currency: str = "USD"
+    active: bool = True
+    tradable: bool = True  # False for types the strategy must not trade
+    list_date: date | None = None
+    source: str = "sim"
+    updated_at: datetime = _ts()
+
+
+class BarDay(SQLModel, table=True):
+    """Bars metadata: one row per stored (source, trading day) partition of the bar store."""
+
+    __table_args__ = (UniqueConstraint("source", "trade_date"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    trade_date: date = Field(index=True)
+    symbols: int = 0
+    stored_at: datetime = _ts()
+
+
+class IvHistory(SQLModel, table=True):
+    """Daily at-the-money implied volatility per symbol, for IV rank and percentile."""
+
+    __table_args__ = (UniqueConstraint("symbol", "trade_date", "source"),)
+    id: int | None = Field(default=None, primary_key=True)
+    symbol: str = Field(index=True, max_length=32)
+    trade_date: date
+    atm_iv: float
+    source: str = "sim"
+
+
+class DataRun(SQLModel, table=True):
+    """One data job (backfill, update, scan load): requests made and cache use, for `data status`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    source: str = Field(max_length=16)
+    started_at: datetime = _ts()
+    finished_at: datetime | None = _ts_opt()
+    requests: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    days_stored: int = 0
+    outcome: str = "running"
+    detail: dict = _json()
+
+
+# --- scans, signals, candidates ------------------------------------------------------------------
+
+
+class ScanRun(SQLModel, table=True):
+    __table_args__ = (Index("ix_scanrun_key", "strategy", "data_date", "params_hash", "data_source"),)
+    id: int | None = Field(default=None, primary_key=True)
+    strategy: str = Field(max_length=32)
+    data_source: str = Field(max_length=16)
+    data_date: date
+    params_hash: str = Field(max_length=64)
+    params: dict = _json()
+    started_at: datetime = _ts()
+    finished_at: datetime | None = _ts_opt()
+    load_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    store_seconds: float = 0.0
+    n_scanned: int = 0
+    n_excluded: int = 0
+    n_signals: int = 0
+    excluded_by_reason: dict = _json()
+    breadth: dict = _json()  # share above SMA50, in entry zone, extended...
+    cache_hits: int = 0
+    cache_misses: int = 0
+    status: str = "running"
+
+
+class ScanResult(SQLModel, table=True):
+    __table_args__ = (Index("ix_scanresult_run_rank", "scan_run_id", "rank"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scan_run_id: int = Field(foreign_key="scanrun.id")
+    rank: int
+    symbol: str = Field(max_length=32, index=True)
+    sector: str = ""
+    close: float | None = None
+    atr: float | None = None
+    sma20: float | None = None
+    sma50: float | None = None
+    sma100: float | None = None
+    sma200: float | None = None
+    ema10: float | None = None
+    atr_distance: float | None = None
+    atr_pct: float | None = None
+    ma_aligned: bool | None = None
+    range_pos_20: float | None = None
+    dollar_volume_20: float | None = None
+    zone: str | None = None
+    score: float | None = None
+    signal: bool = False
+    stop: float | None = None
+    target_1: float | None = None
+    target_2: float | None = None
+    target_3: float | None = None
+    target_4: float | None = None
+    excluded_reason: str | None = None
+
+
+class Signal(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("strategy", "symbol", "data_date", "direction"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scan_run_id: int | None = Field(default=None, foreign_key="scanrun.id")
+    strategy: str = Field(max_length=32)
+    symbol: str = Field(max_length=32, index=True)
+    data_date: date
+    direction: str = "long"
+    kind: str = "entry"  # entry | exit
+    score: float = 0.0
+    zone: str = ""
+    entry_price: float = 0.0
+    atr: float = 0.0
+    stop: float = 0.0
+    targets: list = _json([])
+    values: dict = _json()  # every value that produced the signal, for the console and Discord
+    status: str = "new"  # new | candidates_built | ordered | skipped
+    created_at: datetime = _ts()
+
+
+class OptionCandidate(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    signal_id: int = Field(foreign_key="signal.id", index=True)
+    symbol: str = Field(max_length=32)
+    structure: str = Field(max_length=32)
+    chosen: bool = False
+    legs: list = _json([])
+    net_mid: float = 0.0  # + debit, - credit, per share
+    net_natural: float = 0.0
+    max_loss: float = 0.0  # per contract, dollars
+    max_profit: float | None = None
+    breakevens: list = _json([])
+    greeks: dict = _json()
+    iv_rank: float | None = None
+    contracts: int = 0
+    reasons: dict = _json()
+    rejected: list = _json([])  # [{"occ_symbol":..., "reason":...}]
+    created_at: datetime = _ts()
+
+
+# --- orders, fills, positions, accounts ----------------------------------------------------------
+
+
+class Order(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    client_order_id: str = Field(unique=True, index=True, max_length=64)
+    strategy: str = Field(max_length=32)
+    signal_id: int | None = Field(default=None, foreign_key="signal.id")
+    candidate_id: int | None = Field(default=None, foreign_key="optioncandidate.id")
+    position_id: int | None = None
+    symbol: str = Field(max_length=32, index=True)  # underlying
+    structure: str = Field(max_length=32)
+    intent: str = Field(default="open", max_length=16)  # open | close | scale_out | roll
+    legs: list = _json([])  # [{"symbol","right","strike","expiry","ratio","side"}]
+    quantity: int
+    limit_price: Decimal | None = _money_opt()  # per unit of the structure: + debit, - credit
+    order_type: str = "limit"
+    time_in_force: str = "day"
+    status: str = Field(default="proposed", max_length=24, index=True)
+    attempt: int = 1
+    broker: str = "paper"
+    broker_order_id: str | None = None
+    filled_quantity: int = 0
+    avg_fill_price: Decimal | None = _money_opt()
+    max_loss: Decimal = _money()
+    reason: str = ""
+    risk_decision: dict = _json()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class OrderEvent(SQLModel, table=True):
+    """Append-only order lifecycle: one row per transition."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="order.id", index=True)
+    client_order_id: str = Field(max_length=64)
+    from_status: str | None = None
+    to_status: str
+    reason: str = ""
+    actor: str = "engine"
+    data: dict = _json()
+    at: datetime = _ts()
+
+
+class Fill(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    broker_fill_id: str = Field(unique=True, max_length=64)
+    order_id: int = Field(foreign_key="order.id", index=True)
+    client_order_id: str = Field(max_length=64)
+    instrument: str = Field(max_length=32)  # stock symbol or OCC option symbol
+    side: str  # buy | sell
+    quantity: int
+    price: Decimal = _money()
+    commission: Decimal = _money()
+    fees: Decimal = _money()
+    filled_at: datetime = _ts()
+
+
+class Position(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    strategy: str = Field(max_length=32)
+    signal_id: int | None = Field(default=None, foreign_key="signal.id")
+    symbol: str = Field(max_length=32, index=True)  # underlying
+    sector: str = ""
+    structure: str = Field(max_length=32)
+    legs: list = _json([])
+    quantity: int = 0  # structures (contracts of the structure, or shares for stock)
+    initial_quantity: int = 0
+    entry_price: Decimal = _money()  # per unit of the structure
+    underlying_entry: float = 0.0
+    entry_atr: float = 0.0
+    stop: float = 0.0
+    targets: list = _json([])
+    targets_hit: int = 0
+    highest_close: float = 0.0
+    max_loss: Decimal = _money()  # dollars at risk now
+    mark: Decimal | None = _money_opt()
+    realized_pnl: Decimal = _money()
+    unrealized_pnl: Decimal = _money()
+    greeks: dict = _json()
+    status: str = Field(default="open", max_length=16, index=True)
+    opened_at: datetime = _ts()
+    closed_at: datetime | None = _ts_opt()
+    exit_reason: str | None = None
+
+
+class AccountSnapshot(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    trade_date: date = Field(index=True)
+    source: str = "engine"  # engine | broker
+    cash: Decimal = _money()
+    positions_value: Decimal = _money()
+    equity: Decimal = _money()
+    buying_power: Decimal = _money()
+    realized_pnl_day: Decimal = _money()
+    unrealized_pnl: Decimal = _money()
+    open_risk: Decimal = _money()
+    detail: dict = _json()
+
+
+class ReconciliationRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    broker: str = "paper"
+    orders_checked: int = 0
+    events_applied: int = 0
+    differences: list = _json([])
+    ok: bool = True
+
+
+# --- broker history, tax lots --------------------------------------------------------------------
+
+
+class Transaction(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("broker", "account", "broker_txn_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    broker: str = Field(max_length=16)
+    account: str = Field(max_length=32)
+    broker_txn_id: str = Field(max_length=64)
+    type: str = Field(max_length=32)  # trade, dividend, fee, interest, transfer, corporate_action...
+    symbol: str | None = None
+    underlying: str | None = None
+    quantity: Decimal = _money()
+    price: Decimal = _money()
+    amount: Decimal = _money()
+    fees: Decimal = _money()
+    currency: str = "USD"
+    executed_at: datetime = _ts()
+    raw: dict = _json()
+
+
+class TaxLot(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    broker: str = Field(max_length=16)
+    account: str = Field(max_length=32)
+    symbol: str = Field(max_length=32, index=True)
+    method: str = "FIFO"
+    open_txn_id: int | None = Field(default=None, foreign_key="transaction.id")
+    open_date: date
+    quantity: Decimal = _money()
+    cost_basis: Decimal = _money()
+    close_date: date | None = None
+    proceeds: Decimal | None = _money_opt()
+    realized_pnl: Decimal | None = _money_opt()
+    holding_period: str | None = None  # short | long
+    wash_sale: bool = False
+    broker_reported_pnl: Decimal | None = _money_opt()
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+class JobRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=64, index=True)
+    trigger: str = "schedule"  # schedule | operator | replay | startup
+    started_at: datetime = _ts()
+    finished_at: datetime | None = _ts_opt()
+    outcome: str = "running"  # running | ok | error | skipped
+    error: str | None = None
+    detail: dict = _json()
+
+
+class Heartbeat(SQLModel, table=True):
+    component: str = Field(primary_key=True, max_length=32)  # scheduler | console
+    instance_id: str = Field(max_length=64)
+    at: datetime = _ts()
+    info: dict = _json()
+
+
+class Lease(SQLModel, table=True):
+    """A named lease (e.g. the one scheduler allowed per database); expires if its holder stops renewing."""
+
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str = Field(max_length=64)
+    acquired_at: datetime = _ts()
+    expires_at: datetime = _ts()
+
+
+class NotificationOutbox(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=128)
+    channel: str = Field(max_length=32, index=True)
+    kind: str = Field(default="", max_length=32)
+    payload: dict = _json()
+    status: str = Field(default="pending", max_length=16, index=True)  # pending|sent|failed|not_configured
+    attempts: int = 0
+    next_attempt_at: datetime = _ts()
+    last_error: str | None = None
+    created_at: datetime = _ts()
+    sent_at: datetime | None = _ts_opt()
+
+
+class OperatorCommand(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # approve, reject, override, kill_switch, pause_job, run_job, set_mode...
+    payload: dict = _json()
+    created_by: str = "operator"
+    reason: str = ""
+    created_at: datetime = _ts()
+    status: str = Field(default="pending", max_length=16, index=True)  # pending | applied | failed
+    applied_at: datetime | None = _ts_opt()
+    applied_by: str | None = None
+    result: str | None = None
+
+
+class SettingOverride(SQLModel, table=True):
+    """Operator changes to settings made from the console; validated before they are written."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: dict = _json()  # {"value": ...}
+    updated_by: str = "operator"
+    updated_at: datetime = _ts()
+
+
+class BacktestRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    strategy: str = Field(max_length=32)
+    params: dict = _json()
+    start: date
+    end: date
+    status: str = "running"
+    metrics: dict = _json()
+    created_at: datetime = _ts()
+    finished_at: datetime | None = _ts_opt()
+
+
+class OperatorAuth(SQLModel, table=True):
+    """The console's operator password (scrypt hash only) and its failed-login lock-out state."""
+
+    id: int = Field(default=1, primary_key=True)
+    password_hash: str | None = None
+    failed_attempts: int = 0
+    locked_until: datetime | None = _ts_opt()
+    updated_at: datetime = _ts()

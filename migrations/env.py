@@ -1,0 +1,37 @@
+"""Alembic environment: the URL comes from QuantMatrix settings, the metadata from engine.models."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import engine.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from engine.config import get_settings
+from engine.db import make_engine
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def run_migrations_offline() -> None:
+    url = config.attributes.get("url") or get_settings().db_url
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    url = config.attributes.get("url") or get_settings().db_url
+    connectable = make_engine(url)
+    with connectable.connect() as connection:
+        # render_as_batch: SQLite can only ALTER by copying tables; batch mode does that for us.
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    connectable.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
