@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from datetime import date, datetime, time
 from pathlib import Path
 
 from engine.config import SettingsError, get_settings
@@ -39,6 +40,116 @@ def _cmd_import_bars(args: argparse.Namespace) -> int:
     return 0 if report.rows_imported or not report.rows_read else 1
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from engine.db import get_engine, migrate, session_scope
+    from engine.scanning import results_frame, run_scan
+
+    settings = get_settings()
+    migrate(settings.db_url)
+    engine = get_engine(settings.db_url)
+    as_of = date.fromisoformat(args.date) if args.date else None
+    outcome = run_scan(settings, engine, as_of=as_of, max_symbols=args.symbols,
+                       progress=lambda msg: print(msg, file=sys.stderr))
+    run = outcome.run
+    with session_scope(engine) as session:
+        top = results_frame(session, run.id, limit=args.top, signals_first=True)
+    print(format_scan(run, top, outcome.cache_hit))
+    return 0
+
+
+def format_scan(run, top, cache_hit: bool) -> str:  # type: ignore[no-untyped-def]
+    """The scan table: top setups with their levels, then exclusions by reason."""
+    lines = [
+        f"ATR Matrix scan of {run.data_date} ({run.data_source}): {run.n_scanned:,} symbols, "
+        f"{run.n_signals} signals, {run.n_excluded:,} excluded"
+        + (" [cached result]" if cache_hit else f" in {run.load_seconds + run.compute_seconds:.2f}s"),
+        "",
+        f"{'rank':>4} {'symbol':<7} {'zone':<11} {'score':>5} {'close':>9} {'atr%':>5} {'dist':>5} "
+        f"{'stop':>9} {'target1':>9} {'target4':>9} signal",
+    ]
+    for r in top.itertuples():
+        if r.excluded_reason:
+            continue
+        lines.append(
+            f"{r.rank:>4} {r.symbol:<7} {r.zone!s:<11} {r.score:>5.2f} {r.close:>9.2f} {r.atr_pct:>5.1f} "
+            f"{r.atr_distance:>5.2f} {_num(r.stop):>9} {_num(r.target_1):>9} {_num(r.target_4):>9} "
+            f"{'YES' if r.signal else ''}"
+        )
+    lines += ["", "excluded by reason:"]
+    for reason, count in sorted(run.excluded_by_reason.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {reason:<28} {count:>7,}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.2f}"
+
+
+def _cmd_run_day(args: argparse.Namespace) -> int:
+    from engine.bootstrap import last_completed_session
+    from engine.clock import NEW_YORK, ReplayClock
+    from engine.context import build_context
+    from engine.data import calendar
+    from engine.db import migrate
+    from engine.replay import run_days
+
+    settings = get_settings()
+    migrate(settings.db_url)
+    if args.date:
+        start = date.fromisoformat(args.date)
+    else:
+        start = calendar.sessions_back(last_completed_session(), args.days)[0].astype(object)
+    clock = ReplayClock(datetime.combine(start, time(8, 0), NEW_YORK))
+    ctx = build_context(settings, clock=clock)
+    summaries = run_days(ctx, clock, start, args.days, every_minutes=args.cycle_minutes, echo=print,
+                         detail=not args.quiet)
+    last = summaries[-1] if summaries else None
+    if last is not None and last.equity is not None:
+        print(f"final equity ${last.equity:,.2f} = cash ${last.cash:,.2f} + positions ${last.positions_value:,.2f}")
+    return 0
+
+
+def _cmd_bench_scan(args: argparse.Namespace) -> int:
+    from engine.bench.scan import bench_scan
+
+    print(json.dumps(bench_scan(symbols=args.symbols, days=args.days, runs=args.runs)))
+    return 0
+
+
+def _cmd_bench_options(args: argparse.Namespace) -> int:
+    from engine.bench.options import bench_options
+
+    print(json.dumps(bench_options(quotes=args.quotes, runs=args.runs, sample=args.sample)))
+    return 0
+
+
+def _cmd_bench_orders(args: argparse.Namespace) -> int:
+    from engine.bench.orders import bench_orders
+
+    print(json.dumps(bench_orders(orders=args.orders)))
+    return 0
+
+
+def _cmd_chaos(args: argparse.Namespace) -> int:
+    from engine.chaos import ChaosConfig, run_chaos
+
+    result = run_chaos(ChaosConfig(kills=args.kills, sessions=args.sessions, symbols=args.symbols, seed=args.seed),
+                       echo=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, default=str))
+    clean = (result["completed"] and not result["differences"] and not result["broker_book_problems"]
+             and result["duplicate_client_ids_at_broker"] == 0 and result["lost_orders"] == 0
+             and result["stuck_orders"] == 0 and result["entries_filled_twice"] == 0
+             and result["fills_missing_in_engine"] == 0)
+    return 0 if clean else 1
+
+
+def _cmd_bench_data(args: argparse.Namespace) -> int:
+    from engine.bench.data import bench_data
+
+    print(json.dumps(bench_data(symbols=args.symbols, days=args.days)))
+    return 0
+
+
 def _cmd_bench_store(args: argparse.Namespace) -> int:
     from engine.bench.store import bench_store
 
@@ -62,12 +173,54 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--show-errors", type=int, default=20)
     p.set_defaults(handler=_cmd_import_bars)
 
+    p = sub.add_parser("scan", help="run the ATR Matrix scan and print the top setups")
+    p.add_argument("--date", help="data date (YYYY-MM-DD); default: the newest stored session")
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--symbols", type=int, help="scan only the first N tradable symbols")
+    p.set_defaults(handler=_cmd_scan)
+
+    p = sub.add_parser("run-day", help="run whole trading days on the simulated market with a replay clock")
+    p.add_argument("--date", help="first session (YYYY-MM-DD); default: --days sessions before the last one")
+    p.add_argument("--days", type=int, default=1, help="number of sessions in a row")
+    p.add_argument("--cycle-minutes", type=int, default=30, help="minutes between intraday cycles")
+    p.add_argument("--quiet", action="store_true", help="print only one line per day")
+    p.set_defaults(handler=_cmd_run_day)
+
+    p = sub.add_parser("chaos", help="kill paper trading at random order-path failpoints and audit the books")
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--sessions", type=int, default=4, help="sessions to replay (extended while kills are owed)")
+    p.add_argument("--symbols", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(handler=_cmd_chaos)
+
     bench = sub.add_parser("bench", help="benchmarks (print a table, then one JSON line)")
     bsub = bench.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    p = bsub.add_parser("scan", help="indicators + gate + signals over N symbols x D days vs a TA-Lib loop")
+    p.add_argument("--symbols", type=int, default=32_345)
+    p.add_argument("--days", type=int, default=300)
+    p.add_argument("--runs", type=int, default=5)
+    p.set_defaults(handler=_cmd_bench_scan)
+    p = bsub.add_parser("options", help="implied vol and greeks on N simulated quotes vs QuantLib")
+    p.add_argument("--quotes", type=int, default=1_000_000)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--sample", type=int, default=20_000, help="quotes QuantLib prices for the comparison")
+    p.set_defaults(handler=_cmd_bench_options)
+    p = bsub.add_parser("orders", help="signal -> risk gate -> paper broker acknowledgement latency")
+    p.add_argument("--orders", type=int, default=1000)
+    p.set_defaults(handler=_cmd_bench_orders)
+    p = bsub.add_parser("data", help="Massive backfill from a local fake server: time, store size, load, cache")
+    p.add_argument("--symbols", type=int, default=32_345)
+    p.add_argument("--days", type=int, default=300)
+    p.set_defaults(handler=_cmd_bench_data)
     p = bsub.add_parser("store", help="generate N symbols x D days on the simulated market, store and load")
     p.add_argument("--symbols", type=int, default=32_345)
     p.add_argument("--days", type=int, default=300)
     p.set_defaults(handler=_cmd_bench_store)
+    from engine.data.cli_data import add_data_commands
+    from engine.notify.cli import add_notify_commands
+
+    add_data_commands(sub)
+    add_notify_commands(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ setting and the value, so a typo never turns into a silently different risk limi
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from engine.options.selection import OptionParams
+from engine.strategies.atr_matrix import ATRMatrixParams
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_TOML = ROOT / ".streamlit" / "secrets.toml"
@@ -64,63 +68,30 @@ class RiskSettings(BaseModel):
     semi_auto_max_risk_usd: float = Field(500.0, ge=0)  # semi mode: orders risking more wait for approval
 
 
-class StrategySettings(BaseModel):
-    """DESIGN §4 defaults for the ATR Matrix scan."""
+class ExitSettings(BaseModel):
+    """DESIGN §5 premium rules for held options (the ATR rules are in the strategy parameters)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    atr_period: int = Field(14, ge=2, le=100)
-    entry_min_atr_distance: float = 0.0
-    entry_max_atr_distance: float = 4.0
-    min_atr_pct: float = Field(3.0, ge=0)
-    min_range_pos_20: float = Field(50.0, ge=0, le=100)
-    min_close: float = Field(10.0, ge=0)
-    min_dollar_volume_20: float = Field(20_000_000.0, ge=0)
-    min_history_bars: int = Field(200, ge=200)
-    top_n: int = Field(10, ge=1, le=500)
-
-    @model_validator(mode="after")
-    def _zone_is_ordered(self) -> StrategySettings:
-        if self.entry_min_atr_distance > self.entry_max_atr_distance:
-            raise ValueError(
-                f"entry_min_atr_distance ({self.entry_min_atr_distance}) must not exceed "
-                f"entry_max_atr_distance ({self.entry_max_atr_distance})"
-            )
-        return self
-
-
-class OptionSettings(BaseModel):
-    """DESIGN §5 contract filters."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_dte: int = Field(21, ge=1)
-    max_dte: int = Field(60, ge=1)
-    target_dte_low: int = Field(30, ge=1)
-    target_dte_high: int = Field(45, ge=1)
-    long_delta_min: float = Field(0.55, gt=0, lt=1)
-    long_delta_max: float = Field(0.70, gt=0, lt=1)
-    long_delta_target: float = Field(0.60, gt=0, lt=1)
-    short_delta_min: float = Field(0.20, gt=0, lt=1)
-    short_delta_max: float = Field(0.35, gt=0, lt=1)
-    min_open_interest: int = Field(500, ge=0)
-    min_volume: int = Field(50, ge=0)
-    max_spread_pct_of_mid: float = Field(10.0, gt=0, le=100)
-    debit_spread_iv_rank: float = Field(50.0, ge=0, le=100)
-    credit_spread_iv_rank: float = Field(70.0, ge=0, le=100)
     premium_stop_pct: float = Field(50.0, gt=0, le=100)
-    close_at_dte: int = Field(7, ge=0)
+    close_at_dte: int = Field(7, ge=0, le=60)
 
-    @model_validator(mode="after")
-    def _ranges_are_ordered(self) -> OptionSettings:
-        if self.min_dte > self.max_dte:
-            raise ValueError(f"min_dte ({self.min_dte}) must not exceed max_dte ({self.max_dte})")
-        if not self.long_delta_min <= self.long_delta_target <= self.long_delta_max:
-            raise ValueError(
-                f"long_delta_target ({self.long_delta_target}) must lie in "
-                f"[{self.long_delta_min}, {self.long_delta_max}]"
-            )
-        return self
+
+class FeeSettings(BaseModel):
+    """What the paper broker charges (and what sizing assumes): DESIGN §9 defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    commission_open_per_contract: Decimal = Field(Decimal("1.00"), ge=0)
+    commission_close_per_contract: Decimal = Field(Decimal("0.00"), ge=0)
+    commission_cap_per_leg: Decimal = Field(Decimal("10.00"), ge=0)
+    fee_per_contract: Decimal = Field(Decimal("0.10"), ge=0)
+    slippage_frac_of_half_spread: float = Field(0.25, ge=0, le=1)
+
+    @property
+    def open_cost_per_contract_leg(self) -> Decimal:
+        """Upper bound per contract and leg used for sizing (ignores the per-leg cap)."""
+        return self.commission_open_per_contract + self.fee_per_contract
 
 
 class _SecretsTomlSource(PydanticBaseSettingsSource):
@@ -166,8 +137,14 @@ class Settings(BaseSettings):
     starting_cash: float = Field(100_000.0, gt=0)
 
     risk: RiskSettings = RiskSettings()
-    strategy: StrategySettings = StrategySettings()
-    options: OptionSettings = OptionSettings()
+    # DESIGN §4: every ATR Matrix threshold, e.g. QM_STRATEGY__MIN_ATR_PCT=2.5
+    strategy: ATRMatrixParams = ATRMatrixParams()
+    scan_top_n: int = Field(10, ge=1, le=500, description="signals turned into option candidates each day")
+    # DESIGN §5 contract filters, e.g. QM_OPTIONS__MIN_OPEN_INTEREST=1000
+    options: OptionParams = OptionParams()
+    exits: ExitSettings = ExitSettings()
+    fees: FeeSettings = FeeSettings()
+    risk_free_rate: float = Field(0.04, ge=-0.05, le=0.25, description="continuous rate for our own BSM numbers")
 
     # Secrets: never logged, stored or shown; pydantic masks them in repr.
     massive_api_key: SecretStr | None = None

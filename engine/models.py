@@ -218,6 +218,10 @@ class Order(SQLModel, table=True):
     filled_quantity: int = 0
     avg_fill_price: Decimal | None = _money_opt()
     max_loss: Decimal = _money()
+    risk_per_unit: Decimal = _money()  # max loss + opening fees per unit: pending risk while unfilled
+    # Per-unit economics the risk gate needs, fixed when the order is built (and by an override):
+    # max_loss_per_unit, buying_power_per_unit, fees_per_unit, delta_dollars_per_unit, sector, multiplier.
+    economics: dict = _json()
     reason: str = ""
     risk_decision: dict = _json()
     created_at: datetime = _ts()
@@ -246,6 +250,7 @@ class Fill(SQLModel, table=True):
     instrument: str = Field(max_length=32)  # stock symbol or OCC option symbol
     side: str  # buy | sell
     quantity: int
+    multiplier: int = 100  # 100 for options, 1 for stock
     price: Decimal = _money()
     commission: Decimal = _money()
     fees: Decimal = _money()
@@ -274,6 +279,7 @@ class Position(SQLModel, table=True):
     realized_pnl: Decimal = _money()
     unrealized_pnl: Decimal = _money()
     greeks: dict = _json()
+    delta_dollars: float = 0.0  # |net delta| x underlying price, for sector exposure (set by marks)
     status: str = Field(default="open", max_length=16, index=True)
     opened_at: datetime = _ts()
     closed_at: datetime | None = _ts_opt()

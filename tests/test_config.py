@@ -16,8 +16,12 @@ def test_defaults_are_paper_auto_sim_with_design_risk_limits() -> None:
     assert (s.risk.risk_per_trade_pct, s.risk.max_symbol_risk_pct, s.risk.max_heat_pct) == (1.0, 5.0, 10.0)
     assert (s.risk.max_open_positions, s.risk.max_sector_exposure_pct, s.risk.daily_loss_limit_pct) == (10, 30.0, 3.0)
     # DESIGN §4 / §5
-    assert (s.strategy.min_atr_pct, s.strategy.min_close, s.strategy.min_dollar_volume_20) == (3.0, 10.0, 20e6)
-    assert (s.options.min_dte, s.options.max_dte, s.options.min_open_interest) == (21, 60, 500)
+    assert (s.strategy.min_atr_pct, s.strategy.min_close, s.strategy.min_dollar_volume) == (3.0, 10.0, 20e6)
+    assert (s.strategy.entry_min_distance, s.strategy.entry_max_distance, s.strategy.atr_period) == (0.0, 4.0, 14)
+    opts = s.options
+    assert (opts.dte_min, opts.dte_max, opts.min_open_interest, opts.max_spread_pct) == (21, 60, 500, 10.0)
+    assert (s.options.long_delta_min, s.options.long_delta_target, s.options.long_delta_max) == (0.55, 0.60, 0.70)
+    assert (s.exits.premium_stop_pct, s.exits.close_at_dte) == (50.0, 7)
     assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("quantmatrix.db")
 
 
@@ -60,9 +64,15 @@ def test_live_trading_needs_explicit_opt_in_and_a_real_broker(monkeypatch: pytes
     assert load_settings().trading_mode is TradingMode.live
 
 
+def test_inconsistent_option_filters_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QM_OPTIONS__DTE_MIN", "90")
+    with pytest.raises(SettingsError, match="options"):
+        load_settings()
+
+
 def test_inconsistent_strategy_zone_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QM_STRATEGY__ENTRY_MIN_ATR_DISTANCE", "5")
-    with pytest.raises(SettingsError, match="entry_min_atr_distance"):
+    monkeypatch.setenv("QM_STRATEGY__ENTRY_MIN_DISTANCE", "5")
+    with pytest.raises(SettingsError, match="strategy"):
         load_settings()
 
 

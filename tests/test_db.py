@@ -99,6 +99,7 @@ def test_two_processes_write_sqlite_concurrently(sqlite_url: str) -> None:
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
+        assert "done" in out
         assert p.returncode == 0, err
         assert "locked" not in err
     engine = make_engine(sqlite_url)

@@ -50,11 +50,21 @@ class BarStore:
         table = _as_table(bars)
         if table.num_rows == 0:
             return 0
-        months = pc.strftime(pc.cast(table["date"], pa.timestamp("s")), format="%Y-%m")
-        for month in pc.unique(months).to_pylist():
-            part = table.filter(pc.equal(months, month))
-            self._merge_month(month, part)
+        months = table["date"].to_numpy().astype("datetime64[M]")
+        for month in np.unique(months):
+            part = table.filter(pa.array(months == month)) if len(np.unique(months)) > 1 else table
+            self._merge_month(str(month), part)
         return table.num_rows
+
+    def write_panel(self, panel: Panel) -> int:
+        """Write every bar of a dense panel, one month at a time (keeps memory to one month's rows)."""
+        months = panel.dates.astype("datetime64[M]")
+        written = 0
+        for month in np.unique(months):
+            rows = np.flatnonzero(months == month)
+            part = Panel(panel.dates[rows], panel.symbols, *(getattr(panel, f)[rows] for f in FIELDS))
+            written += self.write(panel_to_table(part))
+        return written
 
     def _merge_month(self, month: str, new: pa.Table) -> None:
         path = self._month_path(month)
@@ -66,7 +76,7 @@ class BarStore:
                            keys=["date", "symbol"], join_type="left outer")
             old = old.filter(pc.is_null(old["_new"])).drop_columns(["_new"]).select(COLUMNS)
             new = pa.concat_tables([old.cast(SCHEMA), new])
-        new = new.sort_by([("date", "ascending"), ("symbol", "ascending")])
+            new = new.sort_by([("date", "ascending"), ("symbol", "ascending")])
         _atomic_write(new, path)
 
     def delete_symbols(self, symbols: Iterable[str]) -> int:
@@ -116,8 +126,7 @@ class BarStore:
             pq.read_table(f, filters=filters or None, read_dictionary=["symbol"], use_threads=True)
             for f in files
         ]
-        table = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
-        return _to_panel(table, dtype, list(symbols) if symbols is not None else None)
+        return _to_panel(tables, dtype, list(symbols) if symbols is not None else None)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self._month_files())
@@ -141,41 +150,54 @@ def _as_table(bars: pd.DataFrame | pa.Table) -> pa.Table:
         table = pa.Table.from_pandas(df, preserve_index=False)
     else:
         table = bars.select(COLUMNS)
-    table = table.cast(SCHEMA)
-    keys = pa.Table.from_arrays([table["date"], table["symbol"]], names=["d", "s"])
-    if keys.group_by(["d", "s"]).aggregate([]).num_rows != table.num_rows:
+    table = table.cast(SCHEMA).sort_by([("date", "ascending"), ("symbol", "ascending")])
+    d = table["date"].to_numpy()
+    sym = table["symbol"].to_numpy(zero_copy_only=False)
+    if len(d) > 1 and np.any((d[1:] == d[:-1]) & (sym[1:] == sym[:-1])):
         raise ValueError("bars contain the same (date, symbol) more than once")
     return table
 
 
-def _to_panel(table: pa.Table, dtype: type | np.dtype, symbol_order: list[str] | None) -> Panel:
-    dates_col = table["date"].to_numpy().astype("datetime64[D]")
-    sym_dict = table["symbol"].chunk(0) if table["symbol"].num_chunks == 1 else table["symbol"].combine_chunks()
-    if not pa.types.is_dictionary(sym_dict.type):
-        sym_dict = pc.dictionary_encode(sym_dict)
-    codes = sym_dict.indices.to_numpy(zero_copy_only=False)
-    names = np.asarray(sym_dict.dictionary.to_pylist(), dtype=object)
+def _to_panel(tables: list[pa.Table], dtype: type | np.dtype, symbol_order: list[str] | None) -> Panel:
+    """Scatter long (date, symbol) rows into dense (days x symbols) arrays, one file at a time.
+
+    Each file keeps its own symbol dictionary; mapping each dictionary to the global columns with a
+    hash lookup is far cheaper than unifying dictionaries across files first."""
+    chunks = []  # (dates as int days, dictionary values, codes) per record batch
+    for table in tables:
+        for batch in table.combine_chunks().to_batches():
+            col = batch.column(batch.schema.get_field_index("symbol"))
+            if not pa.types.is_dictionary(col.type):
+                col = pc.dictionary_encode(col)
+            chunks.append((batch, col.dictionary, col.indices.to_numpy(zero_copy_only=False)))
     if symbol_order is None:
-        # Only symbols with a bar in range become columns (the dictionary may hold others), sorted.
-        present = np.unique(codes)
-        order = present[np.argsort(names[present], kind="stable")]
-        symbols = names[order]
-        col_of_code = np.full(len(names), -1, np.int64)
-        col_of_code[order] = np.arange(len(order))
+        present = [d.take(pa.array(np.unique(c))) for _, d, c in chunks if len(c)]
+        names = pc.unique(pa.concat_arrays(present)) if present else pa.array([], pa.string())
+        symbols = np.sort(np.asarray(names.to_pylist(), dtype=object))
     else:
         symbols = np.asarray(symbol_order, dtype=object)
-        position = {s: i for i, s in enumerate(symbol_order)}
-        # The dictionary may name symbols the filter removed; their codes never occur in the rows.
-        col_of_code = np.fromiter((position.get(s, -1) for s in names), np.int64, count=len(names))
-    dates, row = np.unique(dates_col, return_inverse=True)
-    col = col_of_code[codes]
+    value_set = pa.array(list(symbols), pa.string())
+    day_parts = [b.column(b.schema.get_field_index("date")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+                 for b, _, _ in chunks]
+    dates = np.unique(np.concatenate(day_parts)) if day_parts else np.array([], "datetime64[D]")
     shape = (len(dates), len(symbols))
-    arrays = []
-    for field in FIELDS:
-        dense = np.full(shape, np.nan, dtype=dtype)
-        dense[row, col] = table[field].to_numpy()
-        arrays.append(dense)
-    return Panel(dates, symbols, *arrays)
+    arrays = {f: np.full(shape, np.nan, dtype=dtype) for f in FIELDS}
+    flat_views = {f: a.reshape(-1) for f, a in arrays.items()}
+    for (batch, dictionary, codes), days in zip(chunks, day_parts, strict=True):
+        if not len(codes):
+            continue
+        col_of_code = pc.index_in(dictionary, value_set=value_set).to_numpy(zero_copy_only=False)
+        cols = col_of_code[codes]
+        keep = ~np.isnan(cols) if cols.dtype.kind == "f" else None
+        rows = np.searchsorted(dates, days)
+        flat = rows.astype(np.int64) * len(symbols)
+        if keep is not None:  # symbols outside symbol_order (dictionary entries filtered away)
+            flat, cols = flat[keep], cols[keep]
+        flat += cols.astype(np.int64)
+        for f in FIELDS:
+            values = batch.column(batch.schema.get_field_index(f)).to_numpy(zero_copy_only=False)
+            flat_views[f][flat] = values if keep is None else values[keep]
+    return Panel(dates, symbols, *(arrays[f] for f in FIELDS))
 
 
 def _clip(dates: np.ndarray, start: date | None, end: date | None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 01:40:23.201166
+Create Date: 2026-11-24 02:08:52.145695
 """
 from __future__ import annotations
 
@@ -364,6 +364,7 @@ def upgrade() -> None:
     sa.Column('realized_pnl', sa.Numeric(precision=18, scale=6), nullable=False),
     sa.Column('unrealized_pnl', sa.Numeric(precision=18, scale=6), nullable=False),
     sa.Column('greeks', sa.JSON(), nullable=False),
+    sa.Column('delta_dollars', sa.Float(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
@@ -397,6 +398,8 @@ def upgrade() -> None:
     sa.Column('filled_quantity', sa.Integer(), nullable=False),
     sa.Column('avg_fill_price', sa.Numeric(precision=18, scale=6), nullable=True),
     sa.Column('max_loss', sa.Numeric(precision=18, scale=6), nullable=False),
+    sa.Column('risk_per_unit', sa.Numeric(precision=18, scale=6), nullable=False),
+    sa.Column('economics', sa.JSON(), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('risk_decision', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -418,6 +421,7 @@ def upgrade() -> None:
     sa.Column('instrument', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('side', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('multiplier', sa.Integer(), nullable=False),
     sa.Column('price', sa.Numeric(precision=18, scale=6), nullable=False),
     sa.Column('commission', sa.Numeric(precision=18, scale=6), nullable=False),
     sa.Column('fees', sa.Numeric(precision=18, scale=6), nullable=False),

@@ -1,0 +1,56 @@
+"""Everything a pipeline step needs, built once per process from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from engine.clock import Clock, SystemClock
+from engine.config import BrokerName, Settings
+from engine.data.ports import MarketData
+from engine.execution.ports import Broker
+
+
+@dataclass
+class EngineContext:
+    settings: Settings
+    db: Engine
+    market: MarketData
+    broker: Broker
+    clock: Clock
+
+    @property
+    def now(self):  # type: ignore[no-untyped-def]
+        return self.clock.now()
+
+
+def build_context(settings: Settings, clock: Clock | None = None, paper_db: Path | None = None) -> EngineContext:
+    from engine.data.sources import get_market_data
+    from engine.db import get_engine
+
+    clock = clock or SystemClock()
+    market = get_market_data(settings)
+    return EngineContext(settings, get_engine(settings.db_url), market, _broker(settings, market, clock, paper_db),
+                         clock)
+
+
+def _broker(settings: Settings, market: MarketData, clock: Clock, paper_db: Path | None) -> Broker:
+    if settings.broker is BrokerName.paper:
+        from engine.execution.brokers.paper import PaperBroker, PaperConfig
+        from engine.execution.brokers.quotes import SimQuoteSource
+
+        path = paper_db or settings.data_dir / "paper_broker.db"
+        fees = settings.fees
+        config = PaperConfig(
+            starting_cash=Decimal(str(settings.starting_cash)),
+            slippage_frac_of_half_spread=Decimal(str(fees.slippage_frac_of_half_spread)),
+            option_commission_open=fees.commission_open_per_contract,
+            option_commission_close=fees.commission_close_per_contract,
+            option_commission_cap_per_leg=fees.commission_cap_per_leg,
+            option_fee_per_contract=fees.fee_per_contract,
+        )
+        return PaperBroker(path, SimQuoteSource(market), clock.now, config)
+    raise NotImplementedError(f"broker {settings.broker.value} is not available in this build yet")

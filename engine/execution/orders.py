@@ -1,0 +1,119 @@
+"""The order lifecycle as an explicit state machine, with an append-only event table.
+
+proposed -> approved -> submitting -> submitted -> partially_filled -> filled
+                                                  \\-> cancelled | rejected | expired
+``submitting`` is the crash-only step: it is committed *before* the broker is called, so after a crash
+the engine knows which orders may have reached the broker and asks it by client order id before doing
+anything else. Every transition is a row in ``orderevent`` with a timestamp, a reason and an actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import Session, select
+
+from engine.execution.ports import Leg
+from engine.models import Order, OrderEvent
+
+
+class OrderStatus(StrEnum):
+    proposed = "proposed"  # created, waiting for approval (manual/semi) or the automatic route
+    approved = "approved"  # cleared to go to the broker (the gate runs again right before sending)
+    submitting = "submitting"  # committed before the broker call: fate unknown until the broker answers
+    submitted = "submitted"  # the broker accepted it, nothing filled yet
+    partially_filled = "partially_filled"
+    filled = "filled"
+    cancelled = "cancelled"
+    rejected = "rejected"
+    expired = "expired"
+
+
+TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
+LIVE_AT_BROKER = frozenset({OrderStatus.submitting, OrderStatus.submitted, OrderStatus.partially_filled})
+
+_AFTER_SEND = {OrderStatus.submitted, OrderStatus.partially_filled, OrderStatus.filled, OrderStatus.cancelled,
+               OrderStatus.rejected, OrderStatus.expired}
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.proposed: frozenset({OrderStatus.approved, OrderStatus.rejected, OrderStatus.cancelled,
+                                     OrderStatus.expired}),
+    OrderStatus.approved: frozenset({OrderStatus.submitting, OrderStatus.rejected, OrderStatus.cancelled,
+                                     OrderStatus.expired}),
+    # back to approved: reconciliation learnt that the broker never received it
+    OrderStatus.submitting: frozenset(_AFTER_SEND | {OrderStatus.approved}),
+    OrderStatus.submitted: frozenset(_AFTER_SEND - {OrderStatus.submitted}),
+    OrderStatus.partially_filled: frozenset({OrderStatus.partially_filled, OrderStatus.filled,
+                                             OrderStatus.cancelled, OrderStatus.expired}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def client_order_id(strategy: str, signal_key: str, structure: str, legs: Iterable[Leg], attempt: int) -> str:
+    """Deterministic id from what the order *is*: the same decision always maps to the same id, so a
+    restarted engine recognises its own orders at the broker and never sends one twice."""
+    canonical = json.dumps(
+        {"strategy": strategy, "signal": signal_key, "structure": structure,
+         "legs": sorted(f"{leg.side.value}:{leg.ratio}:{leg.instrument}" for leg in legs)},
+        sort_keys=True, separators=(",", ":"),
+    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    return f"qm-{digest}-{attempt}"
+
+
+def status_of(order: Order) -> OrderStatus:
+    return OrderStatus(order.status)
+
+
+def transition(session: Session, order: Order, to: OrderStatus, reason: str, actor: str = "engine",
+               data: dict[str, Any] | None = None, now: datetime | None = None) -> OrderEvent:
+    """Move ``order`` to ``to`` and append the event; raises IllegalTransition for any other move."""
+    current = status_of(order)
+    if to not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(f"order {order.client_order_id}: {current.value} -> {to.value} is not allowed")
+    at = now or datetime.now(timezone.utc)
+    event = OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=current.value,
+                       to_status=to.value, reason=reason, actor=actor, data=data or {}, at=at)
+    order.status = to.value
+    order.updated_at = at
+    session.add(order)
+    session.add(event)
+    return event
+
+
+def record_created(session: Session, order: Order, reason: str, actor: str = "engine",
+                   now: datetime | None = None) -> OrderEvent:
+    event = OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=None,
+                       to_status=order.status, reason=reason, actor=actor, at=now or datetime.now(timezone.utc))
+    session.add(event)
+    return event
+
+
+def legs_of(order: Order) -> tuple[Leg, ...]:
+    return tuple(Leg.from_dict(d) for d in order.legs)
+
+
+def find(session: Session, client_id: str) -> Order | None:
+    return session.exec(select(Order).where(Order.client_order_id == client_id)).first()
+
+
+def open_orders(session: Session, statuses: Iterable[OrderStatus]) -> list[Order]:
+    wanted = [s.value for s in statuses]
+    return list(session.exec(select(Order).where(Order.status.in_(wanted)).order_by(Order.id)).all())
+
+
+def history(session: Session, order: Order) -> list[OrderEvent]:
+    return list(session.exec(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id)))
+
+
+def money(value: float | Decimal | str) -> Decimal:
+    """Cents, rounded half-even: the only way prices enter an order."""
+    return Decimal(str(value)).quantize(Decimal("0.01"))

@@ -1,0 +1,161 @@
+"""From a scan's signals to stored option candidates and sized entry orders.
+
+build_candidates: for each signal, read the chain, add our own greeks, compute IV rank from the stored
+ATM IV history, let ``select_candidates`` pick the structures, and store every one (the first is the
+chosen one) with the rejected contracts and their reasons.
+entry_spec: turn the chosen structure into an order spec sized by the risk gate's sizing rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlmodel import Session, select
+
+from engine.clock import new_york
+from engine.config import Settings
+from engine.data.ports import MarketData
+from engine.execution import orders as om
+from engine.execution.ports import AssetType, Leg, Side
+from engine.execution.service import OrderSpec
+from engine.models import IvHistory, OptionCandidate, Signal
+from engine.options.chain import enrich
+from engine.options.ivrank import iv_rank
+from engine.options.selection import select_candidates
+from engine.options.structures import Structure
+from engine.risk import Intent, PortfolioRisk, risk_rooms, size_for_risk
+
+IV_WINDOW_DAYS = 380  # calendar days of ATM IV kept for a 252-session rank
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    signal_id: int
+    symbol: str
+    candidate_id: int | None
+    structure: Structure | None
+    note: str
+
+
+def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -> pd.Series:
+    """The stored daily ATM IV series up to ``as_of``, topped up from the source when it can say."""
+    start = as_of - timedelta(days=IV_WINDOW_DAYS)
+    rows = session.exec(select(IvHistory).where(IvHistory.symbol == symbol, IvHistory.trade_date >= start,
+                                                IvHistory.trade_date <= as_of)).all()
+    have = {r.trade_date for r in rows}
+    series_fn = getattr(market, "atm_iv_series", None)
+    if series_fn is not None and (not rows or max(have) < as_of):
+        fresh = series_fn(symbol, start, as_of)
+        for day, iv in fresh.items():
+            d = pd.Timestamp(day).date()
+            if d not in have and math.isfinite(float(iv)):
+                session.add(IvHistory(symbol=symbol, trade_date=d, atm_iv=float(iv), source=market.name))
+                have.add(d)
+        session.flush()
+        rows = session.exec(select(IvHistory).where(IvHistory.symbol == symbol, IvHistory.trade_date >= start,
+                                                    IvHistory.trade_date <= as_of)).all()
+    return pd.Series({r.trade_date: r.atm_iv for r in rows}, dtype="float64").sort_index()
+
+
+def build_candidates(session: Session, market: MarketData, settings: Settings, signal: Signal,
+                     now: datetime) -> CandidateOutcome:
+    chain = market.option_chain(signal.symbol, now)
+    if chain.empty:
+        return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
+    chain = enrich(chain, r=settings.risk_free_rate)
+    rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date()))
+    rank_or_none = None if math.isnan(rank) else rank
+    view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
+            "targets": signal.targets, "zone": signal.zone}
+    selection = select_candidates(view, chain, settings.options, iv_rank=rank_or_none)
+    rejected = selection.rejected.to_dict("records")
+    first_id = None
+    for i, structure in enumerate(selection.structures):
+        cand = OptionCandidate(
+            signal_id=signal.id, symbol=signal.symbol, structure=structure.kind, chosen=i == 0,
+            legs=[_leg_record(leg) for leg in structure.legs],
+            net_mid=float(structure.net_price("mid")), net_natural=float(structure.net_price("natural")),
+            max_loss=float(structure.max_loss_per_contract("natural")),
+            max_profit=_finite_or_none(structure.max_profit_per_contract("natural")),
+            breakevens=[float(b) for b in structure.breakevens("mid")],
+            greeks=structure.net_greeks(per_contract=True) | {"underlying_price": structure.underlying_price},
+            iv_rank=rank_or_none,
+            reasons={"notes": list(selection.notes) + list(structure.notes), "zone": signal.zone,
+                     "iv_rank": rank_or_none},
+            rejected=rejected if i == 0 else [],
+            created_at=now,
+        )
+        session.add(cand)
+        session.flush()
+        first_id = first_id or cand.id
+    signal.status = "candidates_built" if selection.structures else "no_candidate"
+    session.add(signal)
+    note = "; ".join(selection.notes) or ("chosen " + selection.chosen.kind if selection.chosen else "none chosen")
+    return CandidateOutcome(signal.id, signal.symbol, first_id, selection.chosen, note)
+
+
+def _leg_record(leg: Any) -> dict[str, Any]:
+    strike = None if leg.strike is None else float(leg.strike)
+    return {"occ_symbol": leg.occ_symbol, "right": leg.right, "strike": strike,
+            "expiry": None if leg.expiry is None else leg.expiry.isoformat(), "qty": leg.qty, "bid": float(leg.bid),
+            "ask": float(leg.ask), "iv": leg.iv, "delta": leg.delta, "gamma": leg.gamma, "theta": leg.theta,
+            "vega": leg.vega, "dte": leg.dte}
+
+
+def _finite_or_none(x: Decimal) -> float | None:
+    return None if x.is_infinite() else float(x)
+
+
+def order_legs(structure: Structure) -> tuple[Leg, ...]:
+    out = []
+    for leg in structure.legs:
+        if leg.right == "S":
+            out.append(Leg(leg.occ_symbol, Side.buy if leg.qty > 0 else Side.sell, abs(leg.qty) * 100,
+                           AssetType.stock, structure.underlying))
+        else:
+            out.append(Leg(leg.occ_symbol, Side.buy if leg.qty > 0 else Side.sell, abs(leg.qty), AssetType.option,
+                           structure.underlying, leg.right, leg.strike, leg.expiry))
+    return tuple(out)
+
+
+def entry_limit(structure: Structure) -> Decimal:
+    """Half-way between mid and natural, to the cent: marketable at our paper slippage, fair in real life."""
+    return om.money((structure.net_price("mid") + structure.net_price("natural")) / 2)
+
+
+def entry_spec(signal: Signal, candidate_id: int, structure: Structure, sector: str, settings: Settings,
+               portfolio: PortfolioRisk, fees_per_contract_leg: Decimal) -> tuple[OrderSpec | None, str]:
+    limit = entry_limit(structure)
+    legs = order_legs(structure)
+    option_legs = sum(1 for leg in legs if leg.asset is AssetType.option)
+    fees = fees_per_contract_leg * option_legs
+    if limit > 0:  # debit: the most we can lose is what we pay
+        max_loss = limit * 100
+        buying_power = max_loss
+    else:  # credit: width minus the credit
+        natural_loss = structure.max_loss_per_contract("natural")
+        max_loss = natural_loss - (structure.net_price("natural") - limit) * 100
+        buying_power = max_loss
+    if max_loss <= 0 or max_loss.is_infinite():
+        return None, f"max loss {max_loss} per contract cannot be sized"
+    qty = size_for_risk(max_loss, fees, portfolio, settings.risk, signal.symbol)
+    if qty < 1:
+        rule, room = min(risk_rooms(portfolio, settings.risk, signal.symbol).items(), key=lambda kv: kv[1])
+        return None, f"one contract risks ${max_loss + fees:,.2f}; {rule} leaves ${max(room, Decimal(0)):,.2f}"
+    spot = structure.underlying_price if math.isfinite(structure.underlying_price) else signal.entry_price
+    delta_dollars = abs(structure.net_greeks(per_contract=True)["delta"]) * spot
+    spec = OrderSpec(
+        strategy=signal.strategy, signal_key=f"signal:{signal.id}", underlying=signal.symbol, sector=sector,
+        structure=structure.kind, intent=Intent.open, legs=legs, quantity=qty, limit_price=limit,
+        max_loss_per_unit=max_loss, buying_power_per_unit=buying_power, fees_per_unit=fees,
+        delta_dollars_per_unit=delta_dollars if math.isfinite(delta_dollars) else 0.0,
+        reason=(f"{signal.strategy} entry: score {signal.score:.2f}, zone {signal.zone}, "
+                f"close {signal.entry_price:.2f}, ATR {signal.atr:.2f}, stop {signal.stop:.2f}; "
+                f"{structure.kind} x{qty} at {limit}"),
+        signal_id=signal.id, candidate_id=candidate_id)
+    return spec, "ok"

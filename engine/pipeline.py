@@ -1,0 +1,356 @@
+"""The steps of the trading day. The scheduler, the console and `python -m engine run-day` call these.
+
+run_premarket   scan -> option candidates -> sized orders through the approval route
+execute_orders  reconcile, then gate and send approved orders; let the venue match
+manage_positions marks, stop/target/time rules -> exit orders through the gate
+run_postmarket  reconcile, day-order expiry, expiry settlement, marks, account snapshot, daily P&L
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from sqlmodel import Session, select
+
+from engine import indicators as ind
+from engine import scanning
+from engine.clock import new_york
+from engine.context import EngineContext
+from engine.data import calendar
+from engine.data.sources import bar_store, fill_bar_store
+from engine.data.universe import sectors as sectors_of
+from engine.db import session_scope
+from engine.execution import orders as om
+from engine.execution import service
+from engine.execution.ports import AssetType, BrokerUnavailable, Leg
+from engine.execution.reconcile import engine_cash, reconcile
+from engine.models import AccountSnapshot, Order, Position, Signal
+from engine.options import candidates
+from engine.portfolio import manager
+from engine.portfolio.accounting import cents, net_price
+from engine.portfolio.exposure import portfolio_risk
+from engine.portfolio.marks import leg_quotes, mark_all, positions_value
+from engine.risk import Intent
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SimulatedVenue(Protocol):
+    """Duties a real exchange does by itself; the paper venue needs the engine's clock to do them."""
+
+    def process(self, now: datetime | None = None) -> Any: ...
+
+    def expire_day_orders(self, now: datetime) -> Any: ...
+
+    def settle_expiries(self, day: date) -> Any: ...
+
+
+@dataclass
+class StepReport:
+    step: str
+    at: datetime
+    lines: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+def refresh_bars(ctx: EngineContext, through: date) -> int:
+    """Make the bar store hold every session up to ``through`` (never beyond: no look-ahead)."""
+    store = bar_store(ctx.settings)
+    stored = store.stored_dates()
+    start = stored[-1].astype(object) if len(stored) else calendar.sessions_back(through, 420)[0].astype(object)
+    return fill_bar_store(ctx.market, store, start, through)
+
+
+# --- pre-market ---------------------------------------------------------------------------------------
+
+
+def run_premarket(ctx: EngineContext) -> StepReport:
+    """Refresh bars, scan, build option candidates for the top signals, size and route entry orders."""
+    now = ctx.now
+    today = new_york(now).date()
+    report = StepReport("run_premarket", now)
+    as_of = calendar.previous_session(today)
+    stored = refresh_bars(ctx, as_of)
+    report.count("sessions_stored", stored)
+    outcome = scanning.run_scan(ctx.settings, ctx.db, as_of=as_of)
+    run = outcome.run
+    report.add(f"scan {run.data_date}: {run.n_scanned:,} symbols, {run.n_signals} signals"
+               + (" (cached)" if outcome.cache_hit else ""))
+    report.count("signals", run.n_signals)
+    with session_scope(ctx.db) as session:
+        signals = session.exec(select(Signal).where(Signal.data_date == run.data_date, Signal.status == "new",
+                                                    Signal.strategy == scanning.STRATEGY)
+                               .order_by(Signal.score.desc(), Signal.id).limit(ctx.settings.scan_top_n)).all()
+        signal_ids = [s.id for s in signals]
+    for signal_id in signal_ids:
+        _candidate_and_order(ctx, signal_id, now, report)
+    return report
+
+
+def _already_engaged(session: Session, symbol: str) -> str | None:
+    """A symbol with an open position or a live entry order gets no second entry from a new signal."""
+    if session.exec(select(Position).where(Position.symbol == symbol, Position.status == "open")).first():
+        return "already held"
+    live = [s.value for s in (om.OrderStatus.proposed, om.OrderStatus.approved, om.OrderStatus.submitting,
+                              om.OrderStatus.submitted, om.OrderStatus.partially_filled)]
+    if session.exec(select(Order).where(Order.symbol == symbol, Order.intent == "open",
+                                        Order.status.in_(live))).first():
+        return "an entry order is already working"
+    return None
+
+
+def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, report: StepReport) -> None:
+    with session_scope(ctx.db) as session:
+        signal = session.get(Signal, signal_id)
+        assert signal is not None
+        engaged = _already_engaged(session, signal.symbol)
+        if engaged:
+            signal.status = "skipped"
+            session.add(signal)
+            report.add(f"{signal.symbol}: signal skipped ({engaged})")
+            return
+        outcome = candidates.build_candidates(session, ctx.market, ctx.settings, signal, now)
+        if outcome.structure is None or outcome.candidate_id is None:
+            report.add(f"{signal.symbol}: no option candidate ({outcome.note})")
+            return
+        try:
+            portfolio = portfolio_risk(session, ctx.broker, ctx.settings, now)
+        except BrokerUnavailable as exc:
+            report.add(f"{signal.symbol}: broker unavailable for sizing ({exc}); candidate kept, no order")
+            return
+        sector = sectors_of(session).get(signal.symbol, "")
+        spec, why = candidates.entry_spec(signal, outcome.candidate_id, outcome.structure, sector, ctx.settings,
+                                          portfolio, ctx.settings.fees.open_cost_per_contract_leg)
+        if spec is None:
+            report.add(f"{signal.symbol}: {outcome.structure.kind} not ordered: {why}")
+            signal.status = "skipped"
+            session.add(signal)
+            return
+        order = service.propose(session, spec, ctx.settings, now)
+        signal.status = "ordered"
+        session.add(signal)
+        report.add(f"{signal.symbol}: {spec.structure} x{spec.quantity} limit {spec.limit_price} -> "
+                   f"{order.client_order_id} {order.status}")
+        report.count("entry_orders")
+
+
+# --- market hours -------------------------------------------------------------------------------------
+
+
+def execute_orders(ctx: EngineContext) -> StepReport:
+    now = ctx.now
+    report = StepReport("execute_orders", now)
+    _venue_tick(ctx, now)
+    run = reconcile(ctx.db, ctx.broker, Decimal(str(ctx.settings.starting_cash)), now)
+    if run.differences:
+        report.add(f"reconciliation: {len(run.differences)} differences")
+    result = service.submit_approved(ctx.db, ctx.settings, ctx.broker, now)
+    _venue_tick(ctx, now)
+    report.count("submitted", len(result.submitted))
+    for cid, why in result.rejected.items():
+        report.add(f"rejected {cid}: {why}")
+        report.count("rejected")
+    report.count("in_flight", len(result.in_flight))
+    report.count("fills", result.fills)
+    return report
+
+
+def _venue_tick(ctx: EngineContext, now: datetime) -> None:
+    if isinstance(ctx.broker, SimulatedVenue):
+        ctx.broker.process(now)
+
+
+def manage_positions(ctx: EngineContext) -> StepReport:
+    """Apply DESIGN §4-§5 to every open position; exits become orders through the gate."""
+    now = ctx.now
+    today = new_york(now).date()
+    report = StepReport("manage_positions", now)
+    with session_scope(ctx.db) as session:
+        failed = mark_all(session, ctx.market, now)
+        for symbol in failed:
+            report.add(f"could not mark {symbol}: kept its last mark")
+        positions = list(session.exec(select(Position).where(Position.status == "open")).all())
+        daily = _daily_levels(ctx, sorted({p.symbol for p in positions}), today)
+        for pos in positions:
+            _manage_one(ctx, session, pos, daily.get(pos.symbol), now, report)
+    return report
+
+
+def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[str, dict[str, float]]:
+    """Last completed session's close, SMA50 and ATR per held symbol (from the bar store)."""
+    if not symbols:
+        return {}
+    store = bar_store(ctx.settings)
+    last = calendar.previous_session(today)
+    panel = store.load(calendar.sessions_back(last, 120)[0].astype(object), last, dtype=np.float64)
+    out: dict[str, dict[str, float]] = {}
+    params = ctx.settings.strategy
+    present = [s for s in symbols if s in set(panel.symbols)]
+    if not present:
+        return out
+    p = panel.select(present)
+    sma50 = ind.sma(p.close, params.sma_trend)[-1]
+    atr = ind.atr(p.high, p.low, p.close, params.atr_period)[-1]
+    for j, s in enumerate(present):
+        out[s] = {"close": float(p.close[-1, j]), "sma50": float(sma50[j]), "atr": float(atr[j])}
+    return out
+
+
+def _manage_one(ctx: EngineContext, session: Session, pos: Position, daily: dict[str, float] | None,
+                now: datetime, report: StepReport) -> None:
+    legs = [Leg.from_dict(d) for d in pos.legs]
+    available = pos.quantity - service.working_close_quantity(session, pos.id)
+    if available <= 0:
+        return
+    if pos.strategy == "assignment":
+        _propose_exit(ctx, session, pos, legs, available, "stock delivered at expiry: sell it", "delivered", now,
+                      report, urgent=True)
+        return
+    if daily is None or not np.isfinite(daily["sma50"]) or not np.isfinite(daily["atr"]):
+        report.add(f"{pos.symbol}: no daily levels; position not managed this cycle")
+        return
+    price = float(ctx.market.quotes([pos.symbol], now)["last"].iloc[0])
+    expiries = [leg.expiry for leg in legs if leg.asset is AssetType.option and leg.expiry]
+    view = manager.PositionView(
+        quantity=available, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
+        underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or daily["atr"], stop=pos.stop,
+        targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
+        expiry=min(expiries) if expiries else None)
+    mkt = manager.MarketView(today=new_york(now).date(), price=price, close=daily["close"], sma50=daily["sma50"],
+                             atr=daily["atr"], mark=pos.mark)
+    exits = ctx.settings.exits
+    for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, exits.close_at_dte):
+        if action.kind == "move_stop":
+            report.add(f"{pos.symbol}: {action.reason}")
+            pos.stop = float(action.new_stop)  # type: ignore[arg-type]
+            pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
+            session.add(pos)
+            report.count("stop_moves")
+            continue
+        key = "all" if action.kind == "close_all" else f"t{action.targets_hit}"
+        if action.kind == "scale_out":
+            pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
+            session.add(pos)
+        _propose_exit(ctx, session, pos, legs, action.quantity, action.reason, key, now, report,
+                      urgent=action.kind == "close_all")
+
+
+def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], quantity: int, reason: str,
+                  key: str, now: datetime, report: StepReport, urgent: bool) -> None:
+    closing = tuple(leg.reversed() for leg in legs)
+    try:
+        quotes = leg_quotes(ctx.market, pos.symbol, list(closing), now)
+    except (KeyError, IndexError) as exc:
+        report.add(f"{pos.symbol}: cannot price the exit ({exc}); will retry")
+        return
+    natural = net_price(closing, {k: (q.ask if leg.side.value == "buy" else q.bid)
+                                  for leg in closing for k, q in quotes.items() if k == leg.instrument})
+    mid = net_price(closing, {k: q.mid for k, q in quotes.items()})
+    # Stops and time exits cross the spread (natural); scale-outs ask for the middle of it.
+    limit = natural if urgent else (mid + natural) / 2
+    spec = service.OrderSpec(
+        strategy=pos.strategy, signal_key=f"position:{pos.id}:{key}", underlying=pos.symbol, sector=pos.sector,
+        structure=pos.structure, intent=Intent.close, legs=closing, quantity=quantity,
+        limit_price=om.money(limit), max_loss_per_unit=Decimal("0"), buying_power_per_unit=Decimal("0"),
+        reason=reason, signal_id=pos.signal_id, position_id=pos.id)
+    order = service.propose(session, spec, ctx.settings, now)
+    report.add(f"{pos.symbol}: exit {quantity} ({reason}) -> order {order.client_order_id} {order.status}")
+    report.count("exit_orders")
+
+
+# --- post-market --------------------------------------------------------------------------------------
+
+
+def run_postmarket(ctx: EngineContext) -> StepReport:
+    now = ctx.now
+    today = new_york(now).date()
+    report = StepReport("run_postmarket", now)
+    if isinstance(ctx.broker, SimulatedVenue):
+        ctx.broker.expire_day_orders(now)
+        ctx.broker.settle_expiries(today)
+    run = reconcile(ctx.db, ctx.broker, Decimal(str(ctx.settings.starting_cash)), now)
+    report.add(f"reconciliation: {run.orders_checked} orders checked, {len(run.differences)} differences")
+    for diff in run.differences:
+        report.add(f"  difference: {diff}")
+    _expire_unsent(ctx, now, report)
+    written = refresh_bars(ctx, today) if calendar.is_session(today) else 0
+    report.count("sessions_stored", written)
+    with session_scope(ctx.db) as session:
+        mark_all(session, ctx.market, now)
+        _update_highest_closes(ctx, session, today)
+    snapshot = account_snapshot(ctx, now)
+    report.add(f"equity ${snapshot.equity:,.2f} = cash ${snapshot.cash:,.2f} + positions "
+               f"${snapshot.positions_value:,.2f}; day P&L ${Decimal(snapshot.detail['day_pnl']):,.2f}")
+    return report
+
+
+def _expire_unsent(ctx: EngineContext, now: datetime, report: StepReport) -> None:
+    """Day orders never sent (waiting for approval) do not survive the session."""
+    with session_scope(ctx.db) as session:
+        for order in om.open_orders(session, [om.OrderStatus.proposed, om.OrderStatus.approved]):
+            created = order.created_at.replace(tzinfo=order.created_at.tzinfo or timezone.utc)
+            if order.time_in_force == "day" and new_york(created).date() <= new_york(now).date():
+                om.transition(session, order, om.OrderStatus.expired, "day order not sent before the close", now=now)
+                report.count("expired_unsent")
+
+
+def _update_highest_closes(ctx: EngineContext, session: Session, today: date) -> None:
+    positions = list(session.exec(select(Position).where(Position.status == "open")).all())
+    symbols = sorted({p.symbol for p in positions})
+    if not symbols:
+        return
+    panel = bar_store(ctx.settings).load(today, today, symbols=symbols, dtype=np.float64)
+    if panel.n_days == 0:
+        return
+    close = dict(zip(panel.symbols, panel.close[-1], strict=True))
+    for p in positions:
+        c = close.get(p.symbol)
+        if c is not None and np.isfinite(c) and c > p.highest_close:
+            p.highest_close = float(c)
+            session.add(p)
+
+
+def account_snapshot(ctx: EngineContext, now: datetime) -> AccountSnapshot:
+    today = new_york(now).date()
+    starting = Decimal(str(ctx.settings.starting_cash))
+    with session_scope(ctx.db) as session:
+        cash = cents(engine_cash(session, starting))
+        value = cents(positions_value(session))
+        open_positions = list(session.exec(select(Position).where(Position.status == "open")).all())
+        unrealized = sum((p.unrealized_pnl for p in open_positions), Decimal("0"))
+        heat = sum((p.max_loss for p in open_positions), Decimal("0"))
+        prev = session.exec(select(AccountSnapshot).where(AccountSnapshot.trade_date < today)
+                            .order_by(AccountSnapshot.trade_date.desc(), AccountSnapshot.id.desc())).first()
+        prev_equity = prev.equity if prev else starting
+        prev_unrealized = prev.unrealized_pnl if prev else Decimal("0")
+        equity = cash + value
+        try:
+            broker_account = ctx.broker.account()
+            buying_power, broker_equity = broker_account.buying_power, broker_account.equity
+        except BrokerUnavailable:
+            buying_power, broker_equity = Decimal("0"), None
+        snap = AccountSnapshot(
+            at=now, trade_date=today, cash=cash, positions_value=value, equity=equity, buying_power=buying_power,
+            realized_pnl_day=cents((equity - prev_equity) - (unrealized - prev_unrealized)),
+            unrealized_pnl=cents(unrealized),
+            open_risk=cents(heat),
+            detail={"broker_equity": None if broker_equity is None else str(broker_equity),
+                    "day_pnl": str(cents(equity - prev_equity)), "open_positions": len(open_positions)})
+        session.add(snap)
+    return snap
+

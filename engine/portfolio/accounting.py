@@ -1,0 +1,80 @@
+"""Positions from fills: quantity, average entry, realized P&L, marks. Exact to the cent (Decimal).
+
+A position is one structure (a long call, a debit spread...) held in ``quantity`` units. Prices per unit
+are in quote terms (premium per share; see engine.execution.ports), dollars = price x multiplier x units.
+
+Accounting identity the tests hold us to: starting cash + realized + unrealized == cash + market value.
+Commissions and fees are realized when paid (cash leaves the account then), so an open position's
+realized P&L is its fees so far, and its unrealized P&L is (mark - entry) x multiplier x quantity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from engine.execution.ports import OPTION_MULTIPLIER, AssetType, Leg
+
+CENT = Decimal("0.01")
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def structure_multiplier(legs: tuple[Leg, ...] | list[Leg]) -> int:
+    """Dollars per unit of quote price: 100 for anything with an option leg, 1 for plain stock."""
+    return OPTION_MULTIPLIER if any(leg.asset is AssetType.option for leg in legs) else 1
+
+
+def net_price(legs: tuple[Leg, ...] | list[Leg], prices: dict[str, Decimal]) -> Decimal:
+    """Net debit per unit in quote terms for the given per-instrument prices (+ pay, - receive)."""
+    mult = structure_multiplier(legs)
+    total = sum((Decimal(leg.sign * leg.ratio * leg.multiplier) * prices[leg.instrument] for leg in legs),
+                Decimal("0"))
+    return total / mult
+
+
+@dataclass
+class Book:
+    """The money side of one position, updated by executions of its opening and closing orders."""
+
+    multiplier: int
+    quantity: int = 0
+    entry_price: Decimal = Decimal("0")  # average net debit per unit of the open quantity
+    realized: Decimal = Decimal("0")
+
+    def open(self, units: int, price: Decimal, fees: Decimal) -> None:
+        """Add ``units`` bought at net ``price`` per unit (weighted-average entry)."""
+        if units <= 0:
+            raise ValueError(f"open units must be positive, got {units}")
+        cost = self.entry_price * self.quantity + price * units
+        self.quantity += units
+        self.entry_price = cost / self.quantity
+        self.realized -= fees
+
+    def close(self, units: int, price: Decimal, fees: Decimal) -> Decimal:
+        """Remove ``units`` closed at net ``price`` per unit (negative = credit received).
+
+        Returns the realized P&L of this execution, fees included."""
+        if not 0 < units <= self.quantity:
+            raise ValueError(f"cannot close {units} units of a position of {self.quantity}")
+        # Closing a long structure at -p receives p: gain per unit = -price - entry.
+        gross = (-price - self.entry_price) * self.multiplier * units
+        self.quantity -= units
+        if self.quantity == 0:
+            self.entry_price = Decimal("0")
+        pnl = gross - fees
+        self.realized += pnl
+        return pnl
+
+    def market_value(self, mark: Decimal) -> Decimal:
+        return mark * self.multiplier * self.quantity
+
+    def unrealized(self, mark: Decimal) -> Decimal:
+        return (mark - self.entry_price) * self.multiplier * self.quantity
+
+
+def cash_flow(price: Decimal, units: int, multiplier: int, fees: Decimal) -> Decimal:
+    """Cash change of one execution at net ``price`` per unit: paying a debit is negative."""
+    return -(price * multiplier * units) - fees

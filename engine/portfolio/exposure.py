@@ -1,0 +1,67 @@
+"""What is at risk right now: the risk gate's view of the portfolio."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlmodel import Session, func, select
+
+from engine.config import Settings
+from engine.execution.ports import Broker
+from engine.models import AccountSnapshot, Order, Position
+from engine.operator import kill_switch_on
+from engine.risk import PortfolioRisk
+
+_PENDING = ("approved", "submitting", "submitted", "partially_filled")
+
+
+def portfolio_risk(session: Session, broker: Broker, settings: Settings, now: datetime,
+                   exclude_order_id: int | None = None) -> PortfolioRisk:
+    """Open risk from the engine's positions and orders; equity and buying power from the broker.
+
+    Aggregated in SQL so the gate's cost does not grow with the number of positions and orders."""
+    account = broker.account()  # BrokerUnavailable propagates: no gate decision without the account
+    is_open = Position.status == "open"
+    by_symbol = session.exec(select(Position.symbol, func.sum(Position.max_loss)).where(is_open)
+                             .group_by(Position.symbol)).all()
+    by_sector = session.exec(select(Position.sector, func.sum(func.abs(Position.delta_dollars))).where(is_open)
+                             .group_by(Position.sector)).all()
+    risk_by_symbol: dict[str, Decimal] = {sym: _dec(total) for sym, total in by_symbol}
+    unfilled = Order.quantity - Order.filled_quantity
+    pending_query = (select(Order.symbol, func.sum(Order.risk_per_unit * unfilled))
+                     .where(Order.status.in_(_PENDING), Order.intent == "open").group_by(Order.symbol))
+    if exclude_order_id is not None:
+        pending_query = pending_query.where(Order.id != exclude_order_id)
+    pending = Decimal("0")
+    for sym, total in session.exec(pending_query).all():
+        pending += _dec(total)
+        risk_by_symbol.setdefault(sym, Decimal("0"))
+    return PortfolioRisk(
+        equity=account.equity,
+        buying_power=account.buying_power,
+        day_start_equity=day_start_equity(session, now) or account.equity,
+        open_positions=len(by_symbol),
+        heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")),
+        risk_by_symbol=risk_by_symbol,
+        delta_dollars_by_sector={sector: float(total or 0.0) for sector, total in by_sector},
+        pending_risk=pending,
+        kill_switch=kill_switch_on(session),
+    )
+
+
+def _dec(value: object) -> Decimal:
+    """SQL sums come back as Decimal (PostgreSQL) or float (SQLite): cents either way."""
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+def day_start_equity(session: Session, now: datetime) -> Decimal | None:
+    """Equity at the last account snapshot before today's session (New York date)."""
+    from engine.clock import new_york
+
+    today = new_york(now).date()
+    snap = session.exec(
+        select(AccountSnapshot).where(AccountSnapshot.trade_date < today).order_by(AccountSnapshot.trade_date.desc(),
+                                                                                   AccountSnapshot.id.desc())
+    ).first()
+    return snap.equity if snap is not None else None

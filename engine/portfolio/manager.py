@@ -1,0 +1,104 @@
+"""Position management (DESIGN §4-§5): what each open position should do this cycle.
+
+``decide`` is pure: given a position and the market, it returns the actions with the rule and the
+values behind each. ``plan_exits`` turns them into closing orders that go through the risk gate like
+any other order; stop moves are applied to the position directly (they send nothing).
+
+Rules, in order of precedence:
+1. full exits: stop hit (underlying price <= stop), trend break (close < SMA50), exhaustion
+   (atr_distance > 10), premium stop (structure value lost >= 50% of what was paid), time exit
+   (<= 7 days to expiry);
+2. scale-outs: a quarter of the initial quantity at each of the four ATR targets (exact split:
+   the k-th target sells floor(Q*k/4) - floor(Q*(k-1)/4), so all four together sell exactly Q);
+3. stop moves: break-even after the first target, then 3 ATR below the highest close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from engine.strategies.atr_matrix import ATRMatrixParams, exit_reasons, targets_reached, trailing_stop
+
+
+@dataclass(frozen=True)
+class PositionView:
+    quantity: int
+    initial_quantity: int
+    entry_price: Decimal  # per unit, quote terms (premium for long options; negative for credits)
+    underlying_entry: float
+    entry_atr: float
+    stop: float
+    targets: tuple[float, ...]
+    targets_hit: int
+    highest_close: float
+    expiry: date | None  # nearest option expiry, None for stock
+
+
+@dataclass(frozen=True)
+class MarketView:
+    today: date
+    price: float  # the underlying now (intraday)
+    close: float  # last daily close
+    sma50: float
+    atr: float  # today's ATR (for atr_distance)
+    mark: Decimal | None  # structure value per unit now
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # close_all | scale_out | move_stop
+    quantity: int
+    reason: str
+    new_stop: float | None = None
+    targets_hit: int | None = None
+
+
+def scale_out_quantity(initial: int, from_hit: int, to_hit: int, n_targets: int = 4) -> int:
+    """Units to sell when the targets hit go from ``from_hit`` to ``to_hit``."""
+    return initial * to_hit // n_targets - initial * from_hit // n_targets
+
+
+def decide(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_stop_pct: float,
+           close_at_dte: int) -> list[Action]:
+    if pos.quantity <= 0:
+        return []
+    full = _full_exit_reasons(pos, mkt, params, premium_stop_pct, close_at_dte)
+    if full:
+        return [Action("close_all", pos.quantity, "; ".join(full))]
+    actions: list[Action] = []
+    reached = max(pos.targets_hit, targets_reached(mkt.price, pos.targets))
+    hit = pos.targets_hit
+    if reached > hit:
+        qty = min(pos.quantity, scale_out_quantity(pos.initial_quantity, hit, reached, len(pos.targets)))
+        levels = ", ".join(f"{t:.2f}" for t in pos.targets[hit:reached])
+        reason = f"target {reached} of {len(pos.targets)}: price {mkt.price:.2f} >= {levels}"
+        if qty > 0:
+            actions.append(Action("scale_out", qty, reason, targets_hit=reached))
+        hit = reached
+    new_stop = trailing_stop(pos.underlying_entry, pos.entry_atr, max(pos.highest_close, mkt.close), hit, params,
+                             previous_stop=pos.stop)
+    if new_stop > pos.stop + 1e-9 or reached > pos.targets_hit:
+        why = "break-even after target 1" if hit >= 1 and new_stop <= pos.underlying_entry + 1e-9 else (
+            f"trail {params.trail_atr_multiple:g} ATR below highest close {max(pos.highest_close, mkt.close):.2f}")
+        actions.append(Action("move_stop", 0, f"stop {pos.stop:.2f} -> {new_stop:.2f}: {why}", new_stop=new_stop,
+                              targets_hit=hit))
+    return actions
+
+
+def _full_exit_reasons(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_stop_pct: float,
+                       close_at_dte: int) -> list[str]:
+    reasons = exit_reasons(mkt.close, mkt.sma50, mkt.atr, params)
+    if mkt.price <= pos.stop:
+        reasons.insert(0, f"stop_hit: price {mkt.price:.2f} <= stop {pos.stop:.2f}")
+    if mkt.mark is not None and pos.entry_price > 0:
+        lost = 100 * float((pos.entry_price - mkt.mark) / pos.entry_price)
+        if lost >= premium_stop_pct:
+            reasons.append(f"premium_stop: value {mkt.mark:.2f} is {lost:.0f}% below {pos.entry_price:.2f} paid "
+                           f"(limit {premium_stop_pct:g}%)")
+    if pos.expiry is not None:
+        dte = (pos.expiry - mkt.today).days
+        if dte <= close_at_dte:
+            reasons.append(f"time_exit: {dte} days to expiry <= {close_at_dte}")
+    return reasons

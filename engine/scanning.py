@@ -1,0 +1,203 @@
+"""Scan runs: load the panel from the configured source, run the gate and a strategy, store the run.
+
+The same (strategy, data source, data date, parameters, universe) is computed once: a second request
+returns the stored run and counts a cache hit on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from engine import strategies
+from engine.config import Settings
+from engine.data import calendar
+from engine.data.barstore import BarStore
+from engine.data.panel import Panel
+from engine.data.sources import bar_store
+from engine.data.universe import sectors, tradable_symbols
+from engine.db import session_scope
+from engine.models import ScanResult, ScanRun, Signal
+
+STRATEGY = "atr_matrix"
+LOOKBACK_MARGIN = 60  # sessions beyond the longest indicator window, so the gate sees history
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    run: ScanRun
+    cache_hit: bool
+    results: pd.DataFrame | None  # None on a cache hit (read them with latest_results)
+
+
+def params_hash(params: object) -> str:
+    dumped = params.model_dump(mode="json") if hasattr(params, "model_dump") else params
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lookback_sessions(params: object) -> int:
+    longest = max(getattr(params, "sma_slow", 200), getattr(params, "min_history", 200))
+    return int(longest) + LOOKBACK_MARGIN
+
+
+def load_scan_panel(store: BarStore, as_of: date, sessions: int, symbols: list[str] | None,
+                    dtype: type = np.float32) -> Panel:
+    start = calendar.sessions_back(as_of, sessions)[0].astype(object)
+    panel = store.load(start, as_of, dtype=dtype)
+    if symbols is not None:
+        keep = [s for s in panel.symbols if s in set(symbols)]
+        panel = panel.select(keep)
+    return panel
+
+
+def run_scan(settings: Settings, engine: Engine, as_of: date | None = None, max_symbols: int | None = None,
+             progress: Callable[[str], None] | None = None) -> ScanOutcome:
+    strategy = strategies.get(STRATEGY)
+    params = settings.strategy
+    store = bar_store(settings)
+    stored = store.stored_dates(end=as_of)
+    if len(stored) == 0:
+        raise LookupError(
+            f"no daily bars stored for source {store.source!r} up to {as_of}: run `python -m engine init`")
+    data_date = stored[-1].astype(object)
+    with session_scope(engine) as session:
+        universe = tradable_symbols(session)
+        sector_of = sectors(session)
+    if max_symbols is not None:
+        universe = universe[:max_symbols]
+    key = params_hash({"params": params.model_dump(mode="json"),
+                       "universe": hashlib.sha256("\n".join(universe).encode()).hexdigest()})
+    with session_scope(engine) as session:
+        cached = session.exec(select(ScanRun).where(
+            ScanRun.strategy == STRATEGY, ScanRun.data_source == store.source, ScanRun.data_date == data_date,
+            ScanRun.params_hash == key, ScanRun.status == "ok")).first()
+        if cached is not None:
+            cached.cache_hits += 1
+            session.add(cached)
+            return ScanOutcome(cached, True, None)
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    if progress:
+        progress(f"loading {lookback_sessions(params)} sessions of bars up to {data_date}")
+    panel = load_scan_panel(store, data_date, lookback_sessions(params), universe or None)
+    t1 = time.perf_counter()
+    if progress:
+        progress(f"scanning {panel.n_symbols:,} symbols")
+    frame = strategy.scan(panel, params)
+    t2 = time.perf_counter()
+    frame["sector"] = frame["symbol"].map(sector_of).fillna("")
+    run = _store_run(engine, frame, store.source, data_date, key, params, started, t1 - t0, t2 - t1)
+    return ScanOutcome(run, False, frame)
+
+
+def reason_code(reason: str) -> str:
+    """The stable code at the start of an exclusion reason ("insufficient_history: 120 bars" -> ...)."""
+    match = re.match(r"[a-z_]+", reason.strip())
+    return match.group(0) if match else reason.strip()
+
+
+def _store_run(engine: Engine, frame: pd.DataFrame, source: str, data_date: date, key: str, params: object,
+               started: datetime, load_s: float, compute_s: float) -> ScanRun:
+    t0 = time.perf_counter()
+    excluded = frame["excluded_reason"].dropna()
+    by_reason = Counter(reason_code(r) for reason in excluded for r in str(reason).split("; "))
+    included = frame[frame["excluded_reason"].isna()]
+    n = max(len(included), 1)
+    breadth = {
+        "above_sma50": float((included["close"] > included["sma50"]).sum() / n),
+        "entry_zone": float((included["zone"] == "entry").sum() / n),
+        "extended": float(included["zone"].isin(["extended", "scale_out", "exhausted"]).sum() / n),
+        "included": len(included),
+    }
+    with session_scope(engine) as session:
+        run = ScanRun(strategy=STRATEGY, data_source=source, data_date=data_date, params_hash=key,
+                      params=params.model_dump(mode="json"), started_at=started, load_seconds=load_s,  # type: ignore[attr-defined]
+                      compute_seconds=compute_s, n_scanned=len(frame), n_excluded=len(excluded),
+                      n_signals=int(frame["signal"].fillna(False).astype(bool).sum()),
+                      excluded_by_reason=dict(by_reason),
+                      breadth=breadth, cache_misses=1, status="running")
+        session.add(run)
+        session.flush()
+        _insert_results(session, run.id, frame)
+        _insert_signals(session, run.id, frame, data_date)
+        run.store_seconds = time.perf_counter() - t0
+        run.finished_at = datetime.now(timezone.utc)
+        run.status = "ok"
+    return run
+
+
+_RESULT_FIELDS = ("symbol", "sector", "close", "atr", "sma20", "sma50", "sma100", "sma200", "ema10", "atr_distance",
+                  "atr_pct", "ma_aligned", "range_pos_20", "dollar_volume_20", "zone", "score", "signal", "stop",
+                  "target_1", "target_2", "target_3", "target_4", "excluded_reason")
+
+
+def _clean(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _insert_results(session: Session, run_id: int, frame: pd.DataFrame) -> None:
+    cols = [c for c in _RESULT_FIELDS if c in frame.columns]
+    records = frame[cols].to_dict("records")
+    rows = [{"scan_run_id": run_id, "rank": i + 1, **{k: _clean(v) for k, v in r.items()}}
+            for i, r in enumerate(records)]
+    for row in rows:
+        row["signal"] = bool(row.get("signal") or False)
+    for i in range(0, len(rows), 5000):
+        session.execute(insert(ScanResult), rows[i : i + 5000])
+
+
+def _insert_signals(session: Session, run_id: int, frame: pd.DataFrame, data_date: date) -> None:
+    hits = frame[frame["signal"].fillna(False).astype(bool)]
+    for r in hits.to_dict("records"):
+        existing = session.exec(select(Signal).where(Signal.strategy == STRATEGY, Signal.symbol == r["symbol"],
+                                                     Signal.data_date == data_date)).first()
+        if existing is not None:
+            continue
+        values = {k: _clean(v) for k, v in r.items() if k not in ("date",)}
+        session.add(Signal(
+            scan_run_id=run_id, strategy=STRATEGY, symbol=r["symbol"], data_date=data_date, score=float(r["score"]),
+            zone=str(r["zone"]), entry_price=float(r["close"]), atr=float(r["atr"]), stop=float(r["stop"]),
+            targets=[float(r[f"target_{k}"]) for k in range(1, 5)], values=values,
+        ))
+
+
+def latest_run(session: Session, source: str | None = None) -> ScanRun | None:
+    query = select(ScanRun).where(ScanRun.status == "ok")
+    if source:
+        query = query.where(ScanRun.data_source == source)
+    return session.exec(query.order_by(ScanRun.data_date.desc(), ScanRun.id.desc())).first()
+
+
+def results_frame(session: Session, run_id: int, limit: int | None = None,
+                  signals_first: bool = False) -> pd.DataFrame:
+    query = select(ScanResult).where(ScanResult.scan_run_id == run_id)
+    if signals_first:
+        query = query.order_by(ScanResult.signal.desc(), ScanResult.rank)
+    else:
+        query = query.order_by(ScanResult.rank)
+    if limit:
+        query = query.limit(limit)
+    rows = session.exec(query).all()
+    return pd.DataFrame([r.model_dump() for r in rows])
