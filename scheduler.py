@@ -51,16 +51,16 @@ def _parse_range(text: str) -> tuple[date, date]:
 
 def _hold_lease(ctx, state, wait_seconds: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + wait_seconds
-    while not acquire(ctx.db, LEASE_NAME, state.instance, LEASE_TTL):
+    while not acquire(ctx.db, LEASE_NAME, state.instance, state.lease_ttl):
         if time.monotonic() > deadline:
             return False
         log.warning("another scheduler holds the lease; waiting")
-        time.sleep(5)
+        time.sleep(min(5.0, state.lease_ttl.total_seconds() / 3))
     return True
 
 
 def _renew(ctx, state) -> None:  # type: ignore[no-untyped-def]
-    if not acquire(ctx.db, LEASE_NAME, state.instance, LEASE_TTL):
+    if not acquire(ctx.db, LEASE_NAME, state.instance, state.lease_ttl):
         log.error("lost the scheduler lease to another instance; stopping")
         os._exit(3)  # never keep trading without the lease
     runtime.heartbeat(ctx, state)
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=5, help="--auto: how many recent sessions to replay")
     parser.add_argument("--wait-for-lease", type=float, default=300.0,
                         help="seconds to wait for another instance's lease to expire")
+    parser.add_argument("--lease-seconds", type=float, default=LEASE_TTL.total_seconds(),
+                        help="how long the lease outlives its last renewal (a crashed scheduler's lease expires)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -128,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     migrate(settings.db_url)
     clock = ReplayClock(datetime.now(timezone.utc), speed=1.0)  # wall clock until a replay moves it
     ctx = build_context(settings, clock=clock)
-    state = runtime.RuntimeState(instance=f"{socket.gethostname()}:{os.getpid()}")
+    state = runtime.RuntimeState(instance=f"{socket.gethostname()}:{os.getpid()}",
+                                 lease_ttl=timedelta(seconds=args.lease_seconds))
     if not _hold_lease(ctx, state, args.wait_for_lease):
         log.error("another scheduler holds the lease; giving up")
         return 3
     log.info("scheduler %s holds the lease", state.instance)
+    runtime.heartbeat(ctx, state)
     stop = threading.Event()
     threading.Thread(target=run_worker, args=(ctx.db, settings, stop), name="notify-worker", daemon=True).start()
     threading.Thread(target=_keep_lease, args=(ctx, state, stop), name="lease", daemon=True).start()
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _keep_lease(ctx, state, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
     """Renew the lease and beat from a thread, so a long replay or job never lets the lease lapse."""
-    while not stop.wait(HEARTBEAT_SECONDS):
+    while not stop.wait(min(HEARTBEAT_SECONDS, state.lease_ttl.total_seconds() / 3)):
         _renew(ctx, state)
 
 

@@ -199,6 +199,7 @@ class OptionCandidate(SQLModel, table=True):
 class Order(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     client_order_id: str = Field(unique=True, index=True, max_length=64)
+    decision_key: str = Field(default="", max_length=96, index=True)  # the decision; attempts share it
     strategy: str = Field(max_length=32)
     signal_id: int | None = Field(default=None, foreign_key="signal.id")
     candidate_id: int | None = Field(default=None, foreign_key="optioncandidate.id")
@@ -275,6 +276,7 @@ class Position(SQLModel, table=True):
     targets_hit: int = 0
     highest_close: float = 0.0
     max_loss: Decimal = _money()  # dollars at risk now
+    initial_risk: Decimal = _money()  # dollars at risk when opened: 1R, for R multiples
     mark: Decimal | None = _money_opt()
     realized_pnl: Decimal = _money()
     unrealized_pnl: Decimal = _money()

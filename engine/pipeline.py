@@ -235,19 +235,34 @@ def _manage_one(ctx: EngineContext, session: Session, pos: Position, daily: dict
                              atr=daily["atr"], mark=pos.mark)
     exits = ctx.settings.exits
     for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, exits.close_at_dte):
+        if action.kind == "close_all":
+            _propose_exit(ctx, session, pos, legs, available, action.reason, "all", now, report, urgent=True)
+            return
         if action.kind == "move_stop":
             report.add(f"{pos.symbol}: {action.reason}")
             pos.stop = float(action.new_stop)  # type: ignore[arg-type]
-            pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
-            session.add(pos)
             report.count("stop_moves")
-            continue
-        key = "all" if action.kind == "close_all" else f"t{action.targets_hit}"
         if action.kind == "scale_out":
-            pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
-            session.add(pos)
-        _propose_exit(ctx, session, pos, legs, action.quantity, action.reason, key, now, report,
-                      urgent=action.kind == "close_all")
+            report.add(f"{pos.symbol}: {action.reason}")
+        pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
+        session.add(pos)
+    _ensure_scale_outs(ctx, session, pos, legs, available, now, report)
+
+
+def _ensure_scale_outs(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], available: int,
+                       now: datetime, report: StepReport) -> None:
+    """Every reached target has its quarter sold or being sold; an exit that expired unfilled is retried."""
+    for k in range(1, pos.targets_hit + 1):
+        key = f"t{k}"
+        decision = f"position:{pos.id}:{key}"
+        due = manager.scale_out_quantity(pos.initial_quantity, k - 1, k, len(pos.targets))
+        remaining = min(due - service.filled_for_decision(session, decision), available)
+        if remaining <= 0 or service.live_for_decision(session, decision):
+            continue
+        target = pos.targets[k - 1] if k - 1 < len(pos.targets) else float("nan")
+        _propose_exit(ctx, session, pos, legs, remaining, f"scale-out at target {k} ({target:.2f})", key, now,
+                      report, urgent=False)
+        available -= remaining
 
 
 def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], quantity: int, reason: str,
@@ -268,7 +283,7 @@ def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: lis
         structure=pos.structure, intent=Intent.close, legs=closing, quantity=quantity,
         limit_price=om.money(limit), max_loss_per_unit=Decimal("0"), buying_power_per_unit=Decimal("0"),
         reason=reason, signal_id=pos.signal_id, position_id=pos.id)
-    order = service.propose(session, spec, ctx.settings, now)
+    order = service.propose(session, spec, ctx.settings, now, retry_unfilled=True)
     report.add(f"{pos.symbol}: exit {quantity} ({reason}) -> order {order.client_order_id} {order.status}")
     report.count("exit_orders")
 

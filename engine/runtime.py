@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import pipeline
 from engine.clock import NEW_YORK, ReplayClock
+from engine.config import Settings, SettingsError
 from engine.context import EngineContext
 from engine.data import calendar
 from engine.db import session_scope
@@ -21,8 +22,10 @@ from engine.execution.reconcile import reconcile
 from engine.heartbeat import beat
 from engine.models import OperatorCommand, utcnow
 from engine.notify import Message, enqueue
+from engine.notify.hooks import after_job
 from engine.operator import pending_commands, set_approval_mode, set_kill_switch
 from engine.schedule import INTRADAY_EVERY, JOB_IDS, PlannedRun, plan_range, record_run
+from engine.settings_store import effective_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,11 @@ def nightly(ctx: EngineContext) -> pipeline.StepReport:
     last = today if calendar.is_session(today) else calendar.previous_session(today)
     report.count("sessions_stored", pipeline.refresh_bars(ctx, last))
     if ctx.db.url.get_backend_name() == "sqlite":
-        with ctx.db.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        raw = ctx.db.raw_connection()  # outside a transaction: a checkpoint cannot run inside one
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            raw.close()
     return report
 
 
@@ -65,6 +71,18 @@ class RuntimeState:
     paused: set[str] = field(default_factory=set)
     run_now: list[str] = field(default_factory=list)
     mode: str = "live"
+    lease_ttl: timedelta = timedelta(seconds=90)
+    base_settings: Settings | None = None  # from the environment; console changes are applied on top
+
+
+def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
+    """Apply the operator's stored setting changes before each job (a bad stored value keeps the last good)."""
+    state.base_settings = state.base_settings or ctx.settings
+    try:
+        with session_scope(ctx.db) as session:
+            ctx.settings = effective_settings(session, state.base_settings)
+    except SettingsError as exc:
+        log.error("stored settings are invalid, keeping the previous ones: %s", exc)
 
 
 def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
@@ -80,7 +98,11 @@ def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) 
     if job_id in state.paused and trigger != "operator":
         log.info("job %s is paused; skipped", job_id)
         return
-    record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx), now=None)
+    refresh_settings(ctx, state)
+    run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx), now=None)
+    if run.outcome == "ok":
+        # Reports and alerts are built from what the job stored; a failure here never fails the job.
+        record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
 
 
 def startup_reconcile(ctx: EngineContext) -> None:

@@ -4,6 +4,10 @@ Each measured order goes the whole production path: propose (order row + events,
 the risk gate against the live portfolio (account read from the broker, open risk from the database),
 the `submitting` commit, the broker call (the paper venue prices the legs from the simulated market and
 fills), and applying the answer and fills to the order and the position.
+
+The book rolls like a real one: at most ``OPEN_POSITIONS`` positions are open (DESIGN §6's default
+limit); once full, every new entry is followed by the exit of the oldest position. Entries and exits
+are both orders and both are measured.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from engine.data import calendar
 from engine.db import migrate, session_scope
 from engine.execution import service
 from engine.execution.ports import Leg, Side
+from engine.models import Order
 from engine.options.chain import enrich
 from engine.risk import Intent
 
 BENCH_SYMBOL_COUNT = 200
+OPEN_POSITIONS = 10
 
 
 def _specs(ctx, at: datetime, n: int) -> list[service.OrderSpec]:  # type: ignore[no-untyped-def]
@@ -58,6 +64,15 @@ def _specs(ctx, at: datetime, n: int) -> list[service.OrderSpec]:  # type: ignor
     return specs
 
 
+def _exit_spec(entry: service.OrderSpec, position_id: int) -> service.OrderSpec:
+    legs = tuple(leg.reversed() for leg in entry.legs)
+    return service.OrderSpec(
+        strategy="bench", signal_key=f"exit:{position_id}", underlying=entry.underlying, sector=entry.sector,
+        structure=entry.structure, intent=Intent.close, legs=legs, quantity=entry.quantity,
+        limit_price=Decimal("-0.01"), max_loss_per_unit=Decimal("0"), buying_power_per_unit=Decimal("0"),
+        reason="benchmark exit", position_id=position_id)
+
+
 def bench_orders(orders: int = 1000, seed: int = 7) -> dict[str, float | int]:
     root = Path(tempfile.mkdtemp(prefix="qm-bench-orders-"))
     try:
@@ -71,19 +86,33 @@ def bench_orders(orders: int = 1000, seed: int = 7) -> dict[str, float | int]:
         at = calendar.session_times(day)[0] + timedelta(hours=2)  # type: ignore[index]
         clock = ReplayClock(at)
         ctx = build_context(settings, clock=clock)
-        specs = _specs(ctx, at, orders)
-        latencies = []
+        specs = iter(_specs(ctx, at, orders))
+        latencies: list[float] = []
         acked = 0
-        for spec in specs:
+        open_positions: list[tuple[int, service.OrderSpec]] = []
+
+        def send(spec: service.OrderSpec) -> Order:
             t0 = time.perf_counter()
             with session_scope(ctx.db) as session:
                 order_id = service.propose(session, spec, settings, at).id
             order = service.submit_one(ctx.db, settings, ctx.broker, order_id, at)
             latencies.append((time.perf_counter() - t0) * 1000)
+            return order
+
+        while len(latencies) < orders:
+            if len(open_positions) >= OPEN_POSITIONS:
+                position_id, entry = open_positions.pop(0)
+                order = send(_exit_spec(entry, position_id))
+            else:
+                spec = next(specs)
+                order = send(spec)
+                if order.position_id is not None:
+                    open_positions.append((order.position_id, spec))
             acked += order.status in ("submitted", "partially_filled", "filled")
         lat = np.asarray(latencies)
         result = {
-            "orders": len(specs),
+            "orders": len(latencies),
+            "open_positions_max": OPEN_POSITIONS,
             "acknowledged": acked,
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p90_ms": round(float(np.percentile(lat, 90)), 3),

@@ -171,17 +171,22 @@ def _to_panel(tables: list[pa.Table], dtype: type | np.dtype, symbol_order: list
                 col = pc.dictionary_encode(col)
             chunks.append((batch, col.dictionary, col.indices.to_numpy(zero_copy_only=False)))
     if symbol_order is None:
-        present = [d.take(pa.array(np.unique(c))) for _, d, c in chunks if len(c)]
+        # bincount instead of unique: codes are small dense ints, no hashing needed
+        present = [d.take(pa.array(np.flatnonzero(np.bincount(c, minlength=len(d))))) for _, d, c in chunks if len(c)]
         names = pc.unique(pa.concat_arrays(present)) if present else pa.array([], pa.string())
         symbols = np.sort(np.asarray(names.to_pylist(), dtype=object))
     else:
         symbols = np.asarray(symbol_order, dtype=object)
     value_set = pa.array(list(symbols), pa.string())
-    day_parts = [b.column(b.schema.get_field_index("date")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    # date32 is days since the epoch: compare as int32, convert the few distinct dates at the end
+    day_parts = [pc.cast(b.column(b.schema.get_field_index("date")), pa.int32()).to_numpy(zero_copy_only=False)
                  for b, _, _ in chunks]
-    dates = np.unique(np.concatenate(day_parts)) if day_parts else np.array([], "datetime64[D]")
+    day_numbers = _sorted_unique(day_parts)
+    dates = day_numbers.astype("datetime64[D]")
     shape = (len(dates), len(symbols))
-    arrays = {f: np.full(shape, np.nan, dtype=dtype) for f in FIELDS}
+    present_cells = np.zeros(shape[0] * shape[1], dtype=bool)
+    # np.empty + one scatter touches each page once; np.full would write every cell twice.
+    arrays = {f: np.empty(shape, dtype=dtype) for f in FIELDS}
     flat_views = {f: a.reshape(-1) for f, a in arrays.items()}
     for (batch, dictionary, codes), days in zip(chunks, day_parts, strict=True):
         if not len(codes):
@@ -189,15 +194,34 @@ def _to_panel(tables: list[pa.Table], dtype: type | np.dtype, symbol_order: list
         col_of_code = pc.index_in(dictionary, value_set=value_set).to_numpy(zero_copy_only=False)
         cols = col_of_code[codes]
         keep = ~np.isnan(cols) if cols.dtype.kind == "f" else None
-        rows = np.searchsorted(dates, days)
+        rows = _rows_of(day_numbers, days)
         flat = rows.astype(np.int64) * len(symbols)
         if keep is not None:  # symbols outside symbol_order (dictionary entries filtered away)
             flat, cols = flat[keep], cols[keep]
         flat += cols.astype(np.int64)
+        present_cells[flat] = True
         for f in FIELDS:
             values = batch.column(batch.schema.get_field_index(f)).to_numpy(zero_copy_only=False)
             flat_views[f][flat] = values if keep is None else values[keep]
+    missing = np.flatnonzero(~present_cells)
+    for f in FIELDS:
+        flat_views[f][missing] = np.nan
     return Panel(dates, symbols, *(arrays[f] for f in FIELDS))
+
+
+def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """Distinct dates of date-sorted parts (each month file is written sorted by date): no full sort."""
+    heads = [p[np.r_[True, p[1:] != p[:-1]]] for p in parts if len(p)]
+    return np.unique(np.concatenate(heads)) if heads else np.array([], np.int32)
+
+
+def _rows_of(dates: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Row index of each day. Days are sorted within a part, so look up only where the day changes."""
+    if not len(days):
+        return np.empty(0, np.int64)
+    change = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    row_at_change = np.searchsorted(dates, days[change])
+    return np.repeat(row_at_change, np.diff(np.r_[change, len(days)]))
 
 
 def _clip(dates: np.ndarray, start: date | None, end: date | None) -> np.ndarray:

@@ -74,18 +74,29 @@ class ExecutionReport:
 # --- proposing and routing --------------------------------------------------------------------------
 
 
-def propose(session: Session, spec: OrderSpec, settings: Settings, now: datetime) -> Order:
-    """Create the order row (idempotent by client order id) and route it by the approval mode."""
-    cid = om.client_order_id(spec.strategy, spec.signal_key, spec.structure, spec.legs, spec.attempt)
-    existing = om.find(session, cid)
-    if existing is not None:
-        return existing
+def propose(session: Session, spec: OrderSpec, settings: Settings, now: datetime,
+            retry_unfilled: bool = False) -> Order:
+    """Create the order row (idempotent by client order id) and route it by the approval mode.
+
+    With ``retry_unfilled`` (exits), a same-decision order that ended without filling (expired,
+    cancelled, rejected) is followed by the next attempt, with its own client order id."""
+    attempt = spec.attempt
+    while True:
+        cid = om.client_order_id(spec.strategy, spec.signal_key, spec.structure, spec.legs, attempt)
+        existing = om.find(session, cid)
+        if existing is None:
+            break
+        done_unfilled = om.status_of(existing) in om.TERMINAL and existing.filled_quantity < existing.quantity
+        if not (retry_unfilled and done_unfilled):
+            return existing
+        attempt += 1
     failpoints.hit("before_order_row")
     order = Order(
-        client_order_id=cid, strategy=spec.strategy, signal_id=spec.signal_id, candidate_id=spec.candidate_id,
+        client_order_id=cid, decision_key=spec.signal_key, strategy=spec.strategy, signal_id=spec.signal_id,
+        candidate_id=spec.candidate_id,
         position_id=spec.position_id, symbol=spec.underlying, structure=spec.structure, intent=spec.intent.value,
         legs=[leg.to_dict() for leg in spec.legs], quantity=spec.quantity, limit_price=om.money(spec.limit_price),
-        attempt=spec.attempt, broker=settings.broker.value, reason=spec.reason,
+        attempt=attempt, broker=settings.broker.value, reason=spec.reason,
         max_loss=cents(spec.max_loss_per_unit * spec.quantity),
         risk_per_unit=spec.max_loss_per_unit + spec.fees_per_unit,
         economics={
@@ -142,6 +153,19 @@ def check(session: Session, order: Order, settings: Settings, broker: Broker, no
         held -= working_close_quantity(session, order.position_id, exclude_order_id=order.id)
     state = portfolio_risk(session, broker, settings, now, exclude_order_id=order.id if exclude_pending else None)
     return risk.evaluate(to_proposed(order, held), state, settings.risk, now)
+
+
+def filled_for_decision(session: Session, decision_key: str) -> int:
+    """Units filled across every attempt of one decision (e.g. the scale-out at target 2)."""
+    rows = session.exec(select(Order.filled_quantity).where(Order.decision_key == decision_key)).all()
+    return int(sum(rows))
+
+
+def live_for_decision(session: Session, decision_key: str) -> bool:
+    live = [s.value for s in (OrderStatus.proposed, OrderStatus.approved, OrderStatus.submitting,
+                              OrderStatus.submitted, OrderStatus.partially_filled)]
+    return session.exec(select(Order.id).where(Order.decision_key == decision_key,
+                                               Order.status.in_(live))).first() is not None
 
 
 def working_close_quantity(session: Session, position_id: int | None, exclude_order_id: int | None = None) -> int:
@@ -316,6 +340,7 @@ def _apply_to_position(session: Session, order: Order, units: int, unit_price: D
         pos.initial_quantity += units
         per_unit_risk = Decimal(econ.get("max_loss_per_unit", "0"))
         pos.max_loss = cents(per_unit_risk * book.quantity)
+        pos.initial_risk = cents(pos.initial_risk + (per_unit_risk * units))
         pos.delta_dollars = float(econ.get("delta_dollars_per_unit", 0.0)) * book.quantity
     else:
         pos = session.get(Position, order.position_id)

@@ -22,6 +22,21 @@ def portfolio_risk(session: Session, broker: Broker, settings: Settings, now: da
 
     Aggregated in SQL so the gate's cost does not grow with the number of positions and orders."""
     account = broker.account()  # BrokerUnavailable propagates: no gate decision without the account
+    return _risk(session, account.equity, account.buying_power, now, exclude_order_id)
+
+
+def portfolio_risk_offline(session: Session, settings: Settings, now: datetime,
+                           exclude_order_id: int | None = None) -> PortfolioRisk:
+    """The same view without a broker call (for the console): equity and buying power from the newest
+    account snapshot, or the starting cash before the first one. The gate itself always asks the broker."""
+    snap = session.exec(select(AccountSnapshot).order_by(AccountSnapshot.at.desc(), AccountSnapshot.id.desc())).first()
+    equity = snap.equity if snap else Decimal(str(settings.starting_cash))
+    buying_power = snap.buying_power if snap and snap.buying_power > 0 else equity
+    return _risk(session, equity, buying_power, now, exclude_order_id)
+
+
+def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetime,
+          exclude_order_id: int | None) -> PortfolioRisk:
     is_open = Position.status == "open"
     by_symbol = session.exec(select(Position.symbol, func.sum(Position.max_loss)).where(is_open)
                              .group_by(Position.symbol)).all()
@@ -38,9 +53,9 @@ def portfolio_risk(session: Session, broker: Broker, settings: Settings, now: da
         pending += _dec(total)
         risk_by_symbol.setdefault(sym, Decimal("0"))
     return PortfolioRisk(
-        equity=account.equity,
-        buying_power=account.buying_power,
-        day_start_equity=day_start_equity(session, now) or account.equity,
+        equity=equity,
+        buying_power=buying_power,
+        day_start_equity=day_start_equity(session, now) or equity,
         open_positions=len(by_symbol),
         heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")),
         risk_by_symbol=risk_by_symbol,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 02:08:52.145695
+Create Date: 2026-11-24 02:18:07.241616
 """
 from __future__ import annotations
 
@@ -360,6 +360,7 @@ def upgrade() -> None:
     sa.Column('targets_hit', sa.Integer(), nullable=False),
     sa.Column('highest_close', sa.Float(), nullable=False),
     sa.Column('max_loss', sa.Numeric(precision=18, scale=6), nullable=False),
+    sa.Column('initial_risk', sa.Numeric(precision=18, scale=6), nullable=False),
     sa.Column('mark', sa.Numeric(precision=18, scale=6), nullable=True),
     sa.Column('realized_pnl', sa.Numeric(precision=18, scale=6), nullable=False),
     sa.Column('unrealized_pnl', sa.Numeric(precision=18, scale=6), nullable=False),
@@ -379,6 +380,7 @@ def upgrade() -> None:
     op.create_table('order',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('client_order_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('decision_key', sqlmodel.sql.sqltypes.AutoString(length=96), nullable=False),
     sa.Column('strategy', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('signal_id', sa.Integer(), nullable=True),
     sa.Column('candidate_id', sa.Integer(), nullable=True),
@@ -410,6 +412,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('order', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_order_client_order_id'), ['client_order_id'], unique=True)
+        batch_op.create_index(batch_op.f('ix_order_decision_key'), ['decision_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_order_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_order_symbol'), ['symbol'], unique=False)
 
@@ -465,6 +468,7 @@ def downgrade() -> None:
     with op.batch_alter_table('order', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_order_symbol'))
         batch_op.drop_index(batch_op.f('ix_order_status'))
+        batch_op.drop_index(batch_op.f('ix_order_decision_key'))
         batch_op.drop_index(batch_op.f('ix_order_client_order_id'))
 
     op.drop_table('order')
