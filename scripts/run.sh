@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p var/log
-.venv/bin/python scheduler.py >>var/log/scheduler.log 2>&1 &
+.venv/bin/python scheduler.py --auto >>var/log/scheduler.log 2>&1 &
 scheduler_pid=$!
 trap 'kill "$scheduler_pid" 2>/dev/null || true; wait "$scheduler_pid" 2>/dev/null || true' EXIT INT TERM
 echo "scheduler running (pid $scheduler_pid), log: var/log/scheduler.log"
