@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -19,13 +20,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and read back timezone-aware (UTC) on every database.
+
+    SQLite has no time zone type: without this, an aware New York time would be stored as its wall-clock
+    digits and read back as if it were UTC. Naive values are taken to be UTC already."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _ts(**kw: Any) -> Any:
-    """A timezone-aware timestamp column."""
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+    """A timezone-aware timestamp column (UTC in the database)."""
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
 
 
 def _ts_opt(**kw: Any) -> Any:
-    return Field(default=None, sa_type=DateTime(timezone=True), **kw)
+    return Field(default=None, sa_type=UTCDateTime, **kw)
 
 
 def _money(**kw: Any) -> Any:

@@ -236,6 +236,8 @@ def _manage_one(ctx: EngineContext, session: Session, pos: Position, daily: dict
     exits = ctx.settings.exits
     for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, exits.close_at_dte):
         if action.kind == "close_all":
+            for cid in service.cancel_working_entries(session, ctx.broker, pos, now):
+                report.add(f"{pos.symbol}: cancelled entry {cid} (closing the position)")
             _propose_exit(ctx, session, pos, legs, available, action.reason, "all", now, report, urgent=True)
             return
         if action.kind == "move_stop":
@@ -283,7 +285,7 @@ def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: lis
         structure=pos.structure, intent=Intent.close, legs=closing, quantity=quantity,
         limit_price=om.money(limit), max_loss_per_unit=Decimal("0"), buying_power_per_unit=Decimal("0"),
         reason=reason, signal_id=pos.signal_id, position_id=pos.id)
-    order = service.propose(session, spec, ctx.settings, now, retry_unfilled=True)
+    order = service.propose(session, spec, ctx.settings, now, retry_terminal=True)
     report.add(f"{pos.symbol}: exit {quantity} ({reason}) -> order {order.client_order_id} {order.status}")
     report.count("exit_orders")
 

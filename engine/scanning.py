@@ -99,7 +99,7 @@ def run_scan(settings: Settings, engine: Engine, as_of: date | None = None, max_
         progress(f"scanning {panel.n_symbols:,} symbols")
     frame = strategy.scan(panel, params)
     t2 = time.perf_counter()
-    frame["sector"] = frame["symbol"].map(sector_of).fillna("")
+    frame["sector"] = [sector_of.get(s, "") for s in frame["symbol"]]
     run = _store_run(engine, frame, store.source, data_date, key, params, started, t1 - t0, t2 - t1)
     return ScanOutcome(run, False, frame)
 

@@ -13,6 +13,16 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Render our UTC timestamp type as plain DateTime(timezone=True): migrations stay importable
+    without the application and the stored column type is the same."""
+    from engine.models import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_offline() -> None:
     url = config.attributes.get("url") or get_settings().db_url
     context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
@@ -25,7 +35,8 @@ def run_migrations_online() -> None:
     connectable = make_engine(url)
     with connectable.connect() as connection:
         # render_as_batch: SQLite can only ALTER by copying tables; batch mode does that for us.
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          render_item=render_item)
         with context.begin_transaction():
             context.run_migrations()
     connectable.dispose()

@@ -75,19 +75,19 @@ class ExecutionReport:
 
 
 def propose(session: Session, spec: OrderSpec, settings: Settings, now: datetime,
-            retry_unfilled: bool = False) -> Order:
+            retry_terminal: bool = False) -> Order:
     """Create the order row (idempotent by client order id) and route it by the approval mode.
 
-    With ``retry_unfilled`` (exits), a same-decision order that ended without filling (expired,
-    cancelled, rejected) is followed by the next attempt, with its own client order id."""
+    With ``retry_terminal`` (exits, whose quantity the caller recomputes each cycle), a same-decision
+    order that has finished (filled, expired, cancelled, rejected) is followed by the next attempt, with
+    its own client order id; a live one is returned as is."""
     attempt = spec.attempt
     while True:
         cid = om.client_order_id(spec.strategy, spec.signal_key, spec.structure, spec.legs, attempt)
         existing = om.find(session, cid)
         if existing is None:
             break
-        done_unfilled = om.status_of(existing) in om.TERMINAL and existing.filled_quantity < existing.quantity
-        if not (retry_unfilled and done_unfilled):
+        if not (retry_terminal and om.status_of(existing) in om.TERMINAL):
             return existing
         attempt += 1
     failpoints.hit("before_order_row")
@@ -166,6 +166,28 @@ def live_for_decision(session: Session, decision_key: str) -> bool:
                               OrderStatus.submitted, OrderStatus.partially_filled)]
     return session.exec(select(Order.id).where(Order.decision_key == decision_key,
                                                Order.status.in_(live))).first() is not None
+
+
+def cancel_working_entries(session: Session, broker: Broker, position: Position, now: datetime) -> list[str]:
+    """Closing a whole position also stops the entry orders that would add to it again."""
+    live = [s.value for s in (OrderStatus.proposed, OrderStatus.approved, OrderStatus.submitted,
+                              OrderStatus.partially_filled)]
+    query = select(Order).where(Order.intent == "open", Order.status.in_(live), Order.symbol == position.symbol)
+    if position.signal_id is not None:
+        query = query.where(Order.signal_id == position.signal_id)
+    cancelled = []
+    for order in session.exec(query).all():
+        if om.status_of(order) in (OrderStatus.proposed, OrderStatus.approved):
+            om.transition(session, order, OrderStatus.cancelled, "position is being closed", now=now)
+        else:
+            try:
+                answer = broker.cancel(order.client_order_id)
+            except (BrokerUnavailable, BrokerRejected) as exc:
+                log.warning("could not cancel %s: %s", order.client_order_id, exc)
+                continue
+            apply_broker_state(session, order, answer, _fills_or_none(broker, order), now)
+        cancelled.append(order.client_order_id)
+    return cancelled
 
 
 def working_close_quantity(session: Session, position_id: int | None, exclude_order_id: int | None = None) -> int:

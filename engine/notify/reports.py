@@ -4,21 +4,19 @@ Every builder takes an open ``Session`` (plus settings and the market time ``now
 :class:`Report` objects: a channel, a deterministic idempotency key and the :class:`Message`. Nothing here
 writes; :func:`engine.notify.hooks.after_job` decides which reports a job produces and enqueues them.
 
-Reports, channels and keys:
+Reports, channels and keys (built after which job):
 
-=====================  ==============  =========================================  =============================
-report                 channel         key                                        built after
-=====================  ==============  =========================================  =============================
-Morning Brew           morning_brew    ``morning_brew:<date>``                    premarket
-entry signal           signals         ``signal:<signal id>``                     premarket
-exit order             signals         ``exit-order:<client order id>``           every job (sweep)
-fill                   portfolio       ``fill:<broker fill id>``                  every job (sweep)
-scale-out              portfolio       ``scale-out:<client order id>``            every job (sweep)
-stop hit / closed      portfolio       ``closed:<position id>``                   every job (sweep)
-portfolio digest       portfolio       ``digest:<date>``                          postmarket
-post-market report     morning_brew    ``postmarket:<date>``                      postmarket
-health check           system_status   ``health:<date>`` / ``health-nightly:<date>``  postmarket / nightly
-=====================  ==============  =========================================  =============================
+- Morning Brew: ``morning_brew``, ``morning_brew:<date>`` (premarket)
+- entry signal: ``signals``, ``signal:<signal id>``; beyond the best 25 of a day one list,
+  ``signals-more:<scan date>`` (premarket)
+- exit order: ``signals``, ``exit-order:<client order id>`` (every job: a sweep of the last days)
+- fill: ``portfolio``, ``fill:<broker fill id>`` (every job)
+- scale-out: ``portfolio``, ``scale-out:<client order id>`` (every job)
+- stop hit / position closed: ``portfolio``, ``closed:<position id>`` (every job)
+- portfolio digest: ``portfolio``, ``digest:<date>`` (postmarket)
+- post-market report: ``morning_brew``, ``postmarket:<date>`` (postmarket)
+- health check: ``system_status``, ``health:<date>`` (postmarket, always) and ``health-nightly:<date>``
+  (nightly, only when a check fails)
 
 The post-market report goes to ``morning_brew``: it is the evening half of the daily briefing (the day's
 activity and tomorrow's plan), while ``portfolio`` carries the numbers (fills, closes, the digest).
@@ -57,6 +55,7 @@ from engine.models import (
     JobRun,
     OptionCandidate,
     Order,
+    OrderEvent,
     Position,
     ReconciliationRun,
     ScanResult,
@@ -64,11 +63,16 @@ from engine.models import (
     Signal,
 )
 from engine.notify.embeds import BLUE, GREEN, GREY, ORANGE, RED, Message
+from engine.operator import kill_switch_on
+from engine.portfolio.exposure import portfolio_risk_offline
+from engine.schedule import JOB_IDS, POSTMARKET_DELAY
 
 INDEX_PROXIES = ("SPY", "QQQ", "IWM", "DIA")
 TOP_SETUPS = 5  # setups detailed in the Morning Brew
 TOP_LIST = 10  # rows of any other list (attention, plan, orders)
 TOP_POSITIONS = 15  # positions listed in the digest
+SIGNAL_MESSAGES = 25  # entry signals announced one by one each day; the rest share one message
+SIGNAL_LIST_MAX = 200  # ... which lists at most this many
 ATTENTION_DTE = 10  # an option position this close to expiry needs attention
 ATTENTION_ATR = 1.0  # ... and one whose underlying is within this many ATRs of its stop
 PLAN_BELOW = 0.5  # tomorrow's plan: atr_distance in [-0.5, 0): one reclaim of the SMA50 from the zone
@@ -377,9 +381,6 @@ def attention_items(positions: Sequence[Position], rows: dict[str, ScanResult], 
 
 
 def morning_brew(session: Session, settings: Settings, now: datetime) -> Report:
-    from engine.operator import kill_switch_on
-    from engine.portfolio.exposure import portfolio_risk_offline
-
     today = market_date(now)
     run = scan_for_day(session, today)
     fields: list[tuple[str, str, bool]] = []
@@ -444,8 +445,7 @@ def setup_fields(session: Session, run: ScanRun) -> list[tuple[str, str, bool]]:
                                                      Signal.strategy == run.strategy)).all())
     if not signals:
         return [("Top setups", f"No entry signals in the {run.data_date.isoformat()} scan.", False)]
-    rank = {"ordered": 0, "candidates_built": 1}
-    signals.sort(key=lambda s: (-s.score, rank.get(s.status, 2), s.id))
+    signals = _signal_order(signals)
     out = []
     for i, sig in enumerate(signals[:TOP_SETUPS], start=1):
         cand = chosen_candidate(session, sig.id)  # type: ignore[arg-type]
@@ -536,15 +536,31 @@ def entry_signal(session: Session, signal: Signal, settings: Settings) -> Report
     ))
 
 
+def _signal_order(signals: list[Signal]) -> list[Signal]:
+    """Best first: score, then those that reached an order or a candidate."""
+    rank = {"ordered": 0, "candidates_built": 1}
+    return sorted(signals, key=lambda s: (-s.score, rank.get(s.status, 2), s.id))
+
+
 def entry_signals(session: Session, settings: Settings, now: datetime) -> list[Report]:
-    """Every entry signal of the scan the pre-market of ``now``'s day used."""
+    """The entry signals of the scan the pre-market of ``now``'s day used: one message each for the best
+    SIGNAL_MESSAGES, the rest listed in one message (a full-market scan can produce hundreds)."""
     run = scan_for_day(session, market_date(now))
     if run is None:
         return []
-    signals = session.exec(select(Signal).where(Signal.data_date == run.data_date, Signal.kind == "entry",
-                                                Signal.strategy == run.strategy)
-                           .order_by(col(Signal.score).desc(), col(Signal.id))).all()
-    return [entry_signal(session, s, settings) for s in signals]
+    signals = _signal_order(list(session.exec(select(Signal).where(
+        Signal.data_date == run.data_date, Signal.kind == "entry", Signal.strategy == run.strategy)).all()))
+    out = [entry_signal(session, s, settings) for s in signals[:SIGNAL_MESSAGES]]
+    rest = signals[SIGNAL_MESSAGES:]
+    if rest:
+        lines = [f"**{s.symbol}** score {s.score:.2f} · close {price(s.entry_price)} · stop {price(s.stop)} · "
+                 f"T1 {price(s.targets[0] if s.targets else None)} · {s.status}" for s in rest[:SIGNAL_LIST_MAX]]
+        if len(rest) > SIGNAL_LIST_MAX:
+            lines.append(f"... and {len(rest) - SIGNAL_LIST_MAX} more (the console lists them all)")
+        out.append(Report("signals", f"signals-more:{run.data_date.isoformat()}", Message(
+            title=f"{plural(len(rest), 'more entry signal')} in the {run.data_date.isoformat()} scan",
+            description="\n".join(lines), color=BLUE, kind="signal_list")))
+    return out
 
 
 def exit_order(session: Session, order: Order, zone: tzinfo | None = None) -> Report:
@@ -880,6 +896,13 @@ def plan_text(session: Session, settings: Settings, today: date) -> str:
             f"tomorrow's pre-market rescans with today's bars):\n" + "\n".join(lines) + more)
 
 
+def last_reason(session: Session, order: Order, limit: int = 160) -> str:
+    event = session.exec(select(OrderEvent).where(OrderEvent.order_id == order.id)
+                         .order_by(col(OrderEvent.id).desc())).first()
+    text = event.reason if event is not None and event.reason else "no reason recorded"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def postmarket_report(session: Session, settings: Settings, now: datetime) -> Report:
     today = market_date(now)
     start, end = _day_bounds(today, now.tzinfo)
@@ -891,6 +914,7 @@ def postmarket_report(session: Session, settings: Settings, now: datetime) -> Re
     order_lines = [f"{o.symbol} {o.intent} {o.structure} x{o.quantity} · {o.status}"
                    + (f" · filled {o.filled_quantity} at {net(o.avg_fill_price)}" if o.filled_quantity else
                       f" · limit {net(o.limit_price)}")
+                   + (f" ({last_reason(session, o)})" if o.status in ("rejected", "cancelled", "expired") else "")
                    for o in orders[:TOP_LIST]]
     if len(orders) > TOP_LIST:
         order_lines.append(f"... and {len(orders) - TOP_LIST} more")
@@ -912,8 +936,8 @@ def postmarket_report(session: Session, settings: Settings, now: datetime) -> Re
         f"{dd.peak_date.isoformat()}\nMax drawdown to date {signed_pct(dd.max_drawdown_pct)}")
     return Report("morning_brew", f"postmarket:{today.isoformat()}", Message(
         title=f"Post-market report: {today.isoformat()}",
-        description=(f"{len(orders)} orders today ({summary or 'none'}); {len(day_fills)} fills, "
-                     f"{contracts} contracts, fees {money(fees)}"),
+        description=(f"{plural(len(orders), 'order')} today ({summary or 'none'}); {plural(len(day_fills), 'fill')}, "
+                     f"{plural(contracts, 'contract')}, fees {money(fees)}"),
         fields=[
             ("Orders", _lines(order_lines, "No orders today."), False),
             ("P&L", "\n".join(pnl_lines), False),
@@ -937,6 +961,8 @@ class Check:
 
 
 def heartbeat_check(session: Session, wall_now: datetime) -> Check:
+    """Age of each component's last beat (wall clock). Only the scheduler's is a problem when stale: the
+    console beats only while someone has it open. Missed job runs (a stalled scheduler) are job_check's."""
     rows = session.exec(select(Heartbeat).order_by(Heartbeat.component)).all()
     lines, problems = [], []
     for hb in rows:
@@ -946,7 +972,7 @@ def heartbeat_check(session: Session, wall_now: datetime) -> Check:
         if market:
             text += f", market time {market}"
         lines.append(text)
-        if age > HEARTBEAT_STALE:
+        if hb.component == "scheduler" and age > HEARTBEAT_STALE:
             problems.append(f"{hb.component} heartbeat is {duration(age)} old (limit {duration(HEARTBEAT_STALE)})")
     return Check("Heartbeats", _lines(lines, "No heartbeats recorded."), problems)
 
@@ -954,8 +980,6 @@ def heartbeat_check(session: Session, wall_now: datetime) -> Check:
 def _run_times(session: Session, day: date) -> list[tuple[str, datetime, str]]:
     """(job, when it was due, outcome) of the day's job runs: a replay's trigger carries its market time,
     a live run's start is its wall time (UTC)."""
-    from engine.schedule import JOB_IDS
-
     start, end = _day_bounds(day, UTC)
     prefix = f"replay@{day.isoformat()}"
     rows = session.exec(select(JobRun.job_id, JobRun.trigger, JobRun.started_at, JobRun.outcome).where(
@@ -971,8 +995,9 @@ def _run_times(session: Session, day: date) -> list[tuple[str, datetime, str]]:
     return sorted(out, key=lambda r: r[1])
 
 
-def job_check(session: Session, now: datetime, expect: Sequence[str]) -> Check:
-    """Which of the day's jobs ran, and gaps in the intraday cycle (a stopped or stalled scheduler)."""
+def job_check(session: Session, now: datetime, expect: Sequence[str], intraday_gaps: bool = True) -> Check:
+    """Which of the day's jobs ran, and (``intraday_gaps``) gaps in the intraday cycle: a stopped or stalled
+    scheduler between heartbeats shows as missing cycles."""
     today = market_date(now)
     runs = _run_times(session, today)
     counts = Counter(job for job, _, _ in runs)
@@ -987,6 +1012,8 @@ def job_check(session: Session, now: datetime, expect: Sequence[str]) -> Check:
     for job in expect:
         if not counts.get(job):
             problems.append(f"{job} did not run today")
+    if not intraday_gaps:
+        return Check("Job runs today", lines[0], problems)
     intraday = [at for job, at, _ in runs if job == "intraday" and open_ <= at <= close]
     end = min(now, close)
     if now > open_ and not intraday:
@@ -1005,16 +1032,22 @@ def job_check(session: Session, now: datetime, expect: Sequence[str]) -> Check:
     return Check("Job runs today", "\n".join(lines), problems)
 
 
-def freshness_check(newest_bar: date | None, now: datetime) -> Check:
-    expected = last_completed_session(now)
+def freshness_check(newest_bar: date | None, now: datetime, job_id: str) -> Check:
+    """Newest stored daily bar against the session it must cover: the previous session after the post-market
+    (today's bar may still be on its way), the last completed session after the nightly backfill."""
+    today = market_date(now)
+    expected = calendar.previous_session(today) if job_id == "postmarket" else last_completed_session(now)
     if newest_bar is None:
         return Check("Data freshness", "No daily bars stored.", ["no daily bars stored"])
-    text = f"bars stored through {newest_bar.isoformat()}; last completed session {expected.isoformat()}"
+    text = f"bars stored through {newest_bar.isoformat()}; required {expected.isoformat()}"
+    if job_id == "postmarket" and calendar.is_session(today):
+        text += "; today's bars " + ("stored" if newest_bar >= today else "not stored yet (the nightly backfills)")
     if newest_bar >= expected:
         return Check("Data freshness", text + ": current", [])
     behind = len(calendar.sessions(calendar.next_session(newest_bar), expected))
-    return Check("Data freshness", text + f": {behind} sessions behind",
-                 [f"daily bars end {newest_bar.isoformat()}, {behind} sessions behind {expected.isoformat()}"])
+    return Check("Data freshness", text + f": {plural(behind, 'session')} behind",
+                 [f"daily bars end {newest_bar.isoformat()}, {plural(behind, 'session')} behind "
+                  f"{expected.isoformat()}"])
 
 
 def reconciliation_check(session: Session, since: datetime, until: datetime) -> Check:
@@ -1024,9 +1057,9 @@ def reconciliation_check(session: Session, since: datetime, until: datetime) -> 
         return Check("Reconciliation", "No reconciliation runs in this window.", [])
     bad = [r for r in runs if r.differences]
     if not bad:
-        return Check("Reconciliation", f"{len(runs)} runs, the engine and the broker agree.", [])
+        return Check("Reconciliation", f"{plural(len(runs), 'run')}, the engine and the broker agree.", [])
     distinct = Counter(json.dumps(d, sort_keys=True, default=str) for r in bad for d in r.differences)
-    shown = [f"• {text} (in {n} runs)" for text, n in distinct.most_common(5)]
+    shown = [f"• {text} (in {plural(n, 'run')})" for text, n in distinct.most_common(5)]
     if len(distinct) > 5:
         shown.append(f"... and {len(distinct) - 5} more")
     problem = f"{len(bad)} of {len(runs)} reconciliation runs found differences ({len(distinct)} distinct)"
@@ -1041,12 +1074,15 @@ def health_report(session: Session, settings: Settings, now: datetime, job_id: s
     start, _ = _day_bounds(today, now.tzinfo)
     times = calendar.session_times(today)
     if job_id == "nightly":
-        since = (times[1] + timedelta(minutes=31)).astimezone(now.tzinfo) if times else start
-        expect: tuple[str, ...] = ("premarket", "postmarket") if times else ()
+        # after the post-market's own reconciliation (reported by the post-market check)
+        # What the post-market check could not see: its own run, and reconciliations after it. Its findings
+        # (missed cycles, the morning's reconciliations) are not repeated.
+        since = (times[1] + POSTMARKET_DELAY + timedelta(minutes=1)).astimezone(now.tzinfo) if times else start
+        jobs = job_check(session, now, ("postmarket",) if times else (), intraday_gaps=False)
     else:
-        since, expect = start, ("premarket",)
-    checks = [heartbeat_check(session, wall_now), job_check(session, now, expect), freshness_check(newest_bar, now),
-              reconciliation_check(session, since, max(now, since))]
+        since, jobs = start, job_check(session, now, ("premarket",))
+    checks = [heartbeat_check(session, wall_now), jobs,
+              freshness_check(newest_bar, now, job_id), reconciliation_check(session, since, max(now, since))]
     problems = [p for c in checks for p in c.problems]
     if job_id == "nightly" and not problems:
         return None

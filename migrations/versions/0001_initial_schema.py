@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 02:18:07.241616
+Create Date: 2026-11-24 02:31:12.225289
 """
 from __future__ import annotations
 
