@@ -39,6 +39,8 @@ import pandas as pd
 from engine.data import calendar
 from engine.data.panel import FIELDS, Panel
 from engine.data.ports import UNIVERSE_COLUMNS
+from engine.options.chain import CHAIN_COLUMNS
+from engine.options.occ import occ_padded, parse_occ
 
 __all__ = [
     "BLOCK",
@@ -60,11 +62,6 @@ TRADING_DAYS = 252.0
 RISK_FREE_RATE = 0.04
 DEFAULT_PANEL_END = date(2026, 6, 30)
 
-CHAIN_COLUMNS = (
-    "underlying", "occ_symbol", "expiry", "dte", "strike", "right", "bid", "ask", "mid", "last",
-    "volume", "open_interest", "iv", "delta", "gamma", "theta", "vega", "underlying_price",
-    "quote_time", "source",
-)
 
 SECTORS = (
     "Information Technology", "Health Care", "Financials", "Consumer Discretionary",
@@ -190,22 +187,14 @@ def _round_price(p: np.ndarray) -> np.ndarray:
 
 
 def occ_symbol(underlying: str, expiry: date, right: str, strike: float) -> str:
-    """OCC option symbol, e.g. ``AAPL  230616C00150000`` (root padded to 6, yymmdd, C/P, strike*1000)."""
-    return f"{underlying:<6}{expiry:%y%m%d}{right}{round(strike * 1000):08d}"
+    """OCC option symbol (root padded to 6); the unchecked fast path of ``engine.options.occ``."""
+    return occ_padded(underlying, expiry, right, strike)
 
 
 def parse_occ_symbol(symbol: str) -> tuple[str, date, str, float]:
-    """(underlying, expiry, right, strike) of an OCC symbol (padded or compact root)."""
-    s = symbol.strip()
-    if s.startswith("O:"):
-        s = s[2:]
-    tail = s[-15:]
-    root = s[:-15].strip()
-    expiry = date(2000 + int(tail[0:2]), int(tail[2:4]), int(tail[4:6]))
-    right = tail[6]
-    if right not in ("C", "P") or not root:
-        raise ValueError(f"not an OCC option symbol: {symbol!r}")
-    return root, expiry, right, int(tail[7:15]) / 1000.0
+    """(underlying, expiry, right, strike) of an OCC symbol, via ``engine.options.occ.parse_occ``."""
+    parsed = parse_occ(symbol)
+    return parsed.root, parsed.expiry, parsed.right, float(parsed.strike)
 
 
 # --------------------------------------------------------------------------- static universe

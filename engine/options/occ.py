@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Literal, NamedTuple
 
-__all__ = ["OccSymbol", "format_occ", "parse_occ"]
+__all__ = ["OccSymbol", "format_occ", "occ_padded", "parse_occ"]
 
 _ROOT = re.compile(r"[A-Z0-9]{1,6}")
 _TAIL = re.compile(r"(\d{2})(\d{2})(\d{2})([CP])(\d{8})")
@@ -67,6 +67,11 @@ def _right(right: str) -> str:
     if r in ("P", "PUT"):
         return "P"
     raise ValueError(f"option right must be 'C' or 'P' (or call/put): {right!r}")
+
+
+def occ_padded(root: str, expiry: date, right: str, strike: float) -> str:
+    """Unchecked fast path for trusted inputs (chain generation): ``AAPL  230616C00150000``."""
+    return f"{root:<6}{expiry:%y%m%d}{right}{round(strike * 1000):08d}"
 
 
 def format_occ(root: str, expiry: date, right: str, strike: Decimal | float | int | str,

@@ -103,3 +103,12 @@ def test_bad_format_arguments_raise_value_error_naming_the_value(args, fragment)
 def test_bad_style():
     with pytest.raises(ValueError, match="style"):
         format_occ("AAPL", date(2023, 6, 16), "C", 150, style="ib")  # type: ignore[arg-type]
+
+
+def test_fast_padded_form_matches_the_checked_formatter() -> None:
+    from datetime import date
+
+    from engine.options.occ import format_occ, occ_padded
+
+    for root, strike in (("AAPL", 150.0), ("SPY", 605.0), ("F", 12.5), ("BRKB", 0.5)):
+        assert occ_padded(root, date(2025, 7, 1), "C", strike) == format_occ(root, date(2025, 7, 1), "C", strike)
