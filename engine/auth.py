@@ -86,8 +86,6 @@ def check_login(engine: Engine, password: str, now: datetime | None = None) -> L
     with session_scope(engine) as session:
         row = _row(session)
         locked = row.locked_until
-        if locked is not None and locked.tzinfo is None:
-            locked = locked.replace(tzinfo=UTC)  # SQLite returns naive UTC
         if locked is not None and now < locked:
             return LoginResult(False, f"too many failed attempts; locked until {locked:%H:%M:%S} UTC", locked)
         if row.password_hash is None:

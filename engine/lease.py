@@ -11,10 +11,6 @@ from engine.db import session_scope
 from engine.models import Lease
 
 
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def acquire(engine: Engine, name: str, holder: str, ttl: timedelta, now: datetime | None = None) -> bool:
     """Take or renew the lease; False while another holder's lease has not expired."""
     now = now or datetime.now(UTC)
@@ -25,7 +21,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl: timedelta, now: datetim
             if lease is None:
                 session.add(Lease(name=name, holder=holder, acquired_at=now, expires_at=now + ttl))
                 return True
-            if lease.holder != holder and _aware(lease.expires_at) > now:
+            if lease.holder != holder and lease.expires_at > now:
                 return False
             if lease.holder != holder:
                 lease.acquired_at = now
@@ -47,6 +43,6 @@ def holder_of(engine: Engine, name: str, now: datetime | None = None) -> str | N
     now = now or datetime.now(UTC)
     with session_scope(engine) as session:
         lease = session.get(Lease, name)
-        if lease is None or _aware(lease.expires_at) <= now:
+        if lease is None or lease.expires_at <= now:
             return None
         return lease.holder

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -320,8 +320,7 @@ def _expire_unsent(ctx: EngineContext, now: datetime, report: StepReport) -> Non
     """Day orders never sent (waiting for approval) do not survive the session."""
     with session_scope(ctx.db) as session:
         for order in om.open_orders(session, [om.OrderStatus.proposed, om.OrderStatus.approved]):
-            created = order.created_at.replace(tzinfo=order.created_at.tzinfo or timezone.utc)
-            if order.time_in_force == "day" and new_york(created).date() <= new_york(now).date():
+            if order.time_in_force == "day" and new_york(order.created_at).date() <= new_york(now).date():
                 om.transition(session, order, om.OrderStatus.expired, "day order not sent before the close", now=now)
                 report.count("expired_unsent")
 
