@@ -1,13 +1,16 @@
 """Streamlit entry point: ``streamlit run app/console.py``.
 
-The entry lives in app/ (not beside pages/) so Streamlit never switches to its automatic pages/
-mode, and every page is registered through st.navigation below, after the login gate: a page's
-URL path requested directly still runs this script first and stops at the gate.
+The entry lives in app/ (not beside pages/) so Streamlit never switches to its automatic pages/ mode:
+every page is registered here through st.navigation. Before login the navigation is hidden and the script
+stops at the gate before ``navigation.run()``, so a page's URL path requested directly (e.g. /positions)
+shows only the login form: no page module runs and no engine action is reachable. After login the same
+URL opens that page.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,16 +19,27 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app.gate import require_login  # noqa: E402
+from app.gate import logout, require_login  # noqa: E402
 from app.registry import PAGES  # noqa: E402
 
 st.set_page_config(page_title="QuantMatrix", page_icon="📈", layout="wide")
 
+authenticated = bool(st.session_state.get("authenticated"))
+sections: dict[str, list[st.Page]] = {}
+for i, spec in enumerate(PAGES):
+    sections.setdefault(spec.section, []).append(
+        st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=i == 0))
+navigation = st.navigation(sections, position="sidebar" if authenticated else "hidden")
+
 if not require_login():
     st.stop()
 
-navigation = st.navigation(
-    [st.Page(page.render, title=page.title, icon=page.icon, url_path=page.url_path, default=i == 0)
-     for i, page in enumerate(PAGES)]
-)
-navigation.run()
+from app.sidebar import render_sidebar  # noqa: E402  (imported after the gate: it reads the database)
+
+render_sidebar(logout)
+started = time.perf_counter()
+try:
+    navigation.run()
+finally:
+    # Server-side time of the page script, for the console benchmark (engine/bench/console.py).
+    st.session_state["_qm_page_ms"] = (time.perf_counter() - started) * 1000

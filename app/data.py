@@ -169,6 +169,17 @@ def candidate_detail(candidate_id: int) -> dict[str, Any] | None:
     return _candidate_detail(db_key(), candidate_id)
 
 
+@st.cache_data(ttl=SLOW, show_spinner=False, max_entries=64)
+def _payoff(key: str, candidate_id: int, r: float) -> pd.DataFrame:
+    detail = queries.candidate_detail(reader(), candidate_id)
+    return queries.payoff_curve(detail, r) if detail else pd.DataFrame()
+
+
+def payoff(candidate_id: int) -> pd.DataFrame:
+    """Payoff at expiry and today (model) for a stored candidate; the candidate never changes."""
+    return _payoff(db_key(), candidate_id, effective().risk_free_rate)
+
+
 @st.cache_data(ttl=LIVE, show_spinner=False)
 def _pending_orders(key: str) -> list[dict[str, Any]]:
     return queries.pending_orders(reader())
@@ -318,3 +329,8 @@ def _overrides(key: str) -> pd.DataFrame:
 
 def overrides() -> pd.DataFrame:
     return _overrides(db_key())
+
+
+def effective_risk_limits():  # type: ignore[no-untyped-def]
+    """The risk limits in force (environment plus the operator's stored changes)."""
+    return effective().risk

@@ -62,9 +62,11 @@ def pct(x: Any, signed: bool = False, decimals: int = 2) -> str:
     return f"{sign}{abs(v):,.{decimals}f}%"
 
 
-def num(x: Any, decimals: int = 2) -> str:
+def num(x: Any, decimals: int = 2, signed: bool = False) -> str:
     v = _finite(x)
-    return "–" if v is None else f"{v:,.{decimals}f}".replace("-", MINUS)
+    if v is None:
+        return "–"
+    return (f"{v:+,.{decimals}f}" if signed and round(v, decimals) != 0 else f"{v:,.{decimals}f}").replace("-", MINUS)
 
 
 def ny(ts: datetime | None, seconds: bool = False) -> str:
@@ -78,6 +80,16 @@ def ny(ts: datetime | None, seconds: bool = False) -> str:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=ZoneInfo("UTC"))
     return ts.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M:%S ET" if seconds else "%Y-%m-%d %H:%M ET")
+
+
+def ny_iso(text: str | None) -> str:
+    """An ISO timestamp string (as heartbeats carry) in exchange time."""
+    if not text:
+        return "–"
+    try:
+        return ny(datetime.fromisoformat(str(text)))
+    except ValueError:
+        return str(text)
 
 
 def ago(seconds: float | None) -> str:
@@ -157,3 +169,6 @@ def percent_col(label: str | None = None, help: str | None = None) -> Any:
 
 def time_col(label: str | None = None) -> Any:
     return st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm")
+
+
+NEUTRAL: dict[str, Any] = {"delta_color": "off", "delta_arrow": "off"}  # st.metric deltas that are context, not change

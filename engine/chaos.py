@@ -118,7 +118,8 @@ def audit(settings: Any) -> dict[str, Any]:
         orders = list(session.exec(select(Order)).all())
         engine_fill_ids = set(session.exec(select(Fill.broker_fill_id)).all())
     by_id = {o.client_order_id: o for o in orders}
-    sent = [o for o in orders if o.broker_order_id is not None or o.client_order_id in set(broker_ids)]
+    at_broker = set(broker_ids)
+    sent = [o for o in orders if o.broker_order_id is not None or o.client_order_id in at_broker]
     decisions = Counter((o.signal_id, o.position_id, o.intent, o.reason) for o in orders if o.filled_quantity > 0
                         and o.intent == "open")
     stuck = [o.client_order_id for o in orders

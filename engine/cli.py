@@ -153,7 +153,7 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
 def _cmd_bench_console(args: argparse.Namespace) -> int:
     from engine.bench.console import bench_console
 
-    print(json.dumps(bench_console()))
+    print(json.dumps(bench_console(symbols=args.symbols, positions=args.positions, runs=args.runs)))
     return 0
 
 
@@ -220,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=300)
     p.set_defaults(handler=_cmd_bench_data)
     p = bsub.add_parser("console", help="render every console page on a 32,345-symbol scan and 200 positions")
+    p.add_argument("--symbols", type=int, default=32_345)
+    p.add_argument("--positions", type=int, default=200)
+    p.add_argument("--runs", type=int, default=5)
     p.set_defaults(handler=_cmd_bench_console)
     p = bsub.add_parser("store", help="generate N symbols x D days on the simulated market, store and load")
     p.add_argument("--symbols", type=int, default=32_345)

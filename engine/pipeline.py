@@ -200,7 +200,8 @@ def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[s
     panel = store.load(calendar.sessions_back(last, 120)[0].astype(object), last, dtype=np.float64)
     out: dict[str, dict[str, float]] = {}
     params = ctx.settings.strategy
-    present = [s for s in symbols if s in set(panel.symbols)]
+    in_panel = set(panel.symbols)
+    present = [s for s in symbols if s in in_panel]
     if not present:
         return out
     p = panel.select(present)

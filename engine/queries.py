@@ -64,6 +64,13 @@ def _f0(value: Any) -> float:
     return 0.0 if out is None else out
 
 
+def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Float columns (None -> NaN), so tables show blanks and sort numerically."""
+    for c in columns:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    return frame
+
+
 # --- health, universe, bars ----------------------------------------------------------------------------
 
 
@@ -382,10 +389,12 @@ def candidate_list(engine: Engine, limit: int = 300) -> pd.DataFrame:
             "vega": _f(greeks.get("vega")), "rejected": len(cand.rejected or []),
             "order_status": orders.get(cand.id), "signal_status": sig.status,
         })
-    return pd.DataFrame(data, columns=["candidate_id", "signal_id", "data_date", "symbol", "structure", "chosen",
-                                       "score", "zone", "expiry", "net_mid", "net_natural", "max_loss", "max_profit",
-                                       "breakevens", "iv_rank", "delta", "theta", "vega", "rejected",
-                                       "order_status", "signal_status"])
+    frame = pd.DataFrame(data, columns=["candidate_id", "signal_id", "data_date", "symbol", "structure", "chosen",
+                                        "score", "zone", "expiry", "net_mid", "net_natural", "max_loss", "max_profit",
+                                        "breakevens", "iv_rank", "delta", "theta", "vega", "rejected",
+                                        "order_status", "signal_status"])
+    return _numeric(frame, ["score", "net_mid", "net_natural", "max_loss", "max_profit", "iv_rank", "delta", "theta",
+                            "vega"])
 
 
 def candidate_detail(engine: Engine, candidate_id: int) -> dict[str, Any] | None:
@@ -449,11 +458,20 @@ def payoff_curve(detail: dict[str, Any], r: float, points: int = 161) -> pd.Data
     return out
 
 
-def rejected_frame(rejected: list[dict[str, Any]]) -> pd.DataFrame:
-    from engine.scanning import reason_code
+def rejection_rule(reason: str) -> str:
+    """The filter behind a chain rejection ("dte 7 < 21" -> "dte", "|delta| 0.11 outside ..." -> "delta",
+    "put not used by long_call" -> "right not used by the structure")."""
+    import re
 
+    if " not used by " in reason:
+        return "right not used by the structure"
+    match = re.match(r"\W*([A-Za-z_]+)", reason)
+    return match.group(1).lower() if match else reason
+
+
+def rejected_frame(rejected: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rejected, columns=["occ_symbol", "reason"])
-    frame["rule"] = frame["reason"].map(lambda r: reason_code(str(r)))
+    frame["rule"] = frame["reason"].map(lambda r: rejection_rule(str(r)))
     return frame
 
 
@@ -479,7 +497,9 @@ def orders_frame(engine: Engine, statuses: list[str] | None = None, limit: int =
         query = query.where(col(Order.status).in_(statuses))
     with Session(engine) as session:
         rows = session.exec(query).all()
-    return pd.DataFrame([_order_row(o) for o in rows], columns=ORDER_COLUMNS)
+    frame = pd.DataFrame([_order_row(o) for o in rows], columns=ORDER_COLUMNS)
+    frame["broker_order_id"] = frame["broker_order_id"].fillna("")
+    return _numeric(frame, ["limit_price", "avg_fill_price", "max_loss"])
 
 
 def order_status_counts(engine: Engine) -> dict[str, int]:

@@ -58,8 +58,8 @@ def load_scan_panel(store: BarStore, as_of: date, sessions: int, symbols: list[s
     start = calendar.sessions_back(as_of, sessions)[0].astype(object)
     panel = store.load(start, as_of, dtype=dtype)
     if symbols is not None:
-        keep = [s for s in panel.symbols if s in set(symbols)]
-        panel = panel.select(keep)
+        wanted = set(symbols)
+        panel = panel.select([s for s in panel.symbols if s in wanted])
     return panel
 
 

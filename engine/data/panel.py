@@ -74,9 +74,10 @@ class Panel:
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by date, rows without a bar dropped."""
-        col = int(np.flatnonzero(self.symbols == symbol)[0]) if symbol in set(self.symbols) else -1
-        if col < 0:
+        matches = np.flatnonzero(self.symbols == symbol)
+        if not len(matches):
             raise KeyError(f"symbol not in panel: {symbol}")
+        col = int(matches[0])
         df = pd.DataFrame(
             {f: getattr(self, f)[:, col] for f in FIELDS},
             index=pd.DatetimeIndex(self.dates, name="date"),
