@@ -133,7 +133,6 @@ class Settings(BaseSettings):
     data_source: DataSource = DataSource.sim
     sim_seed: int = 7
     sim_symbols: int = Field(3000, ge=10, le=40_000)
-    csv_bars_path: Path | None = None
     starting_cash: float = Field(100_000.0, gt=0)
 
     risk: RiskSettings = RiskSettings()
@@ -208,8 +207,6 @@ class Settings(BaseSettings):
                 )
             if self.broker is BrokerName.paper:
                 raise ValueError("trading_mode=live needs a real broker (QM_BROKER=tastytrade or ibkr)")
-        if self.data_source is DataSource.csv and self.csv_bars_path is None:
-            raise ValueError("data_source=csv needs QM_CSV_BARS_PATH")
         return self
 
     @property
