@@ -48,8 +48,17 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     migrate(settings.db_url)
     engine = get_engine(settings.db_url)
     as_of = date.fromisoformat(args.date) if args.date else None
-    outcome = run_scan(settings, engine, as_of=as_of, max_symbols=args.symbols,
-                       progress=lambda msg: print(msg, file=sys.stderr))
+    from engine.progress import ProgressBar
+
+    bar = ProgressBar("scan", 3)  # load bars, run gate + strategy, store the run
+
+    def step(message: str) -> None:
+        bar.label = message
+        bar.bump()
+
+    outcome = run_scan(settings, engine, as_of=as_of, max_symbols=args.symbols, progress=step)
+    bar.label = "stored"
+    bar.update(bar.total)
     run = outcome.run
     with session_scope(engine) as session:
         top = results_frame(session, run.id, limit=args.top, signals_first=True)

@@ -13,11 +13,17 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
         self._last_draw = 0.0
+        self.done = 0
 
     def __call__(self, done: int, total: int | None = None) -> None:
         self.update(done, total)
 
+    def bump(self) -> None:
+        """One more step done (for step-wise work without a natural count)."""
+        self.update(self.done + 1)
+
     def update(self, done: int, total: int | None = None) -> None:
+        self.done = done
         if total is not None:
             self.total = max(total, 1)
         now = time.monotonic()

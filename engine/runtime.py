@@ -47,7 +47,12 @@ def nightly(ctx: EngineContext) -> pipeline.StepReport:
     report = pipeline.StepReport("nightly", ctx.now)
     today = ctx.now.astimezone(NEW_YORK).date()
     last = today if calendar.is_session(today) else calendar.previous_session(today)
-    report.count("sessions_stored", pipeline.refresh_bars(ctx, last))
+    update = getattr(ctx.market, "update", None)
+    if update is not None:  # Massive: incremental grouped-daily update plus split checks, into its store
+        fill = update()
+        report.add(f"data update: {fill}")
+    else:
+        report.count("sessions_stored", pipeline.refresh_bars(ctx, last))
     if ctx.db.url.get_backend_name() == "sqlite":
         raw = ctx.db.raw_connection()  # outside a transaction: a checkpoint cannot run inside one
         try:
