@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from engine.clock import Clock, SystemClock
-from engine.config import BrokerName, Settings
+from engine.config import BrokerName, Settings, SettingsError
 from engine.data.ports import MarketData
 from engine.execution.ports import Broker
 
@@ -53,4 +53,5 @@ def _broker(settings: Settings, market: MarketData, clock: Clock, paper_db: Path
             option_fee_per_contract=fees.fee_per_contract,
         )
         return PaperBroker(path, SimQuoteSource(market), clock.now, config)
-    raise NotImplementedError(f"broker {settings.broker.value} is not available in this build yet")
+    raise SettingsError(f"invalid settings:\n  broker (QM_BROKER) = {settings.broker.value!r}: no adapter for this "
+                        "broker in this build yet; only 'paper' can trade")
