@@ -122,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long the lease outlives its last renewal (a crashed scheduler's lease expires)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    clock = ReplayClock(datetime.now(timezone.utc), speed=1.0)  # wall clock until a replay moves it
     try:
         settings = get_settings()
+        migrate(settings.db_url)
+        ctx = build_context(settings, clock=clock)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    migrate(settings.db_url)
-    clock = ReplayClock(datetime.now(timezone.utc), speed=1.0)  # wall clock until a replay moves it
-    ctx = build_context(settings, clock=clock)
     state = runtime.RuntimeState(instance=f"{socket.gethostname()}:{os.getpid()}",
                                  lease_ttl=timedelta(seconds=args.lease_seconds))
     if not _hold_lease(ctx, state, args.wait_for_lease):
