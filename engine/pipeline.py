@@ -134,8 +134,19 @@ def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, repo
             report.add(f"{signal.symbol}: broker unavailable for sizing ({exc}); candidate kept, no order")
             return
         sector = sectors_of(session).get(signal.symbol, "")
+        fees = ctx.settings.fees.open_cost_per_contract_leg
         spec, why = candidates.entry_spec(signal, outcome.candidate_id, outcome.structure, sector, ctx.settings,
-                                          portfolio, ctx.settings.fees.open_cost_per_contract_leg)
+                                          portfolio, fees)
+        if spec is None and outcome.structure.kind == "long_call":
+            # One call is over the risk budget: the same view with a defined, smaller risk is a debit spread.
+            note = f"long call not sized ({why}): call debit spread instead"
+            spread = candidates.build_candidates(session, ctx.market, ctx.settings, signal, now,
+                                                 kinds=["call_debit_spread"], why=note)
+            if spread.structure is not None and spread.candidate_id is not None:
+                report.add(f"{signal.symbol}: {note}")
+                outcome = spread
+                spec, why = candidates.entry_spec(signal, spread.candidate_id, spread.structure, sector,
+                                                  ctx.settings, portfolio, fees)
         if spec is None:
             report.add(f"{signal.symbol}: {outcome.structure.kind} not ordered: {why}")
             signal.status = "skipped"

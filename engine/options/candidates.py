@@ -63,7 +63,9 @@ def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -
 
 
 def build_candidates(session: Session, market: MarketData, settings: Settings, signal: Signal,
-                     now: datetime) -> CandidateOutcome:
+                     now: datetime, kinds: list[str] | None = None, why: str | None = None) -> CandidateOutcome:
+    """Store the structures chosen for ``signal``; with ``kinds``, build those instead of the IV-rank plan
+    and make the first of them the chosen candidate (``why`` says why, in the candidate's notes)."""
     chain = market.option_chain(signal.symbol, now)
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
@@ -72,8 +74,13 @@ def build_candidates(session: Session, market: MarketData, settings: Settings, s
     rank_or_none = None if math.isnan(rank) else rank
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}
-    selection = select_candidates(view, chain, settings.options, iv_rank=rank_or_none)
+    selection = select_candidates(view, chain, settings.options, iv_rank=rank_or_none, kinds=kinds)
     rejected = selection.rejected.to_dict("records")
+    if kinds is not None and selection.structures:
+        for earlier in session.exec(select(OptionCandidate).where(OptionCandidate.signal_id == signal.id,
+                                                                  OptionCandidate.chosen)).all():
+            earlier.chosen = False
+            session.add(earlier)
     first_id = None
     for i, structure in enumerate(selection.structures):
         cand = OptionCandidate(
@@ -85,8 +92,8 @@ def build_candidates(session: Session, market: MarketData, settings: Settings, s
             breakevens=[float(b) for b in structure.breakevens("mid")],
             greeks=structure.net_greeks(per_contract=True) | {"underlying_price": structure.underlying_price},
             iv_rank=rank_or_none,
-            reasons={"notes": list(selection.notes) + list(structure.notes), "zone": signal.zone,
-                     "iv_rank": rank_or_none},
+            reasons={"notes": ([why] if why else []) + list(selection.notes) + list(structure.notes),
+                     "zone": signal.zone, "iv_rank": rank_or_none},
             rejected=rejected if i == 0 else [],
             created_at=now,
         )

@@ -19,7 +19,7 @@ Ties are broken deterministically: closest |delta| to the role's target, then dt
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -224,7 +224,8 @@ def _rank_key(df: pd.DataFrame, idx: np.ndarray, target: float, p: OptionParams)
 
 
 def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | None = None,
-                      iv_rank: float | None = None, earnings_date: date | None = None) -> Selection:
+                      iv_rank: float | None = None, earnings_date: date | None = None,
+                      kinds: Sequence[str] | None = None) -> Selection:
     """Choose structures for ``signal`` (symbol, close, atr, stop, targets, zone) from ``chain``.
 
     ``chain`` is a normalised chain (``chain.CHAIN_COLUMNS``), ideally passed through ``chain.enrich``
@@ -235,7 +236,13 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
     zone = _get(signal, "zone")
     stop = _get(signal, "stop")
     stop = float(stop) if _finite(stop) else math.nan
-    kinds, notes = _plan(zone, iv_rank, p)
+    if kinds is None:
+        kinds, notes = _plan(zone, iv_rank, p)
+    else:  # the caller asks for these structures (e.g. a spread when one long call is over the risk budget)
+        unknown = [k for k in kinds if k not in _ROLES]
+        if unknown:
+            raise ValueError(f"unknown structure kinds {unknown}; known: {sorted(_ROLES)}")
+        kinds, notes = list(kinds), [f"requested: {', '.join(kinds)}"]
     df = _prepare(chain)
     roles_needed = sorted({r for k in kinds for r in _ROLES[k]})
     rights_used = {"C" if r.endswith("call") else "P" for r in roles_needed}

@@ -82,3 +82,29 @@ def test_candidates_are_stored_with_the_chosen_structure_and_rejections(seeded) 
                 if leg["qty"] > 0 and leg["right"] == "C" and c.structure in ("long_call", "call_debit_spread"):
                     assert 0.55 <= leg["delta"] <= 0.70 and 21 <= leg["dte"] <= 60
             assert s.get(Signal, outcome.signal_id).status == "candidates_built"  # type: ignore[union-attr]
+
+
+def test_a_long_call_over_the_risk_budget_becomes_a_debit_spread(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine import pipeline
+    from engine.models import Order
+
+    # 0.3% of 100,000 = $300 per trade: most single calls cost more, their spreads less
+    settings = load_settings(data_dir=tmp_path / "var", sim_symbols=800, risk={"risk_per_trade_pct": 0.3})
+    initialise(settings, sessions=330, progress=False)
+    ctx = build_context(settings, clock=ReplayClock(datetime(2026, 10, 1, 12, 30, tzinfo=UTC)))
+    report = pipeline.run_premarket(ctx)
+    switched = [line for line in report.lines if "call debit spread instead" in line]
+    assert switched, report.lines
+    with Session(ctx.db) as s:
+        spreads = s.exec(select(OptionCandidate).where(OptionCandidate.structure == "call_debit_spread",
+                                                       OptionCandidate.chosen)).all()
+        noted = [c for c in spreads if any("long call not sized" in n for n in c.reasons["notes"])]
+        assert noted
+        for c in noted:
+            calls = s.exec(select(OptionCandidate).where(OptionCandidate.signal_id == c.signal_id,
+                                                         OptionCandidate.structure == "long_call")).all()
+            assert calls and not any(x.chosen for x in calls)  # the spread replaced the call as the choice
+            assert c.max_loss < calls[0].max_loss
+        orders = s.exec(select(Order).where(Order.structure == "call_debit_spread")).all()
+        for o in orders:  # every spread order fits the per-trade budget, fees included
+            assert o.risk_per_unit * o.quantity <= 300
