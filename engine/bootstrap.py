@@ -17,13 +17,8 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def last_completed_session(now: datetime | None = None) -> date:
-    """The newest session whose daily bar is final at ``now`` (after its close)."""
-    now = (now or datetime.now(NEW_YORK)).astimezone(NEW_YORK)
-    today = now.date()
-    times = calendar.session_times(today)
-    if times is not None and now >= times[1]:
-        return today
-    return calendar.previous_session(today)
+    """The newest session whose daily bar is final now (or at ``now``)."""
+    return calendar.last_completed_session(now or datetime.now(NEW_YORK))
 
 
 def initialise(settings: Settings, sessions: int = 420, progress: bool = True) -> dict[str, object]:

@@ -216,8 +216,8 @@ def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[s
     if not present:
         return out
     p = panel.select(present)
-    sma50 = ind.sma(p.close, params.sma_trend)[-1]
-    atr = ind.atr(p.high, p.low, p.close, params.atr_period)[-1]
+    sma50 = ind.sma_last(p.close, params.sma_trend)
+    atr = ind.atr_last(p.high, p.low, p.close, params.atr_period)
     for j, s in enumerate(present):
         out[s] = {"close": float(p.close[-1, j]), "sma50": float(sma50[j]), "atr": float(atr[j])}
     return out

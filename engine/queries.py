@@ -43,11 +43,6 @@ INDEX_PROXIES = ("SPY", "QQQ", "IWM", "DIA")
 DECISION_ACTORS_EXCLUDED = ("engine", "broker")  # everything else is a person (the operator)
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
-
-
 def _f(value: Any) -> float | None:
     """Decimal/float/None -> float or None (NaN and infinities become None)."""
     if value is None:
@@ -83,8 +78,8 @@ def heartbeats(engine: Engine, now: datetime | None = None) -> pd.DataFrame:
             {
                 "component": r.component,
                 "instance": r.instance_id,
-                "last_beat": _aware(r.at),
-                "age_seconds": (now - _aware(r.at)).total_seconds(),
+                "last_beat": r.at,
+                "age_seconds": (now - r.at).total_seconds(),
                 **{k: v for k, v in r.info.items() if isinstance(v, str | int | float)},
             }
             for r in rows
@@ -102,7 +97,7 @@ def scheduler_status(engine: Engine, now: datetime | None = None,
     if row is None:
         return {"seen": False, "alive": False, "age_seconds": None, "instance": None, "mode": None,
                 "paused": [], "market_time": None, "last_beat": None}
-    at = _aware(row.at)
+    at = row.at
     age = (now - at).total_seconds() if at else None
     info = row.info or {}
     return {"seen": True, "alive": age is not None and age <= max_age.total_seconds(), "age_seconds": age,
@@ -217,7 +212,7 @@ def account_history(engine: Engine) -> pd.DataFrame:
     by_day: dict[date, AccountSnapshot] = {}
     for r in rows:
         by_day[r.trade_date] = r
-    data = [{"trade_date": d, "at": _aware(r.at), "equity": _f0(r.equity), "cash": _f0(r.cash),
+    data = [{"trade_date": d, "at": r.at, "equity": _f0(r.equity), "cash": _f0(r.cash),
              "positions_value": _f0(r.positions_value), "buying_power": _f0(r.buying_power),
              "realized_pnl_day": _f0(r.realized_pnl_day), "unrealized_pnl": _f0(r.unrealized_pnl),
              "open_risk": _f0(r.open_risk), "day_pnl": _f0((r.detail or {}).get("day_pnl"))}
@@ -249,7 +244,7 @@ def account_summary(engine: Engine, settings: Settings) -> dict[str, Any]:
     day_pnl = _f0((snap.detail or {}).get("day_pnl"))
     prev = equity - day_pnl
     return {
-        "has_snapshot": True, "trade_date": snap.trade_date, "at": _aware(snap.at), "equity": equity,
+        "has_snapshot": True, "trade_date": snap.trade_date, "at": snap.at, "equity": equity,
         "cash": _f0(snap.cash), "positions_value": _f0(snap.positions_value), "buying_power": _f0(snap.buying_power),
         "day_pnl": day_pnl, "day_pnl_pct": 100 * day_pnl / prev if prev else 0.0,
         "total_pnl": equity - starting, "total_pnl_pct": 100 * (equity - starting) / starting,
@@ -273,7 +268,7 @@ def mode_summary(engine: Engine, settings: Settings) -> dict[str, Any]:
         "approval_mode_source": "console" if mode else "environment",
         "kill_switch": bool(kill and kill.value.get("value")),
         "kill_switch_by": kill.updated_by if kill else None,
-        "kill_switch_at": _aware(kill.updated_at) if kill else None,
+        "kill_switch_at": kill.updated_at if kill else None,
     }
 
 
@@ -284,7 +279,7 @@ def last_reconciliation(engine: Engine) -> dict[str, Any] | None:
             return None
         recent_bad = session.exec(select(func.count()).select_from(ReconciliationRun)
                                   .where(ReconciliationRun.ok == False)).one()  # noqa: E712
-    return {"at": _aware(run.at), "broker": run.broker, "ok": run.ok, "orders_checked": run.orders_checked,
+    return {"at": run.at, "broker": run.broker, "ok": run.ok, "orders_checked": run.orders_checked,
             "events_applied": run.events_applied, "differences": list(run.differences or []),
             "runs_with_differences": int(recent_bad)}
 
@@ -299,7 +294,7 @@ def latest_scan(engine: Engine) -> dict[str, Any] | None:
     if run is None:
         return None
     return {"id": run.id, "strategy": run.strategy, "data_source": run.data_source, "data_date": run.data_date,
-            "finished_at": _aware(run.finished_at), "n_scanned": run.n_scanned, "n_excluded": run.n_excluded,
+            "finished_at": run.finished_at, "n_scanned": run.n_scanned, "n_excluded": run.n_excluded,
             "n_signals": run.n_signals, "excluded_by_reason": dict(run.excluded_by_reason or {}),
             "breadth": dict(run.breadth or {}), "seconds": run.load_seconds + run.compute_seconds + run.store_seconds}
 
@@ -415,7 +410,7 @@ def candidate_detail(engine: Engine, candidate_id: int) -> dict[str, Any] | None
         "chosen": cand.chosen, "legs": list(cand.legs), "net_mid": cand.net_mid, "net_natural": cand.net_natural,
         "max_loss": cand.max_loss, "max_profit": cand.max_profit, "breakevens": list(cand.breakevens or []),
         "greeks": dict(cand.greeks or {}), "iv_rank": cand.iv_rank, "reasons": dict(cand.reasons or {}),
-        "rejected": rejected, "created_at": _aware(cand.created_at),
+        "rejected": rejected, "created_at": cand.created_at,
         "alternatives": [{"id": i, "structure": s, "chosen": c} for i, s, c in siblings],
         "signal": None if sig is None else {
             "data_date": sig.data_date, "score": sig.score, "zone": sig.zone, "entry_price": sig.entry_price,
@@ -483,7 +478,7 @@ ORDER_COLUMNS = ["id", "created_at", "updated_at", "symbol", "structure", "inten
 
 
 def _order_row(o: Order) -> dict[str, Any]:
-    return {"id": o.id, "created_at": _aware(o.created_at), "updated_at": _aware(o.updated_at), "symbol": o.symbol,
+    return {"id": o.id, "created_at": o.created_at, "updated_at": o.updated_at, "symbol": o.symbol,
             "structure": o.structure, "intent": o.intent, "status": o.status, "quantity": o.quantity,
             "filled_quantity": o.filled_quantity, "limit_price": _f(o.limit_price),
             "avg_fill_price": _f(o.avg_fill_price), "max_loss": _f0(o.max_loss), "client_order_id": o.client_order_id,
@@ -557,7 +552,7 @@ def gate_preview(engine: Engine, settings: Settings, order_id: int, now: datetim
 def order_events(engine: Engine, order_id: int) -> pd.DataFrame:
     with Session(engine) as session:
         rows = session.exec(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)).all()
-    return pd.DataFrame([{"at": _aware(e.at), "from": e.from_status, "to": e.to_status, "actor": e.actor,
+    return pd.DataFrame([{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor,
                           "reason": e.reason} for e in rows], columns=["at", "from", "to", "actor", "reason"])
 
 
@@ -572,7 +567,7 @@ def decision_history(engine: Engine, limit: int = 300) -> pd.DataFrame:
     data = []
     for e, symbol, structure in rows:
         decision = "override" if e.reason.startswith("override:") else e.to_status
-        data.append({"at": _aware(e.at), "order_id": e.order_id, "symbol": symbol, "structure": structure,
+        data.append({"at": e.at, "order_id": e.order_id, "symbol": symbol, "structure": structure,
                      "decision": decision, "from": e.from_status, "to": e.to_status, "actor": e.actor,
                      "reason": e.reason, "client_order_id": e.client_order_id})
     return pd.DataFrame(data, columns=cols)
@@ -586,7 +581,7 @@ def fills_frame(engine: Engine, limit: int = 1000, order_id: int | None = None) 
         rows = session.exec(query).all()
     cols = ["filled_at", "order_id", "client_order_id", "instrument", "side", "quantity", "price", "multiplier",
             "commission", "fees", "notional", "broker_fill_id"]
-    return pd.DataFrame([{"filled_at": _aware(f.filled_at), "order_id": f.order_id,
+    return pd.DataFrame([{"filled_at": f.filled_at, "order_id": f.order_id,
                           "client_order_id": f.client_order_id, "instrument": f.instrument, "side": f.side,
                           "quantity": f.quantity, "price": _f0(f.price), "multiplier": f.multiplier,
                           "commission": _f0(f.commission), "fees": _f0(f.fees),
@@ -677,7 +672,7 @@ def open_positions(engine: Engine, settings: Settings, today: date | None = None
             "stop_distance_pct": 100 * (p.stop / und - 1) if p.stop and und else None,
             "targets": ", ".join(f"{t:,.2f}" for t in p.targets or []), "targets_hit": p.targets_hit,
             "next_action": next_action(p, und, today, settings.exits.close_at_dte),
-            "opened_at": _aware(p.opened_at), "legs_text": _legs_text(list(p.legs or [])),
+            "opened_at": p.opened_at, "legs_text": _legs_text(list(p.legs or [])),
         })
     return pd.DataFrame(data, columns=POSITION_COLUMNS)
 
@@ -693,7 +688,7 @@ def closed_positions(engine: Engine, limit: int = 2000) -> pd.DataFrame:
     data = []
     for p in rows:
         risk = _f0(p.initial_risk)
-        opened, closed = _aware(p.opened_at), _aware(p.closed_at)
+        opened, closed = p.opened_at, p.closed_at
         data.append({
             "id": p.id, "symbol": p.symbol, "sector": p.sector, "strategy": p.strategy, "structure": p.structure,
             "expiry": _nearest_expiry(list(p.legs or [])), "initial_quantity": p.initial_quantity,
@@ -808,8 +803,8 @@ def outbox_rows(engine: Engine, status: str | None = None, channel: str | None =
     with Session(engine) as session:
         rows = session.exec(query).all()
     cols = ["id", "created_at", "channel", "kind", "status", "attempts", "sent_at", "last_error", "preview"]
-    return pd.DataFrame([{"id": r.id, "created_at": _aware(r.created_at), "channel": r.channel, "kind": r.kind,
-                          "status": r.status, "attempts": r.attempts, "sent_at": _aware(r.sent_at),
+    return pd.DataFrame([{"id": r.id, "created_at": r.created_at, "channel": r.channel, "kind": r.kind,
+                          "status": r.status, "attempts": r.attempts, "sent_at": r.sent_at,
                           "last_error": r.last_error or "", "preview": preview(r)} for r in rows], columns=cols)
 
 
@@ -831,7 +826,7 @@ def job_runs(engine: Engine, limit: int = 300, failures_only: bool = False) -> p
     cols = ["id", "job_id", "trigger", "started_at", "finished_at", "seconds", "outcome", "error", "traceback"]
     data = []
     for r in rows:
-        started, finished = _aware(r.started_at), _aware(r.finished_at)
+        started, finished = r.started_at, r.finished_at
         data.append({"id": r.id, "job_id": r.job_id, "trigger": r.trigger, "started_at": started,
                      "finished_at": finished,
                      "seconds": (finished - started).total_seconds() if started and finished else None,
@@ -861,7 +856,7 @@ def job_summary(engine: Engine) -> pd.DataFrame:
     for job in jobs:
         r = last.get(job)
         data.append({"job": job, "runs": runs.get(job, 0), "failures": errors.get(job, 0),
-                     "last_started": _aware(r.started_at) if r else None, "last_outcome": r.outcome if r else None,
+                     "last_started": r.started_at if r else None, "last_outcome": r.outcome if r else None,
                      "last_error": (r.error or "") if r else ""})
     return pd.DataFrame(data, columns=["job", "runs", "failures", "last_started", "last_outcome", "last_error"])
 
@@ -871,10 +866,10 @@ def operator_commands(engine: Engine, limit: int = 200) -> pd.DataFrame:
         rows = session.exec(select(OperatorCommand).order_by(OperatorCommand.id.desc()).limit(limit)).all()  # type: ignore[union-attr]
     cols = ["id", "created_at", "kind", "payload", "created_by", "reason", "status", "applied_at", "applied_by",
             "result"]
-    return pd.DataFrame([{"id": c.id, "created_at": _aware(c.created_at), "kind": c.kind,
+    return pd.DataFrame([{"id": c.id, "created_at": c.created_at, "kind": c.kind,
                           "payload": ", ".join(f"{k}={v}" for k, v in (c.payload or {}).items()),
                           "created_by": c.created_by, "reason": c.reason, "status": c.status,
-                          "applied_at": _aware(c.applied_at), "applied_by": c.applied_by or "",
+                          "applied_at": c.applied_at, "applied_by": c.applied_by or "",
                           "result": c.result or ""} for c in rows], columns=cols)
 
 
@@ -926,7 +921,7 @@ def setting_overrides(engine: Engine) -> pd.DataFrame:
     with Session(engine) as session:
         rows = session.exec(select(SettingOverride).order_by(SettingOverride.key)).all()
     return pd.DataFrame([{"key": r.key, "value": r.value.get("value"), "updated_by": r.updated_by,
-                          "updated_at": _aware(r.updated_at)} for r in rows],
+                          "updated_at": r.updated_at} for r in rows],
                         columns=["key", "value", "updated_by", "updated_at"])
 
 

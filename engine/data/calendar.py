@@ -8,7 +8,7 @@ first converted to New York time and its date used; naive datetimes are taken as
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -184,3 +184,13 @@ def sessions_back(end: DayLike, n: int) -> np.ndarray:
 def last_session_on_or_before(d: DayLike) -> date:
     """``d`` itself when it is a session, else the previous session."""
     return _as_date(sessions_back(d, 1)[0])
+
+
+def last_completed_session(now: datetime, delay: timedelta = timedelta(0)) -> date:
+    """The newest session whose daily bar is final at ``now`` (tz-aware): today once its close (plus
+    ``delay``, e.g. a data vendor's publishing lag) has passed, else the previous session."""
+    ny = now.astimezone(NEW_YORK)
+    times = session_times(ny.date())
+    if times is not None and ny >= times[1] + delay:
+        return ny.date()
+    return previous_session(ny.date())

@@ -240,11 +240,7 @@ def _positive(value: Any) -> float:
 
 def last_completed_session(now: datetime) -> date:
     """The newest session whose grouped daily bars should be published at ``now`` (tz-aware)."""
-    now = now.astimezone(NEW_YORK)
-    times = calendar.session_times(now.date())
-    if times is not None and now >= times[1] + PUBLISH_DELAY:
-        return now.date()
-    return calendar.previous_session(now.date())
+    return calendar.last_completed_session(now, PUBLISH_DELAY)
 
 
 def default_retry(total: int = 4, backoff_factor: float = 2.0, backoff_max: float = 60.0) -> Retry:

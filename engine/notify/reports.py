@@ -25,9 +25,7 @@ Formatting: money ``$1,234.56`` (``+$``/``-$`` for P&L), changes as signed perce
 a whole (breadth, heat) as plain percents (``57.7%``), dates ISO, times America/New_York ("ET"). Colours:
 green for gains, red for losses and problems, blue for information, orange for exits.
 
-Timestamps: on PostgreSQL they come back timezone-aware. SQLite stores an aware datetime's wall time without
-its offset, so a value the engine wrote from its clock is in the clock's zone (New York in a replay, UTC
-live). Window bounds are therefore passed in ``now``'s zone and naive values read back are taken in it.
+Timestamps come back timezone-aware (UTC) from every database (engine.models.UTCDateTime).
 """
 
 from __future__ import annotations
@@ -188,32 +186,18 @@ def market_date(now: datetime) -> date:
     return now.astimezone(NEW_YORK).date()
 
 
-def _in_zone(ts: datetime | None, zone: tzinfo | None) -> datetime | None:
-    """A stored timestamp as an aware datetime; naive values are read in ``zone`` (see module docstring)."""
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=zone or UTC) if ts.tzinfo is None else ts
-
-
-def _ny_date(ts: datetime | None, zone: tzinfo | None) -> str:
-    aware = _in_zone(ts, zone)
-    return "n/a" if aware is None else aware.astimezone(NEW_YORK).date().isoformat()
+def _ny_date(ts: datetime | None) -> str:
+    return "n/a" if ts is None else ts.astimezone(NEW_YORK).date().isoformat()
 
 
 def _day_bounds(day: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
-    """New York midnight to midnight of ``day``, expressed in ``zone`` (the clock's zone)."""
+    """New York midnight to midnight of ``day``, expressed in ``zone``."""
     start = datetime.combine(day, time(0), NEW_YORK)
     end = datetime.combine(day + timedelta(days=1), time(0), NEW_YORK)
     return start.astimezone(zone or UTC), end.astimezone(zone or UTC)
 
 
-def last_completed_session(now: datetime) -> date:
-    """The newest session whose daily bar is final at ``now``."""
-    today = market_date(now)
-    times = calendar.session_times(today)
-    if times is not None and now >= times[1]:
-        return today
-    return calendar.previous_session(today)
+last_completed_session = calendar.last_completed_session
 
 
 def session_line(day: date) -> str:
@@ -563,7 +547,7 @@ def entry_signals(session: Session, settings: Settings, now: datetime) -> list[R
     return out
 
 
-def exit_order(session: Session, order: Order, zone: tzinfo | None = None) -> Report:
+def exit_order(session: Session, order: Order) -> Report:
     pos = session.get(Position, order.position_id) if order.position_id else None
     kind = exit_kind(order.reason)
     codes = reason_codes(order.reason)
@@ -579,7 +563,7 @@ def exit_order(session: Session, order: Order, zone: tzinfo | None = None) -> Re
     ]
     if pos is not None:
         fields.append(("Position", (
-            f"#{pos.id} opened {_ny_date(pos.opened_at, zone)} at {net(entry_price(session, pos))}/unit, "
+            f"#{pos.id} opened {_ny_date(pos.opened_at)} at {net(entry_price(session, pos))}/unit, "
             f"underlying entry {price(pos.underlying_entry)}\n"
             f"stop {price(pos.stop)} · targets hit {pos.targets_hit}/{len(pos.targets)} · "
             f"1R {money(pos.initial_risk)}"), False))
@@ -587,7 +571,7 @@ def exit_order(session: Session, order: Order, zone: tzinfo | None = None) -> Re
         title=f"Exit order: {order.symbol} ({rule})",
         description=f"{order.strategy} · {order.intent} {order.quantity} of {order.symbol} {order.structure}",
         fields=fields, color=RED if kind == "stop" else ORANGE, footer=f"order {order.client_order_id}",
-        timestamp=_in_zone(order.created_at, zone), kind="exit_order",
+        timestamp=order.created_at, kind="exit_order",
     ))
 
 
@@ -595,17 +579,17 @@ def exit_orders(session: Session, now: datetime) -> list[Report]:
     since = now - SWEEP_LOOKBACK
     orders = session.exec(select(Order).where(Order.intent != "open", Order.created_at >= since)
                           .order_by(col(Order.id))).all()
-    return [exit_order(session, o, now.tzinfo) for o in orders]
+    return [exit_order(session, o) for o in orders]
 
 
 # --- portfolio channel ------------------------------------------------------------------------------
 
 
-def fill_report(fill: Fill, order: Order | None, zone: tzinfo | None = None) -> Report:
+def fill_report(fill: Fill, order: Order | None) -> Report:
     value = _dec(fill.price) * fill.quantity * fill.multiplier
     fees = _dec(fill.commission) + _dec(fill.fees)
     what = f"{order.intent} {order.symbol} {order.structure}" if order is not None else "order not found"
-    filled_at = _in_zone(fill.filled_at, zone)
+    filled_at = fill.filled_at
     return Report("portfolio", f"fill:{fill.broker_fill_id}", Message(
         title=f"Fill: {fill.side.upper()} {fill.quantity} {occ(fill.instrument)} @ {money(fill.price)}",
         fields=[
@@ -628,10 +612,10 @@ def fills(session: Session, now: datetime) -> list[Report]:
     rows = session.exec(select(Fill).where(Fill.filled_at >= since).order_by(col(Fill.id))).all()
     ids = sorted({f.order_id for f in rows})
     orders = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(ids)))} if ids else {}
-    return [fill_report(f, orders.get(f.order_id), now.tzinfo) for f in rows]
+    return [fill_report(f, orders.get(f.order_id)) for f in rows]
 
 
-def scale_out(session: Session, order: Order, zone: tzinfo | None = None) -> Report:
+def scale_out(session: Session, order: Order) -> Report:
     pos = session.get(Position, order.position_id) if order.position_id else None
     fields = [
         ("Sold", f"{order.filled_quantity} of {order.quantity} at {net(order.avg_fill_price)}/unit", True),
@@ -646,7 +630,7 @@ def scale_out(session: Session, order: Order, zone: tzinfo | None = None) -> Rep
     color = pnl_color(pos.realized_pnl) if pos is not None else GREEN
     return Report("portfolio", f"scale-out:{order.client_order_id}", Message(
         title=f"Scale-out: {order.symbol} {order.structure}", fields=fields, color=color,
-        footer=f"order {order.client_order_id}", timestamp=_in_zone(order.updated_at, zone), kind="scale_out",
+        footer=f"order {order.client_order_id}", timestamp=order.updated_at, kind="scale_out",
     ))
 
 
@@ -657,7 +641,7 @@ def scale_outs(session: Session, now: datetime) -> list[Report]:
     orders = session.exec(select(Order).where(Order.intent != "open", col(Order.status).in_(done),
                                               Order.filled_quantity > 0, Order.updated_at >= since)
                           .order_by(col(Order.id))).all()
-    return [scale_out(session, o, now.tzinfo) for o in orders if exit_kind(o.reason) == "scale_out"]
+    return [scale_out(session, o) for o in orders if exit_kind(o.reason) == "scale_out"]
 
 
 def entry_price(session: Session, pos: Position) -> Decimal | None:
@@ -678,13 +662,13 @@ def position_r(pos: Position) -> float | None:
     return float(_dec(pos.realized_pnl) / risk) if risk > 0 else None
 
 
-def position_closed(session: Session, pos: Position, zone: tzinfo | None = None) -> Report:
+def position_closed(session: Session, pos: Position) -> Report:
     kind = exit_kind(pos.exit_reason or "")
     closes = session.exec(select(Order).where(Order.position_id == pos.id, Order.intent != "open",
                                               Order.filled_quantity > 0).order_by(col(Order.id))).all()
     exits = "; ".join(f"{o.filled_quantity} at {net(o.avg_fill_price)}" for o in closes) or "at expiry"
-    closed = _in_zone(pos.closed_at, zone)
-    held = f"{_ny_date(pos.opened_at, zone)} to {_ny_date(pos.closed_at, zone)}"
+    closed = pos.closed_at
+    held = f"{_ny_date(pos.opened_at)} to {_ny_date(pos.closed_at)}"
     title = ("Stop hit" if kind == "stop" else "Position closed") + f": {pos.symbol} {pos.structure}"
     return Report("portfolio", f"closed:{pos.id}", Message(
         title=title,
@@ -706,7 +690,7 @@ def closed_positions(session: Session, now: datetime) -> list[Report]:
     since = now - SWEEP_LOOKBACK
     rows = session.exec(select(Position).where(Position.status == "closed", Position.closed_at >= since)
                         .order_by(col(Position.id))).all()
-    return [position_closed(session, p, now.tzinfo) for p in rows]
+    return [position_closed(session, p) for p in rows]
 
 
 def _greek(pos: Position, name: str) -> float:
@@ -763,7 +747,7 @@ def portfolio_digest(session: Session, settings: Settings, now: datetime) -> Rep
             ("Positions", listed, False),
         ],
         color=pnl_color(day_pnl), footer=f"snapshot #{snap.id} at {snap.trade_date.isoformat()}",
-        timestamp=_in_zone(snap.at, now.tzinfo), kind="digest",
+        timestamp=snap.at, kind="digest",
     ))
 
 
@@ -966,7 +950,7 @@ def heartbeat_check(session: Session, wall_now: datetime) -> Check:
     rows = session.exec(select(Heartbeat).order_by(Heartbeat.component)).all()
     lines, problems = [], []
     for hb in rows:
-        age = wall_now - _in_zone(hb.at, UTC)  # type: ignore[operator]
+        age = wall_now - hb.at  # type: ignore[operator]
         market = hb.info.get("market_time")
         text = f"{hb.component} ({hb.instance_id}): last beat {duration(age)} ago"
         if market:
@@ -990,7 +974,7 @@ def _run_times(session: Session, day: date) -> list[tuple[str, datetime, str]]:
     out = []
     for job_id, trigger, started, outcome in rows:
         at = datetime.fromisoformat(trigger.removeprefix("replay@")) if trigger.startswith("replay@") else \
-            _in_zone(started, UTC)
+            started
         out.append((job_id, at, outcome))  # type: ignore[arg-type]
     return sorted(out, key=lambda r: r[1])
 
