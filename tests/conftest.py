@@ -16,10 +16,13 @@ POSTGRES_URL = os.environ.get("QM_TEST_POSTGRES_URL", "postgresql+psycopg://post
 
 
 def shared_data(*parts: str) -> Path:
-    """A file under ../shared/data, or skip the test with the reason when the folder is absent."""
+    """A file under ../shared/data; in CI (CI=true) a missing file fails the test, elsewhere it skips with the reason."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"recorded data not found at {path} (../shared/data is absent in this checkout)")
+        message = f"recorded data not found at {path} (../shared/data is absent in this checkout)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + "; CI must run the tests on the real recorded data")
+        pytest.skip(message)
     return path
 
 
