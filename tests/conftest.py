@@ -16,7 +16,7 @@ POSTGRES_URL = os.environ.get("QM_TEST_POSTGRES_URL", "postgresql+psycopg://post
 
 
 def shared_data(*parts: str) -> Path:
-    """A file under ../shared/data; in CI (CI=true) a missing file fails the test, elsewhere it skips with the reason."""
+    """A file under ../shared/data: in CI (CI=true) a missing file fails the test, elsewhere it skips."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         message = f"recorded data not found at {path} (../shared/data is absent in this checkout)"

@@ -1,0 +1,137 @@
+"""Open and closed positions, their next action and trade statistics."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from engine.config import Settings
+from engine.models import (
+    Position,
+)
+from engine.queries._common import _f, _f0
+
+
+def _nearest_expiry(legs: list[dict[str, Any]]) -> date | None:
+    expiries = sorted(str(leg["expiry"]) for leg in legs if leg.get("expiry"))
+    return date.fromisoformat(expiries[0]) if expiries else None
+
+
+def next_action(pos: Position, underlying: float | None, today: date, close_at_dte: int) -> str:
+    """The next thing position management will do, in the operator's words: where the stop is, which
+    target comes next and what it sells, when the time exit comes. Read off the stored levels."""
+    from engine.portfolio.manager import scale_out_quantity
+
+    parts = []
+    if pos.stop:
+        dist = f" ({100 * (pos.stop / underlying - 1):+.1f}%)".replace("-", "−") if underlying else ""
+        parts.append(f"stop at {pos.stop:,.2f}{dist}")
+    targets = list(pos.targets or [])
+    if pos.targets_hit < len(targets):
+        nxt = targets[pos.targets_hit]
+        qty = min(pos.quantity, scale_out_quantity(pos.initial_quantity, pos.targets_hit, pos.targets_hit + 1,
+                                                   len(targets)))
+        dist = f" ({100 * (nxt / underlying - 1):+.1f}%)" if underlying else ""
+        parts.append(f"next target {nxt:,.2f}{dist} sells {qty}" if qty > 0 else f"next target {nxt:,.2f}{dist}")
+    elif targets:
+        parts.append("all targets hit: trailing stop")
+    expiry = _nearest_expiry(list(pos.legs or []))
+    if expiry is not None:
+        dte = (expiry - today).days
+        exit_day = expiry - timedelta(days=close_at_dte)
+        parts.append(f"time exit now ({dte} DTE)" if dte <= close_at_dte else f"time exit {exit_day:%b %d} ({dte} DTE)")
+    return " · ".join(parts) or "no levels"
+
+
+POSITION_COLUMNS = ["id", "symbol", "sector", "strategy", "structure", "expiry", "quantity", "initial_quantity",
+                    "entry_price", "mark", "underlying_price", "unrealized_pnl", "realized_pnl", "pnl_pct",
+                    "max_loss", "initial_risk", "r_now", "delta", "gamma", "theta", "vega", "delta_dollars", "stop",
+                    "stop_distance_pct", "targets", "targets_hit", "next_action", "opened_at", "legs_text"]
+
+
+def _legs_text(legs: list[dict[str, Any]]) -> str:
+    out = []
+    for leg in legs:
+        side = "+" if leg.get("side") == "buy" else "−"
+        ratio = int(leg.get("ratio", 1) or 1)
+        qty = f"{side}{ratio if ratio != 1 else ''}"
+        if leg.get("asset") == "stock":
+            out.append(f"{qty} {leg.get('instrument')} shares")
+        else:
+            strike = leg.get("strike")
+            out.append(f"{qty} {leg.get('expiry')} {float(strike):g}{leg.get('right')}" if strike is not None
+                       else f"{qty} {leg.get('instrument')}")
+    return ", ".join(out)
+
+
+def open_positions(engine: Engine, settings: Settings, today: date | None = None) -> pd.DataFrame:
+    from engine.clock import NEW_YORK
+
+    today = today or datetime.now(NEW_YORK).date()
+    with Session(engine) as session:
+        rows = session.exec(select(Position).where(Position.status == "open").order_by(Position.id)).all()
+    data = []
+    for p in rows:
+        greeks = p.greeks or {}
+        und = _f(greeks.get("underlying_price"))
+        mult = 100 if any(leg.get("asset", "option") == "option" for leg in p.legs or []) else 1
+        cost = abs(_f0(p.entry_price)) * mult * p.quantity
+        unreal = _f0(p.unrealized_pnl)
+        initial_risk = _f0(p.initial_risk)
+        data.append({
+            "id": p.id, "symbol": p.symbol, "sector": p.sector, "strategy": p.strategy, "structure": p.structure,
+            "expiry": _nearest_expiry(list(p.legs or [])), "quantity": p.quantity,
+            "initial_quantity": p.initial_quantity, "entry_price": _f0(p.entry_price), "mark": _f(p.mark),
+            "underlying_price": und, "unrealized_pnl": unreal, "realized_pnl": _f0(p.realized_pnl),
+            "pnl_pct": 100 * unreal / cost if cost else None, "max_loss": _f0(p.max_loss),
+            "initial_risk": initial_risk,
+            "r_now": (unreal + _f0(p.realized_pnl)) / initial_risk if initial_risk else None,
+            **{g: _f(greeks.get(g)) for g in ("delta", "gamma", "theta", "vega")},
+            "delta_dollars": _f(greeks.get("delta_dollars")),
+            "stop": p.stop or None,
+            "stop_distance_pct": 100 * (p.stop / und - 1) if p.stop and und else None,
+            "targets": ", ".join(f"{t:,.2f}" for t in p.targets or []), "targets_hit": p.targets_hit,
+            "next_action": next_action(p, und, today, settings.exits.close_at_dte),
+            "opened_at": p.opened_at, "legs_text": _legs_text(list(p.legs or [])),
+        })
+    return pd.DataFrame(data, columns=POSITION_COLUMNS)
+
+
+CLOSED_COLUMNS = ["id", "symbol", "sector", "strategy", "structure", "expiry", "initial_quantity", "opened_at",
+                  "closed_at", "days_held", "realized_pnl", "initial_risk", "r_multiple", "exit_reason", "legs_text"]
+
+
+def closed_positions(engine: Engine, limit: int = 2000) -> pd.DataFrame:
+    with Session(engine) as session:
+        rows = session.exec(select(Position).where(Position.status == "closed")
+                            .order_by(Position.closed_at.desc(), Position.id.desc()).limit(limit)).all()  # type: ignore[union-attr]
+    data = []
+    for p in rows:
+        risk = _f0(p.initial_risk)
+        opened, closed = p.opened_at, p.closed_at
+        data.append({
+            "id": p.id, "symbol": p.symbol, "sector": p.sector, "strategy": p.strategy, "structure": p.structure,
+            "expiry": _nearest_expiry(list(p.legs or [])), "initial_quantity": p.initial_quantity,
+            "opened_at": opened, "closed_at": closed,
+            "days_held": (closed - opened).days if opened and closed else None,
+            "realized_pnl": _f0(p.realized_pnl), "initial_risk": risk,
+            "r_multiple": _f0(p.realized_pnl) / risk if risk else None, "exit_reason": p.exit_reason or "",
+            "legs_text": _legs_text(list(p.legs or [])),
+        })
+    return pd.DataFrame(data, columns=CLOSED_COLUMNS)
+
+
+def trade_stats(closed: pd.DataFrame) -> dict[str, Any]:
+    if closed.empty:
+        return {"trades": 0, "win_rate": None, "avg_r": None, "total_pnl": 0.0, "expectancy": None}
+    r = closed["r_multiple"].dropna()
+    return {"trades": len(closed), "win_rate": float((closed["realized_pnl"] > 0).mean()),
+            "avg_r": float(r.mean()) if len(r) else None, "total_pnl": float(closed["realized_pnl"].sum()),
+            "expectancy": float(closed["realized_pnl"].mean())}
+
+
+# --- risk ------------------------------------------------------------------------------------------------
