@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from engine.risk import GatePass
+    from engine.risk import GatePass, ProposedOrder
 
 OPTION_MULTIPLIER = 100
 
@@ -152,6 +152,17 @@ class BrokerEvent:
     detail: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BrokerPreview:
+    """The broker's own dry run of an order (tastytrade's dry-run, IBKR's whatIfOrder): the gate checks it."""
+
+    buying_power_effect: Decimal  # dollars of buying power the order would use (+) or free (-)
+    fees: Decimal  # commissions and regulatory fees for the whole order, dollars, positive
+    errors: tuple[str, ...] = ()  # any error means the broker would refuse: the gate refuses too
+    warnings: tuple[str, ...] = ()
+    raw: dict[str, object] = field(default_factory=dict)  # the broker's answer as received, for the audit trail
+
+
 class BrokerRejected(Exception):
     """A definite refusal: the order was not accepted and never will be. Rejects the order."""
 
@@ -182,3 +193,10 @@ class Broker(Protocol):
     def positions(self) -> list[BrokerPosition]: ...
 
     def account(self) -> BrokerAccount: ...
+
+
+@runtime_checkable
+class PreviewingBroker(Protocol):
+    """A broker that can dry-run an order before it is sent (real brokers; the paper broker need not)."""
+
+    def preview(self, order: ProposedOrder) -> BrokerPreview: ...
