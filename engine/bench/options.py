@@ -63,7 +63,7 @@ def sim_quotes(quotes: int, *, seed: int = 7, n_symbols: int = 400, max_distinct
             if ch.empty:
                 continue
             ch = ch[["mid", "underlying_price", "strike", "dte", "right"]].copy()
-            ch["q"] = market.dividend_yield(str(sym))
+            ch["q"] = market.dividend_yield(str(sym), at.date())
             frames.append(ch)
             total += len(ch)
             if total >= want:

@@ -44,7 +44,8 @@ def _specs(ctx, at: datetime, n: int) -> list[service.OrderSpec]:  # type: ignor
     universe = ctx.market.universe()
     symbols = [s for s in universe["symbol"] if s not in ("SPY", "QQQ", "IWM", "DIA")]
     for sym in symbols:
-        chain = enrich(ctx.market.option_chain(sym, at), r=ctx.settings.risk_free_rate)
+        chain = enrich(ctx.market.option_chain(sym, at), r=ctx.settings.risk_free_rate,
+                       q=ctx.market.dividend_yield(sym, at.date()))
         calls = chain[(chain["right"] == "C") & (chain["dte"].between(21, 60)) & (chain["quote_flag"] == "ok")
                       & (chain["volume"] >= 50) & (chain["bid"] > 0)]
         calls = calls.iloc[(calls["delta"] - 0.6).abs().argsort()[:3]]

@@ -1,7 +1,8 @@
 """Your own daily bars as the data source (`QM_DATA_SOURCE=csv`), imported with `python -m engine import-bars`.
 
 Such files carry daily bars only: the scan, the charts and daily position rules run on them; quotes are
-the last close, and there is no option chain (candidates report "no option chain").
+the last close, and there is no option chain (candidates report "no option chain").  They carry no
+dividends either: ``dividend_yield`` is 0.0 for every symbol, meaning "unknown, treated as none".
 """
 
 from __future__ import annotations
@@ -46,3 +47,10 @@ class CsvMarketData:
 
     def option_chain(self, underlying: str, at: datetime) -> pd.DataFrame:
         return empty_chain()
+
+    def dividend_yield(self, symbol: str, as_of: date) -> float:
+        """0.0: imported bar files carry no dividend data, so the yield is unknown and treated as none.
+
+        Harmless today (this source has no option chains to price); a chain source added here must
+        bring its own yields rather than rely on this."""
+        return 0.0

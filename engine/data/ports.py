@@ -49,3 +49,9 @@ class MarketData(Protocol):
     def option_chain(self, underlying: str, at: datetime) -> pd.DataFrame:
         """The underlying's option chain at ``at`` in the normalised chain shape (engine.options.chain)."""
         ...
+
+    def dividend_yield(self, symbol: str, as_of: date) -> float:
+        """The symbol's continuous annualised dividend yield as known on ``as_of`` (0.0 = pays none).
+
+        Option IV and greeks use it (the forward, and early exercise of American calls)."""
+        ...

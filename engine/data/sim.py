@@ -412,8 +412,11 @@ class SimMarket:
             )
         return self._universe.copy()
 
-    def dividend_yield(self, symbol: str) -> float:
-        """Continuous dividend yield used for the symbol's options (0 for most growth names)."""
+    def dividend_yield(self, symbol: str, as_of: date) -> float:
+        """The symbol's continuous dividend yield (0 for most growth names; ETFs have their own).
+
+        One yield per symbol, fixed for all dates (``as_of`` is accepted for the ``MarketData`` port),
+        drawn from the seed: the same number the simulated chains are priced with."""
         return float(self._st.q[self.symbol_index(symbol)])
 
     # ------------------------------------------------------------------ block-level walk
@@ -871,7 +874,9 @@ class SimMarket:
 
     def _price(self, i: int, ctx: dict, expiries: list[date], strikes: np.ndarray,
                is_call: np.ndarray) -> pd.DataFrame:
-        from engine.options.pricing import bsm_price, greeks
+        # US equity options are American: the chains are priced (and their greeks computed) with the
+        # engine's American model at the symbol's dividend yield, so our own IV recovers the surface
+        from engine.options.pricing import option_greeks, option_price
 
         st = self._st
         sym = str(st.symbols[i])
@@ -882,10 +887,12 @@ class SimMarket:
         t = dte / 365.0
         iv, x = self._surface(i, ctx["iv30"], spot, strikes, dte.astype(np.float64))
         q, r = float(st.q[i]), RISK_FREE_RATE
-        theo = bsm_price(spot, strikes, t, r, q, iv, is_call)
-        g = greeks(spot, strikes, t, r, q, iv, is_call)
+        theo = option_price(spot, strikes, t, r, q, iv, is_call)
+        g = option_greeks(spot, strikes, t, r, q, iv, is_call)
         disc_s, disc_k = spot * np.exp(-q * t), strikes * np.exp(-r * t)
-        lower = np.maximum(0.0, np.where(is_call, disc_s - disc_k, disc_k - disc_s))
+        # no-arbitrage floor of an American option: the European bound and immediate exercise
+        lower = np.maximum(0.0, np.where(is_call, np.maximum(disc_s - disc_k, spot - strikes),
+                                         np.maximum(disc_k - disc_s, strikes - spot)))
 
         liquidity = 1e9 / st.adv[i]
         frac = float(np.clip(0.012 * liquidity**0.25, 0.008, 0.30))

@@ -179,6 +179,11 @@ def american_greeks(S, K, T, r, q, sigma, is_call) -> Greeks:
         theta[amer] = -(px(t=t_ + ht) - px(t=t_ - ht)) / (2.0 * ht) / 365.0
         hr = 1e-5
         rho[amer] = (px(rr=r_ + hr) - px(rr=r_ - hr)) / (2.0 * hr) / 100.0
+        # differences of rounding (~1e-11 in delta far out of the money) must not cross the bounds
+        # every American option obeys: 0 <= delta <= 1 (calls), -1 <= delta <= 0 (puts), gamma, vega >= 0
+        delta[amer] = np.where(c_, np.clip(delta[amer], 0.0, 1.0), np.clip(delta[amer], -1.0, 0.0))
+        gamma[amer] = np.maximum(gamma[amer], 0.0)
+        vega[amer] = np.maximum(vega[amer], 0.0)
 
     def shaped(a):
         a = a.reshape(shape)

@@ -43,22 +43,28 @@ class CandidateOutcome:
 
 
 def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -> pd.Series:
-    """The stored daily ATM IV series up to ``as_of``, topped up from the source when it can say."""
+    """The stored daily ATM IV series of the sessions before ``as_of``, topped up from the source when it
+    can say.  ``as_of`` (the decision day) itself is excluded: its closing IV is not known before its
+    close, and a row for it stored in the morning would be read back later as if it had been."""
     start = as_of - timedelta(days=IV_WINDOW_DAYS)
-    rows = session.exec(select(IvHistory).where(IvHistory.symbol == symbol, IvHistory.trade_date >= start,
-                                                IvHistory.trade_date <= as_of)).all()
+    last = as_of - timedelta(days=1)
+
+    def stored() -> list[IvHistory]:
+        return list(session.exec(select(IvHistory).where(IvHistory.symbol == symbol, IvHistory.trade_date >= start,
+                                                         IvHistory.trade_date <= last)).all())
+
+    rows = stored()
     have = {r.trade_date for r in rows}
     series_fn = getattr(market, "atm_iv_series", None)
-    if series_fn is not None and (not rows or max(have) < as_of):
-        fresh = series_fn(symbol, start, as_of)
+    if series_fn is not None and (not rows or max(have) < last):
+        fresh = series_fn(symbol, start, last)
         for day, iv in fresh.items():
             d = pd.Timestamp(day).date()
-            if d not in have and math.isfinite(float(iv)):
+            if d < as_of and d not in have and math.isfinite(float(iv)):
                 session.add(IvHistory(symbol=symbol, trade_date=d, atm_iv=float(iv), source=market.name))
                 have.add(d)
         session.flush()
-        rows = session.exec(select(IvHistory).where(IvHistory.symbol == symbol, IvHistory.trade_date >= start,
-                                                    IvHistory.trade_date <= as_of)).all()
+        rows = stored()
     return pd.Series({r.trade_date: r.atm_iv for r in rows}, dtype="float64").sort_index()
 
 
@@ -69,8 +75,9 @@ def build_candidates(session: Session, market: MarketData, settings: Settings, s
     chain = market.option_chain(signal.symbol, now)
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
-    chain = enrich(chain, r=settings.risk_free_rate)
-    rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date()))
+    today = new_york(now).date()
+    chain = enrich(chain, r=settings.risk_free_rate, q=market.dividend_yield(signal.symbol, today))
+    rank = iv_rank(iv_history(session, market, signal.symbol, today), as_of=today)
     rank_or_none = None if math.isnan(rank) else rank
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}

@@ -10,8 +10,9 @@ One row per contract, columns ``CHAIN_COLUMNS`` in that order:
 - ``underlying_price``, ``quote_time`` (tz-aware UTC), ``source``.
 
 A field the provider does not send is NaN (or NaT): never invented.  The only derived value is ``mid``,
-(bid + ask) / 2 when the provider sends both sides but no mid.  ``enrich`` adds our own BSM numbers
-beside the provider's (``calc_*``) and a ``quote_flag``.
+(bid + ask) / 2 when the provider sends both sides but no mid.  ``enrich`` adds our own numbers (American
+exercise at the symbol's dividend yield, ``engine.options.pricing``) beside the provider's (``calc_*``) and
+a ``quote_flag``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from engine.options.occ import format_occ, parse_occ
-from engine.options.pricing import greeks, implied_vol_with_reasons
+from engine.options.pricing import Exercise, option_greeks, option_implied_vol_with_reasons
 
 __all__ = [
     "CALC_COLUMNS",
@@ -275,14 +276,16 @@ def quote_flags(bid, ask) -> np.ndarray:
     ).astype(object)
 
 
-def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series,
-           q: float | np.ndarray | pd.Series = 0.0, price: str = "mid") -> pd.DataFrame:
-    """A copy of ``chain`` with our BSM numbers beside the provider's.
+def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series, q: float | np.ndarray | pd.Series,
+           price: str = "mid", exercise: Exercise = "american") -> pd.DataFrame:
+    """A copy of ``chain`` with our IV and greeks beside the provider's.
 
     Adds ``calc_iv`` (from ``price``, the mid by default, with T = dte / 365, the given continuous
-    ``r`` and dividend yield ``q``), ``calc_delta/gamma/theta/vega`` at that IV (theta per day, vega per
-    vol point, per share), ``calc_iv_reason`` (``pricing.IV_REASONS``, or 'quote_<flag>') and
-    ``quote_flag``.  Flagged quotes get NaN calc_* values.
+    ``r`` and the underlying's dividend yield ``q``: required, since q = 0 misprices every payer's
+    chain), ``calc_delta/gamma/theta/vega`` at that IV (theta per day, vega per vol point, per share),
+    ``calc_iv_reason`` (``pricing.IV_REASONS``, or 'quote_<flag>') and ``quote_flag``.  ``exercise``
+    'american' (US equity options) uses the American model where early exercise matters (puts, calls
+    with q > 0) and BSM where it is exact; 'european' is BSM throughout.  Flagged quotes get NaN calc_*.
     """
     out = chain.copy()
     flags = quote_flags(out["bid"], out["ask"])
@@ -293,13 +296,13 @@ def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series,
     is_call = (out["right"] == "C").to_numpy()
     r_ = np.asarray(r, dtype=np.float64)
     q_ = np.asarray(q, dtype=np.float64)
-    iv, why = implied_vol_with_reasons(px, spot, strike, t, r_, q_, is_call)
+    iv, why = option_implied_vol_with_reasons(px, spot, strike, t, r_, q_, is_call, exercise=exercise)
     iv = np.atleast_1d(iv)
     why = np.atleast_1d(why).astype(object)
     bad_quote = flags != "ok"
     iv = np.where(bad_quote, np.nan, iv)
     why = np.where(bad_quote, "quote_" + flags.astype(str), why).astype(object)
-    g = greeks(spot, strike, t, r_, q_, iv, is_call)
+    g = option_greeks(spot, strike, t, r_, q_, iv, is_call, exercise=exercise)
     out["calc_iv"] = iv
     out["calc_delta"] = g.delta
     out["calc_gamma"] = g.gamma

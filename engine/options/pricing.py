@@ -34,6 +34,7 @@ from engine.options.normal import bivariate_norm_cdf, erfc, norm_cdf, norm_pdf
 __all__ = [
     "EXERCISE_STYLES",
     "IV_REASONS",
+    "Exercise",
     "Greeks",
     "american_greeks",
     "american_implied_vol",

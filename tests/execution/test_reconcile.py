@@ -31,7 +31,7 @@ def _setup(tmp_path):  # type: ignore[no-untyped-def]
                                    "max_sector_exposure_pct": 100})
     initialise(settings, sessions=300, progress=False)
     ctx = build_context(settings, clock=ReplayClock(NOW))
-    chain = enrich(ctx.market.option_chain("SPY", NOW), r=0.04)
+    chain = enrich(ctx.market.option_chain("SPY", NOW), r=0.04, q=ctx.market.dividend_yield("SPY", NOW.date()))
     row = chain[(chain["right"] == "C") & (chain["dte"] > 21)].iloc[(chain["delta"] - 0.6).abs().argsort()[:1]].iloc[0]
     leg = Leg(row.occ_symbol, Side.buy, 1, underlying="SPY", right="C", strike=Decimal(str(row.strike)),
               expiry=row.expiry)

@@ -129,7 +129,7 @@ def test_tastytrade_nested_chain_contracts_without_quotes():
     assert ch["quote_time"].isna().all()
     first = ch.iloc[0]
     assert (first["occ_symbol"], first["right"]) == ("SPY   260804C00500000", "C")
-    enriched = enrich(ch, r=0.04)
+    enriched = enrich(ch, r=0.04, q=0.0)
     assert (enriched["quote_flag"] == "nonfinite").all()
     assert enriched["calc_iv"].isna().all()
 
@@ -148,7 +148,7 @@ def test_enrich_on_the_simulated_market_recovers_its_surface():
     symbol = str(market.symbols[0])
     ch = market.option_chain(symbol, at)
     assert tuple(ch.columns) == CHAIN_COLUMNS
-    out = enrich(ch, r=RISK_FREE_RATE, q=market.dividend_yield(symbol))
+    out = enrich(ch, r=RISK_FREE_RATE, q=market.dividend_yield(symbol, at.date()))
     assert tuple(out.columns[: len(CHAIN_COLUMNS)]) == CHAIN_COLUMNS  # source columns kept, in order
     assert list(out.columns[len(CHAIN_COLUMNS):]) == ["calc_iv", "calc_delta", "calc_gamma", "calc_theta",
                                                      "calc_vega", "calc_iv_reason", "quote_flag"]
@@ -173,7 +173,7 @@ def test_enrich_flags_and_reasons_on_hand_rows():
         rows.append({**base, "underlying": "XYZ", "occ_symbol": occ, "expiry": date(2026, 3, 20), "dte": dte,
                      "strike": 100.0, "right": "C", "bid": bid, "ask": ask, "mid": (bid + ask) / 2,
                      "underlying_price": 120.0, "quote_time": None, "source": "test"})
-    out = enrich(pd.DataFrame(rows, columns=list(CHAIN_COLUMNS)), r=0.0)
+    out = enrich(pd.DataFrame(rows, columns=list(CHAIN_COLUMNS)), r=0.0, q=0.0)
     assert list(out["quote_flag"]) == ["ok", "crossed", "ok", "ok"]
     # 5.00 for a 100 call with the stock at 120 is below its intrinsic 20
     assert list(out["calc_iv_reason"]) == ["below_intrinsic", "quote_crossed", "T<=0", "below_intrinsic"]
