@@ -75,6 +75,7 @@ class ExitSettings(BaseModel):
 
     premium_stop_pct: float = Field(50.0, gt=0, le=100)
     close_at_dte: int = Field(7, ge=0, le=60)
+    hold_to_expiry: bool = False  # no time exit: positions reach expiry and settle (run-day --hold-to-expiry)
 
 
 class FeeSettings(BaseModel):
@@ -128,6 +129,7 @@ class Settings(BaseSettings):
     )
     trading_mode: TradingMode = TradingMode.paper
     approval_mode: ApprovalMode = ApprovalMode.auto
+    approve_exits: bool = Field(False, description="manual/semi: protective exits wait for approval too")
     live_trading_confirmed: bool = Field(False, description="explicit opt-in required for trading_mode=live")
     broker: BrokerName = BrokerName.paper
     data_source: DataSource = DataSource.sim

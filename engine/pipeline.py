@@ -34,7 +34,7 @@ from engine.options import candidates
 from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
 from engine.portfolio.exposure import portfolio_risk
-from engine.portfolio.marks import leg_quotes, mark_all, positions_value
+from engine.portfolio.marks import apply_mark, leg_quotes, mark_all, positions_value
 from engine.risk import Intent
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,8 @@ def _already_engaged(session: Session, symbol: str) -> str | None:
     """A symbol with an open position or a live entry order gets no second entry from a new signal."""
     if session.exec(select(Position).where(Position.symbol == symbol, Position.status == "open")).first():
         return "already held"
-    live = [s.value for s in (om.OrderStatus.proposed, om.OrderStatus.approved, om.OrderStatus.submitting,
-                              om.OrderStatus.submitted, om.OrderStatus.partially_filled)]
     if session.exec(select(Order).where(Order.symbol == symbol, Order.intent == "open",
-                                        Order.status.in_(live))).first():
+                                        Order.status.in_(om.LIVE_VALUES))).first():
         return "an entry order is already working"
     return None
 
@@ -187,19 +185,43 @@ def _venue_tick(ctx: EngineContext, now: datetime) -> None:
 
 
 def manage_positions(ctx: EngineContext) -> StepReport:
-    """Apply DESIGN §4-§5 to every open position; exits become orders through the gate."""
+    """Apply DESIGN §4-§5 to every open position; exits become orders through the gate.
+
+    No write transaction spans a network call (issue 12 #2): positions are read, then quotes and chains
+    are fetched with no transaction open, then each position is written in its own short transaction."""
     now = ctx.now
     today = new_york(now).date()
     report = StepReport("manage_positions", now)
     with session_scope(ctx.db) as session:
-        failed = mark_all(session, ctx.market, now)
-        for symbol in failed:
-            report.add(f"could not mark {symbol}: kept its last mark")
         positions = list(session.exec(select(Position).where(Position.status == "open")).all())
-        daily = _daily_levels(ctx, sorted({p.symbol for p in positions}), today)
-        for pos in positions:
-            _manage_one(ctx, session, pos, daily.get(pos.symbol), now, report)
+    fetched = {pos.id: _fetch_position_market(ctx, pos, now) for pos in positions}
+    daily = _daily_levels(ctx, sorted({p.symbol for p in positions}), today)
+    for pos in positions:
+        assert pos.id is not None
+        _manage_one(ctx, pos.id, fetched[pos.id], daily.get(pos.symbol), now, report)
     return report
+
+
+@dataclass
+class _Fetched:
+    quotes: dict[str, Any] | None  # per-leg quotes (marks and exit prices), None when they could not be read
+    price: float | None  # the underlying now
+    error: str = ""
+
+
+def _fetch_position_market(ctx: EngineContext, pos: Position, now: datetime) -> _Fetched:
+    legs = [Leg.from_dict(d) for d in pos.legs]
+    try:
+        quotes = leg_quotes(ctx.market, pos.symbol, legs, now)
+    except (KeyError, IndexError, ValueError) as exc:
+        quotes, error = None, str(exc)
+    else:
+        error = ""
+    try:
+        price = float(ctx.market.quotes([pos.symbol], now)["last"].iloc[0])
+    except (KeyError, IndexError, ValueError) as exc:
+        price, error = None, error or str(exc)
+    return _Fetched(quotes, price, error)
 
 
 def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[str, dict[str, float]]:
@@ -223,72 +245,96 @@ def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[s
     return out
 
 
-def _manage_one(ctx: EngineContext, session: Session, pos: Position, daily: dict[str, float] | None,
+def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[str, float] | None,
                 now: datetime, report: StepReport) -> None:
-    legs = [Leg.from_dict(d) for d in pos.legs]
-    available = pos.quantity - service.working_close_quantity(session, pos.id)
-    if available <= 0:
-        return
-    if pos.strategy == "assignment":
-        _propose_exit(ctx, session, pos, legs, available, "stock delivered at expiry: sell it", "delivered", now,
-                      report, urgent=True)
-        return
-    if daily is None or not np.isfinite(daily["sma50"]) or not np.isfinite(daily["atr"]):
-        report.add(f"{pos.symbol}: no daily levels; position not managed this cycle")
-        return
-    price = float(ctx.market.quotes([pos.symbol], now)["last"].iloc[0])
-    expiries = [leg.expiry for leg in legs if leg.asset is AssetType.option and leg.expiry]
-    view = manager.PositionView(
-        quantity=available, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
-        underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or daily["atr"], stop=pos.stop,
-        targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
-        expiry=min(expiries) if expiries else None)
-    mkt = manager.MarketView(today=new_york(now).date(), price=price, close=daily["close"], sma50=daily["sma50"],
-                             atr=daily["atr"], mark=pos.mark)
     exits = ctx.settings.exits
-    for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, exits.close_at_dte):
-        if action.kind == "close_all":
-            for cid in service.cancel_working_entries(session, ctx.broker, pos, now):
-                report.add(f"{pos.symbol}: cancelled entry {cid} (closing the position)")
-            _propose_exit(ctx, session, pos, legs, available, action.reason, "all", now, report, urgent=True)
+    close_at_dte = None if exits.hold_to_expiry else exits.close_at_dte
+    full_exit: manager.Action | None = None
+    with session_scope(ctx.db) as session:
+        pos = session.get(Position, pos_id)
+        if pos is None or pos.status != "open" or pos.quantity <= 0:
             return
-        if action.kind == "move_stop":
-            report.add(f"{pos.symbol}: {action.reason}")
-            pos.stop = float(action.new_stop)  # type: ignore[arg-type]
-            report.count("stop_moves")
-        if action.kind == "scale_out":
-            report.add(f"{pos.symbol}: {action.reason}")
-        pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
-        session.add(pos)
-    _ensure_scale_outs(ctx, session, pos, legs, available, now, report)
+        legs = [Leg.from_dict(d) for d in pos.legs]
+        if market.quotes is not None:
+            apply_mark(pos, legs, market.quotes)
+            session.add(pos)
+        else:
+            report.add(f"could not mark {pos.symbol}: kept its last mark ({market.error})")
+        available = pos.quantity - service.working_close_quantity(session, pos.id)
+        if pos.strategy == "assignment":  # stock delivered by an older engine: sold at once
+            if available > 0:
+                _propose_exit(ctx, session, pos, legs, market, available, "stock delivered at expiry: sell it",
+                              "delivered", now, report, urgent=True)
+            return
+        if daily is None or not np.isfinite(daily["sma50"]) or not np.isfinite(daily["atr"]) or market.price is None:
+            report.add(f"{pos.symbol}: no daily levels or price; position not managed this cycle")
+            return
+        expiries = [leg.expiry for leg in legs if leg.asset is AssetType.option and leg.expiry]
+        view = manager.PositionView(
+            quantity=pos.quantity, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
+            underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or daily["atr"], stop=pos.stop,
+            targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
+            expiry=min(expiries) if expiries else None)
+        mkt = manager.MarketView(today=new_york(now).date(), price=market.price, close=daily["close"],
+                                 sma50=daily["sma50"], atr=daily["atr"], mark=pos.mark)
+        for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, close_at_dte):
+            if action.kind == "close_all":
+                full_exit = action
+                break
+            if action.kind == "move_stop":
+                report.add(f"{pos.symbol}: {action.reason}")
+                pos.stop = float(action.new_stop)  # type: ignore[arg-type]
+                report.count("stop_moves")
+            if action.kind == "scale_out":
+                report.add(f"{pos.symbol}: {action.reason}")
+            pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
+            session.add(pos)
+        if full_exit is None:
+            if available > 0:
+                _ensure_scale_outs(ctx, session, pos, legs, market, available, now, report)
+            return
+        to_stop = service.orders_to_stop_for_full_exit(session, pos, f"position:{pos.id}:all")
+    # A stop-out or trend exit closes everything: working scale-outs and entries stop first (broker calls
+    # outside any transaction), then one exit takes the whole remaining quantity (issue 11 #5).
+    for cid in service.cancel_orders(ctx.db, ctx.broker, to_stop, "position is being closed", now):
+        report.add(f"{pos.symbol}: cancelled {cid} (closing the position)")
+    with session_scope(ctx.db) as session:
+        pos = session.get(Position, pos_id)
+        if pos is None or pos.status != "open":
+            return
+        legs = [Leg.from_dict(d) for d in pos.legs]
+        remaining = pos.quantity - service.working_close_quantity(session, pos.id)
+        if remaining > 0:
+            _propose_exit(ctx, session, pos, legs, market, remaining, full_exit.reason, "all", now, report,
+                          urgent=True, protective=True)
 
 
-def _ensure_scale_outs(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], available: int,
-                       now: datetime, report: StepReport) -> None:
-    """Every reached target has its quarter sold or being sold; an exit that expired unfilled is retried."""
-    for k in range(1, pos.targets_hit + 1):
+def _ensure_scale_outs(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], market: _Fetched,
+                       available: int, now: datetime, report: StepReport) -> None:
+    """Every reached target has its allocation sold or being sold; an exit that expired unfilled is retried."""
+    plan = manager.scale_out_plan(pos.initial_quantity, len(pos.targets)) if pos.targets else []
+    for k in range(1, min(pos.targets_hit, len(plan)) + 1):
         key = f"t{k}"
         decision = f"position:{pos.id}:{key}"
-        due = manager.scale_out_quantity(pos.initial_quantity, k - 1, k, len(pos.targets))
-        remaining = min(due - service.filled_for_decision(session, decision), available)
+        remaining = min(plan[k - 1] - service.filled_for_decision(session, decision), available)
         if remaining <= 0 or service.live_for_decision(session, decision):
             continue
-        target = pos.targets[k - 1] if k - 1 < len(pos.targets) else float("nan")
-        _propose_exit(ctx, session, pos, legs, remaining, f"scale-out at target {k} ({target:.2f})", key, now,
-                      report, urgent=False)
+        target = pos.targets[k - 1]
+        _propose_exit(ctx, session, pos, legs, market, remaining, f"scale-out at target {k} ({target:.2f})", key,
+                      now, report, urgent=False)
         available -= remaining
 
 
-def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], quantity: int, reason: str,
-                  key: str, now: datetime, report: StepReport, urgent: bool) -> None:
+def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: list[Leg], market: _Fetched,
+                  quantity: int, reason: str, key: str, now: datetime, report: StepReport, urgent: bool,
+                  protective: bool = False) -> None:
     closing = tuple(leg.reversed() for leg in legs)
-    try:
-        quotes = leg_quotes(ctx.market, pos.symbol, list(closing), now)
-    except (KeyError, IndexError) as exc:
-        report.add(f"{pos.symbol}: cannot price the exit ({exc}); will retry")
+    quotes = market.quotes
+    if quotes is None or any(leg.instrument not in quotes for leg in closing):
+        report.add(f"{pos.symbol}: cannot price the exit ({market.error or 'no quote'}); will retry")
         return
-    natural = net_price(closing, {k: (q.ask if leg.side.value == "buy" else q.bid)
-                                  for leg in closing for k, q in quotes.items() if k == leg.instrument})
+    natural = net_price(closing, {leg.instrument: (quotes[leg.instrument].ask if leg.side.value == "buy"
+                                                   else quotes[leg.instrument].bid) for leg in closing})
     mid = net_price(closing, {k: q.mid for k, q in quotes.items()})
     # Stops and time exits cross the spread (natural); scale-outs ask for the middle of it.
     limit = natural if urgent else (mid + natural) / 2
@@ -296,7 +342,7 @@ def _propose_exit(ctx: EngineContext, session: Session, pos: Position, legs: lis
         strategy=pos.strategy, signal_key=f"position:{pos.id}:{key}", underlying=pos.symbol, sector=pos.sector,
         structure=pos.structure, intent=Intent.close, legs=closing, quantity=quantity,
         limit_price=om.money(limit), max_loss_per_unit=Decimal("0"), buying_power_per_unit=Decimal("0"),
-        reason=reason, signal_id=pos.signal_id, position_id=pos.id)
+        reason=reason, signal_id=pos.signal_id, position_id=pos.id, protective=protective or urgent)
     order = service.propose(session, spec, ctx.settings, now, retry_terminal=True)
     report.add(f"{pos.symbol}: exit {quantity} ({reason}) -> order {order.client_order_id} {order.status}")
     report.count("exit_orders")

@@ -37,6 +37,10 @@ class OrderStatus(StrEnum):
 
 TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
 LIVE_AT_BROKER = frozenset({OrderStatus.submitting, OrderStatus.submitted, OrderStatus.partially_filled})
+# Every order that is not finished: waiting for approval, cleared to send, or at the broker. The one list
+# (risk, duplicate checks, working exits, cancels) of what "live" means.
+LIVE = frozenset({OrderStatus.proposed, OrderStatus.approved}) | LIVE_AT_BROKER
+LIVE_VALUES = tuple(sorted(s.value for s in LIVE))
 
 _AFTER_SEND = {OrderStatus.submitted, OrderStatus.partially_filled, OrderStatus.filled, OrderStatus.cancelled,
                OrderStatus.rejected, OrderStatus.expired}

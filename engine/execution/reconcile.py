@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -90,40 +91,100 @@ def _apply_events(engine: Engine, broker: Broker, now: datetime) -> int:
     return applied
 
 
+SETTLEMENT_KINDS = ("expired", "exercised", "assigned")
+
+
 def _apply_event(session: Session, broker_name: str, ev: BrokerEvent, now: datetime) -> None:
-    """Expiry closes the option leg; exercise/assignment also delivers stock, held as its own position."""
+    """Record the event; a position whose option legs have all settled is settled as a whole.
+
+    A broker reports one event per contract (one per leg). Each leg's share of an event is its quantity in
+    the position over the event's quantity. When every option leg of a position has its event, the
+    position's deliveries net: cash received minus what the structure cost is its realized P&L when no
+    stock is left (e.g. a debit spread with both legs in the money); stock that is left (a long call
+    exercised, a short put assigned) becomes a stock position carrying the whole net cost as its basis
+    (the option premium folded in, as IRS Publication 550 does), the position's levels and its risk."""
     session.add(Transaction(broker=broker_name, account="paper", broker_txn_id=ev.event_id, type=ev.kind,
                             symbol=ev.instrument, quantity=Decimal(ev.quantity), amount=ev.cash,
-                            executed_at=ev.at or now, raw={k: str(v) for k, v in ev.detail.items()}))
+                            executed_at=ev.at or now,
+                            raw={**{k: str(v) for k, v in ev.detail.items()},
+                                 "stock_instrument": ev.stock_instrument or "",
+                                 "stock_quantity": str(ev.stock_quantity), "stock_price": str(ev.stock_price)}))
+    session.flush()
     for pos in session.exec(select(Position).where(Position.status == "open")).all():
         legs = [Leg.from_dict(d) for d in pos.legs]
-        if not any(leg.instrument == ev.instrument for leg in legs):
-            continue
-        # The structure's option legs all settle on the same expiry: the position ends here. Its
-        # realized P&L gets the settlement value; delivered stock becomes a new position to manage.
-        book = Book(structure_multiplier(legs), pos.quantity, pos.entry_price, pos.realized_pnl)
-        settle_value = _settlement_value(legs, ev)
-        book.close(pos.quantity, -settle_value, Decimal("0"))
-        pos.realized_pnl, pos.quantity, pos.entry_price = book.realized, 0, book.entry_price
-        pos.status, pos.closed_at, pos.exit_reason = "closed", ev.at or now, f"{ev.kind} at expiry"
-        pos.max_loss = Decimal("0")
-        session.add(pos)
-        break
-    if ev.stock_instrument and ev.stock_quantity:
-        side = Side.buy if ev.stock_quantity > 0 else Side.sell
-        leg = Leg(ev.stock_instrument, side, 1, AssetType.stock, ev.stock_instrument)
-        stock = Position(strategy="assignment", symbol=ev.stock_instrument, structure="stock",
-                         legs=[leg.to_dict()], quantity=abs(ev.stock_quantity), initial_quantity=abs(ev.stock_quantity),
-                         entry_price=ev.stock_price, status="open", opened_at=ev.at or now,
-                         max_loss=cents(ev.stock_price * abs(ev.stock_quantity)))
-        session.add(stock)
+        if any(leg.instrument == ev.instrument for leg in legs):
+            _settle_if_complete(session, pos, legs, ev.at or now)
 
 
-def _settlement_value(legs: list[Leg], ev: BrokerEvent) -> Decimal:
-    """Per-unit value the position realises at expiry, from the broker's cash and stock deliveries."""
-    units = abs(ev.quantity) or 1
-    stock_value = ev.stock_price * ev.stock_quantity
-    return (ev.cash + stock_value) / (units * structure_multiplier(legs))
+def _settlements(session: Session, instruments: list[str]) -> dict[str, Transaction]:
+    rows = session.exec(select(Transaction).where(Transaction.symbol.in_(instruments),
+                                                  Transaction.type.in_(SETTLEMENT_KINDS))).all()
+    return {t.symbol: t for t in rows if t.symbol is not None}
+
+
+def settled_instruments(session: Session) -> set[str]:
+    """Contracts that have left the account by expiry, exercise or assignment."""
+    rows = session.exec(select(Transaction.symbol).where(Transaction.type.in_(SETTLEMENT_KINDS))).all()
+    return {s for s in rows if s}
+
+
+def _settle_if_complete(session: Session, pos: Position, legs: list[Leg], at: datetime) -> None:
+    option_legs = [leg for leg in legs if leg.asset is AssetType.option]
+    events = _settlements(session, [leg.instrument for leg in option_legs])
+    if len(events) < len(option_legs) or pos.quantity <= 0:
+        return  # another leg's event is still to come (a real broker may report legs separately)
+    cash, stock = Decimal("0"), 0
+    for leg in option_legs:
+        t = events[leg.instrument]
+        held = leg.sign * leg.ratio * pos.quantity  # our signed contracts; the event closes them
+        share = Fraction(-held, int(t.quantity)) if t.quantity else Fraction(0)
+        cash += Decimal(share.numerator) * t.amount / Decimal(share.denominator)
+        delivered = int(t.raw.get("stock_quantity", "0") or 0)
+        if delivered:
+            stock += int(delivered * share)
+    for leg in legs:
+        if leg.asset is AssetType.stock:
+            stock += leg.sign * leg.ratio * pos.quantity  # a covered call's own shares net with assignment
+    mult = structure_multiplier(legs)
+    cost = pos.entry_price * mult * pos.quantity  # net paid for what is held (negative for a credit)
+    units = pos.quantity
+    kinds = sorted({events[leg.instrument].type for leg in option_legs})
+    book = Book(mult, pos.quantity, pos.entry_price, pos.realized_pnl)
+    if stock == 0:
+        book.close(units, -cash / (mult * units), Decimal("0"))  # P&L = payoff - debit (fees already in)
+        pos.exit_reason = f"{'/'.join(kinds)} at expiry: payoff ${cents(cash):,.2f}"
+    else:
+        book.close(units, -pos.entry_price, Decimal("0"))  # no P&L yet: it moves into the stock's basis
+        stock_pos = _delivered_stock(pos, stock, cost - cash, at)
+        session.add(stock_pos)
+        session.flush()
+        pos.exit_reason = (f"{'/'.join(kinds)} at expiry: {stock:+d} shares of {pos.symbol} delivered "
+                           f"into position {stock_pos.id}")
+    pos.realized_pnl, pos.quantity, pos.entry_price = book.realized, 0, book.entry_price
+    pos.status, pos.closed_at = "closed", at
+    pos.max_loss, pos.unrealized_pnl, pos.delta_dollars = Decimal("0"), Decimal("0"), 0.0
+    session.add(pos)
+
+
+def _delivered_stock(pos: Position, shares: int, net_cost: Decimal, at: datetime) -> Position:
+    """The stock an option position turned into: basis = everything the position netted per share."""
+    side = Side.buy if shares > 0 else Side.sell
+    leg = Leg(pos.symbol, side, 1, AssetType.stock, pos.symbol)
+    qty = abs(shares)
+    entry = net_cost / qty  # net debit per share: positive for long stock, negative (proceeds) for short
+    basis = abs(entry)
+    if shares > 0:  # long: at risk down to the position's stop (DESIGN §6: entry-to-stop for stock)
+        stop = Decimal(str(pos.stop)) if pos.stop and pos.stop > 0 else Decimal("0")
+        per_share = max(Decimal("0"), basis - stop)
+    else:  # short stock has no floor under its loss; count its whole notional
+        per_share = basis
+    return Position(strategy=pos.strategy, signal_id=pos.signal_id, symbol=pos.symbol, sector=pos.sector,
+                    structure="stock", legs=[leg.to_dict()], quantity=qty, initial_quantity=qty,
+                    entry_price=entry, underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr,
+                    stop=pos.stop, targets=list(pos.targets), targets_hit=pos.targets_hit,
+                    highest_close=pos.highest_close, max_loss=cents(per_share * qty),
+                    initial_risk=cents(per_share * qty), status="open", opened_at=at,
+                    exit_reason=None)
 
 
 def engine_cash(session: Session, starting_cash: Decimal) -> Decimal:
@@ -132,7 +193,7 @@ def engine_cash(session: Session, starting_cash: Decimal) -> Decimal:
     for f in session.exec(select(Fill)).all():
         sign = -1 if f.side == "buy" else 1
         cash += sign * f.price * f.quantity * f.multiplier - f.commission - f.fees
-    for t in session.exec(select(Transaction).where(Transaction.type.in_(["expired", "exercised", "assigned"]))):
+    for t in session.exec(select(Transaction).where(Transaction.type.in_(SETTLEMENT_KINDS))):
         cash += t.amount
     return cash
 
@@ -140,9 +201,12 @@ def engine_cash(session: Session, starting_cash: Decimal) -> Decimal:
 def engine_instrument_positions(session: Session) -> dict[str, int]:
     """Signed quantity per instrument implied by the engine's open positions."""
     held: dict[str, int] = defaultdict(int)
+    gone = settled_instruments(session)
     for pos in session.exec(select(Position).where(Position.status == "open")).all():
         for d in pos.legs:
             leg = Leg.from_dict(d)
+            if leg.instrument in gone and leg.asset is AssetType.option:
+                continue  # settled at the broker; the position waits for its other legs' events
             held[leg.instrument] += leg.sign * leg.ratio * pos.quantity
     return {k: v for k, v in held.items() if v}
 
@@ -153,7 +217,7 @@ def _compare_books(engine: Engine, broker: Broker, starting_cash: Decimal) -> li
     with session_scope(engine) as session:
         ours = engine_instrument_positions(session)
         cash = engine_cash(session, starting_cash)
-    diffs: list[dict[str, object]] = []
+        diffs: list[dict[str, object]] = _offsetting_positions(session)
     for instrument in sorted(set(ours) | set(broker_positions)):
         mine, theirs = ours.get(instrument, 0), broker_positions.get(instrument, 0)
         if mine != theirs:
@@ -161,3 +225,20 @@ def _compare_books(engine: Engine, broker: Broker, starting_cash: Decimal) -> li
     if cents(cash) != cents(account.cash):
         diffs.append({"kind": "cash", "engine": str(cents(cash)), "broker": str(cents(account.cash))})
     return diffs
+
+
+def _offsetting_positions(session: Session) -> list[dict[str, object]]:
+    """One instrument held long in one engine position and short in another nets to the broker's number
+    but is two wrong positions (each with its own risk and exit orders): a difference to report."""
+    sides: dict[str, dict[int, int]] = defaultdict(dict)
+    for pos in session.exec(select(Position).where(Position.status == "open")).all():
+        for d in pos.legs:
+            leg = Leg.from_dict(d)
+            if pos.id is not None and pos.quantity:
+                sides[leg.instrument][pos.id] = leg.sign * leg.ratio * pos.quantity
+    out: list[dict[str, object]] = []
+    for instrument, by_pos in sorted(sides.items()):
+        if any(q > 0 for q in by_pos.values()) and any(q < 0 for q in by_pos.values()):
+            out.append({"kind": "offsetting_positions", "instrument": instrument,
+                        "positions": {str(k): v for k, v in sorted(by_pos.items())}})
+    return out

@@ -61,6 +61,7 @@ class OrderSpec:
     candidate_id: int | None = None
     position_id: int | None = None
     attempt: int = 1
+    protective: bool = False  # a stop, trend-break, premium-stop or expiry exit (DESIGN §4-§5, issue 11 #14)
 
 
 @dataclass
@@ -106,6 +107,7 @@ def propose(session: Session, spec: OrderSpec, settings: Settings, now: datetime
             "delta_dollars_per_unit": spec.delta_dollars_per_unit,
             "sector": spec.sector,
             "multiplier": structure_multiplier(spec.legs),
+            **({"protective": True} if spec.protective else {}),
         },
         status=OrderStatus.proposed.value, created_at=now, updated_at=now,
     )
@@ -120,6 +122,14 @@ def propose(session: Session, spec: OrderSpec, settings: Settings, now: datetime
 
 def _route(session: Session, order: Order, settings: Settings, now: datetime) -> None:
     mode = ApprovalMode(approval_mode(session, settings.approval_mode.value))
+    if (mode is not ApprovalMode.auto and order.intent != "open" and order.economics.get("protective")
+            and not settings.approve_exits):
+        # A protective exit that waits for a click can let a position run past its stop: it goes by rule
+        # unless the operator opted in to approving exits too (QM_APPROVE_EXITS=true).
+        om.transition(session, order, OrderStatus.approved,
+                      f"protective exit executed by rule in {mode.value} mode (exit approval is off)",
+                      actor="rule", now=now)
+        return
     if mode is ApprovalMode.auto:
         om.transition(session, order, OrderStatus.approved, "auto mode", now=now)
     elif mode is ApprovalMode.semi and order.max_loss <= Decimal(str(settings.risk.semi_auto_max_risk_usd)):
@@ -162,39 +172,61 @@ def filled_for_decision(session: Session, decision_key: str) -> int:
 
 
 def live_for_decision(session: Session, decision_key: str) -> bool:
-    live = [s.value for s in (OrderStatus.proposed, OrderStatus.approved, OrderStatus.submitting,
-                              OrderStatus.submitted, OrderStatus.partially_filled)]
     return session.exec(select(Order.id).where(Order.decision_key == decision_key,
-                                               Order.status.in_(live))).first() is not None
+                                               Order.status.in_(om.LIVE_VALUES))).first() is not None
 
 
-def cancel_working_entries(session: Session, broker: Broker, position: Position, now: datetime) -> list[str]:
-    """Closing a whole position also stops the entry orders that would add to it again."""
-    live = [s.value for s in (OrderStatus.proposed, OrderStatus.approved, OrderStatus.submitted,
-                              OrderStatus.partially_filled)]
-    query = select(Order).where(Order.intent == "open", Order.status.in_(live), Order.symbol == position.symbol)
+def orders_to_stop_for_full_exit(session: Session, position: Position, full_exit_key: str) -> list[int]:
+    """Closing a whole position stops the entry orders that would add to it again and the working partial
+    exits (scale-outs) that would sell part of what the full exit sells (issue 11 #5)."""
+    entries = select(Order.id).where(Order.intent == "open", Order.status.in_(om.LIVE_VALUES),
+                                     Order.symbol == position.symbol)
     if position.signal_id is not None:
-        query = query.where(Order.signal_id == position.signal_id)
-    cancelled = []
-    for order in session.exec(query).all():
-        if om.status_of(order) in (OrderStatus.proposed, OrderStatus.approved):
-            om.transition(session, order, OrderStatus.cancelled, "position is being closed", now=now)
-        else:
-            try:
-                answer = broker.cancel(order.client_order_id)
-            except (BrokerUnavailable, BrokerRejected) as exc:
-                log.warning("could not cancel %s: %s", order.client_order_id, exc)
+        entries = entries.where(Order.signal_id == position.signal_id)
+    exits = select(Order.id).where(Order.position_id == position.id, Order.intent != "open",
+                                   Order.status.in_(om.LIVE_VALUES), Order.decision_key != full_exit_key)
+    return sorted(set(session.exec(entries).all()) | set(session.exec(exits).all()))
+
+
+def cancel_orders(engine, broker: Broker, order_ids: Sequence[int], reason: str,  # type: ignore[no-untyped-def]
+                  now: datetime) -> list[str]:
+    """Cancel orders: unsent ones in the database; sent ones at the broker, with no transaction open
+    during the broker call; what the broker answers (fills included) is applied in a short one."""
+    from engine.db import session_scope
+
+    cancelled, at_broker = [], []
+    with session_scope(engine) as session:
+        for oid in order_ids:
+            order = session.get(Order, oid)
+            if order is None or om.status_of(order) not in om.LIVE:
                 continue
-            apply_broker_state(session, order, answer, _fills_or_none(broker, order), now)
-        cancelled.append(order.client_order_id)
+            if om.status_of(order) in (OrderStatus.proposed, OrderStatus.approved):
+                om.transition(session, order, OrderStatus.cancelled, reason, now=now)
+                cancelled.append(order.client_order_id)
+            else:
+                at_broker.append((oid, order.client_order_id))
+    for oid, cid in at_broker:
+        try:
+            answer = broker.cancel(cid)
+        except (BrokerUnavailable, BrokerRejected) as exc:
+            log.warning("could not cancel %s: %s", cid, exc)
+            continue
+        try:
+            fills = broker.fills(cid)
+        except BrokerUnavailable:
+            fills = None
+        with session_scope(engine) as session:
+            order = session.get(Order, oid)
+            assert order is not None
+            apply_broker_state(session, order, answer, fills, now)
+        cancelled.append(cid)
     return cancelled
 
 
 def working_close_quantity(session: Session, position_id: int | None, exclude_order_id: int | None = None) -> int:
     """Units of a position already claimed by exit orders that are not finished."""
-    live = [s.value for s in (OrderStatus.proposed, OrderStatus.approved, OrderStatus.submitting,
-                              OrderStatus.submitted, OrderStatus.partially_filled)]
-    query = select(Order).where(Order.position_id == position_id, Order.intent != "open", Order.status.in_(live))
+    query = select(Order).where(Order.position_id == position_id, Order.intent != "open",
+                                Order.status.in_(om.LIVE_VALUES))
     if exclude_order_id is not None:
         query = query.where(Order.id != exclude_order_id)
     return sum(o.quantity - o.filled_quantity for o in session.exec(query).all())
@@ -309,15 +341,15 @@ def apply_broker_state(session: Session, order: Order, answer: BrokerOrder, fill
 
 
 def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], now: datetime) -> int:
+    """Record new fills; the structure's filled units are the minimum over legs of contracts filled / ratio
+    (a real broker may report legs separately). Newly complete units are priced from each leg's fills in
+    the order they came (first in, first matched); fees reach the position when its units do."""
     known = set(session.exec(select(Fill.broker_fill_id).where(Fill.order_id == order.id)).all())
     new = [f for f in fills if f.fill_id not in known]
     if not new:
         return 0
     legs = om.legs_of(order)
     by_instrument = {leg.instrument: leg for leg in legs}
-    mult = structure_multiplier(legs)
-    signed_dollars = Decimal("0")
-    fees = Decimal("0")
     for f in new:
         leg = by_instrument.get(f.instrument)
         if leg is None:
@@ -326,20 +358,48 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
                          instrument=f.instrument, side=f.side.value, quantity=f.quantity, multiplier=leg.multiplier,
                          price=f.price, commission=f.commission, fees=f.fees, filled_at=f.at))
         failpoints.hit("during_fills")
-        sign = 1 if f.side.value == "buy" else -1
-        signed_dollars += sign * f.price * f.quantity * leg.multiplier
-        fees += f.commission + f.fees
-    # Units of the structure executed = contracts of the first leg / its ratio (legs fill together).
-    first = legs[0]
-    units = sum(f.quantity for f in new if f.instrument == first.instrument) // first.ratio
+    session.flush()
+    rows = list(session.exec(select(Fill).where(Fill.order_id == order.id).order_by(Fill.filled_at, Fill.id)).all())
+    complete = leg_units_filled(legs, rows)
+    prev_qty = order.filled_quantity
+    units = complete - prev_qty
     if units <= 0:
-        return len(new)
+        return len(new)  # a leg ran ahead of the others: a partly filled combo, shown on the Orders page
+    mult = structure_multiplier(legs)
+    signed_dollars = Decimal("0")
+    for leg in legs:
+        signed_dollars += leg.sign * leg.multiplier * _fifo_dollars(
+            [r for r in rows if r.instrument == leg.instrument], leg.ratio * prev_qty, leg.ratio * complete)
+    paid_fees = sum((r.commission + r.fees for r in rows), Decimal("0"))
+    applied_fees = Decimal(str(order.economics.get("fees_applied", "0")))
+    fees = paid_fees - applied_fees
+    order.economics = {**order.economics, "fees_applied": str(paid_fees)}
     unit_price = signed_dollars / (mult * units)
-    prev_qty, prev_avg = order.filled_quantity, order.avg_fill_price or Decimal("0")
-    order.filled_quantity = prev_qty + units
+    prev_avg = order.avg_fill_price or Decimal("0")
+    order.filled_quantity = complete
     order.avg_fill_price = (prev_avg * prev_qty + unit_price * units) / order.filled_quantity
     _apply_to_position(session, order, units, unit_price, fees, now)
     return len(new)
+
+
+def leg_units_filled(legs: Sequence[Leg], fills: Sequence[Fill]) -> int:
+    """Whole units of a structure filled: the minimum over legs of contracts filled / ratio."""
+    done = {leg.instrument: 0 for leg in legs}
+    for f in fills:
+        if f.instrument in done:
+            done[f.instrument] += f.quantity
+    return min(done[leg.instrument] // leg.ratio for leg in legs)
+
+
+def _fifo_dollars(fills: Sequence[Fill], start: int, end: int) -> Decimal:
+    """Price x quantity of the contracts numbered [start, end) of one leg, in fill order."""
+    total, seen = Decimal("0"), 0
+    for f in fills:
+        lo, hi = max(start, seen), min(end, seen + f.quantity)
+        if hi > lo:
+            total += f.price * (hi - lo)
+        seen += f.quantity
+    return total
 
 
 def _apply_to_position(session: Session, order: Order, units: int, unit_price: Decimal, fees: Decimal,

@@ -8,8 +8,9 @@ Rules, in order of precedence:
 1. full exits: stop hit (underlying price <= stop), trend break (close < SMA50), exhaustion
    (atr_distance > 10), premium stop (structure value lost >= 50% of what was paid), time exit
    (<= 7 days to expiry);
-2. scale-outs: a quarter of the initial quantity at each of the four ATR targets (exact split:
-   the k-th target sells floor(Q*k/4) - floor(Q*(k-1)/4), so all four together sell exactly Q);
+2. scale-outs: a quarter of the initial quantity at each of the four ATR targets, whole contracts
+   allocated front-loaded (``scale_out_plan``: 1 -> T1; 3 -> T1, T2, T3; 5 -> 2, 1, 1, 1), so a small
+   position still sells at the first target and all targets together sell exactly the initial quantity;
 3. stop moves: break-even after the first target, then 3 ATR below the highest close.
 """
 
@@ -55,13 +56,23 @@ class Action:
     targets_hit: int | None = None
 
 
+def scale_out_plan(initial: int, n_targets: int = 4) -> list[int]:
+    """Contracts sold at each target (DESIGN §4): target k gets ceil((n - sold before k) / targets left),
+    i.e. n // n_targets each and the remainder to the earliest targets."""
+    if initial < 0 or n_targets < 1:
+        raise ValueError(f"scale-out plan needs initial >= 0 and n_targets >= 1, got {initial}, {n_targets}")
+    base, extra = divmod(initial, n_targets)
+    return [base + (1 if k < extra else 0) for k in range(n_targets)]
+
+
 def scale_out_quantity(initial: int, from_hit: int, to_hit: int, n_targets: int = 4) -> int:
     """Units to sell when the targets hit go from ``from_hit`` to ``to_hit``."""
-    return initial * to_hit // n_targets - initial * from_hit // n_targets
+    return sum(scale_out_plan(initial, n_targets)[from_hit:to_hit])
 
 
 def decide(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_stop_pct: float,
-           close_at_dte: int) -> list[Action]:
+           close_at_dte: int | None) -> list[Action]:
+    """``close_at_dte`` None turns the time exit off (hold to expiry)."""
     if pos.quantity <= 0:
         return []
     full = _full_exit_reasons(pos, mkt, params, premium_stop_pct, close_at_dte)
@@ -88,7 +99,7 @@ def decide(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_
 
 
 def _full_exit_reasons(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_stop_pct: float,
-                       close_at_dte: int) -> list[str]:
+                       close_at_dte: int | None) -> list[str]:
     reasons = exit_reasons(mkt.close, mkt.sma50, mkt.atr, params)
     if mkt.price <= pos.stop:
         reasons.insert(0, f"stop_hit: price {mkt.price:.2f} <= stop {pos.stop:.2f}")
@@ -97,8 +108,35 @@ def _full_exit_reasons(pos: PositionView, mkt: MarketView, params: ATRMatrixPara
         if lost >= premium_stop_pct:
             reasons.append(f"premium_stop: value {mkt.mark:.2f} is {lost:.0f}% below {pos.entry_price:.2f} paid "
                            f"(limit {premium_stop_pct:g}%)")
-    if pos.expiry is not None:
+    if pos.expiry is not None and close_at_dte is not None:
         dte = (pos.expiry - mkt.today).days
         if dte <= close_at_dte:
             reasons.append(f"time_exit: {dte} days to expiry <= {close_at_dte}")
     return reasons
+
+
+@dataclass(frozen=True)
+class NextSteps:
+    """What the rules above will do next for a position, for the console (one source of the rules)."""
+
+    due_now: tuple[Action, ...]  # what ``decide`` does at the current price
+    stop: float
+    plan: tuple[int, ...]  # contracts sold at each target (front-loaded allocation)
+    targets_hit: int
+    next_target: float | None
+    next_target_sells: int
+    time_exit_on: date | None  # first day the time exit closes the position
+    days_to_expiry: int | None
+
+
+def next_steps(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_stop_pct: float,
+               close_at_dte: int) -> NextSteps:
+    from datetime import timedelta
+
+    plan = tuple(scale_out_plan(pos.initial_quantity, len(pos.targets))) if pos.targets else ()
+    nxt = pos.targets[pos.targets_hit] if pos.targets_hit < len(pos.targets) else None
+    sells = min(pos.quantity, plan[pos.targets_hit]) if nxt is not None else 0
+    dte = (pos.expiry - mkt.today).days if pos.expiry is not None else None
+    time_exit = pos.expiry - timedelta(days=close_at_dte) if pos.expiry is not None else None
+    due = tuple(decide(pos, mkt, params, premium_stop_pct, close_at_dte))
+    return NextSteps(due, pos.stop, plan, pos.targets_hit, nxt, sells, time_exit, dte)

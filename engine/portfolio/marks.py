@@ -73,7 +73,11 @@ def structure_greeks(legs: list[Leg], quotes: dict[str, LegQuote], quantity: int
 
 def mark_position(pos: Position, market: MarketData, at: datetime) -> None:
     legs = [Leg.from_dict(d) for d in pos.legs]
-    quotes = leg_quotes(market, pos.symbol, legs, at)
+    apply_mark(pos, legs, leg_quotes(market, pos.symbol, legs, at))
+
+
+def apply_mark(pos: Position, legs: list[Leg], quotes: dict[str, LegQuote]) -> None:
+    """Set mark, unrealized P&L and greeks from quotes already fetched (no market call here)."""
     mark = net_price(legs, {k: q.mid for k, q in quotes.items()})
     book = Book(structure_multiplier(legs), pos.quantity, pos.entry_price, pos.realized_pnl)
     pos.mark = mark.quantize(Decimal("0.0001"))

@@ -24,7 +24,7 @@ DECISION_ACTORS_EXCLUDED = ("engine", "broker")  # everything else is a person (
 
 ORDER_COLUMNS = ["id", "created_at", "updated_at", "symbol", "structure", "intent", "status", "quantity",
                  "filled_quantity", "limit_price", "avg_fill_price", "max_loss", "client_order_id", "broker",
-                 "broker_order_id", "reason", "position_id", "signal_id"]
+                 "broker_order_id", "reason", "position_id", "signal_id", "legs_filled", "approved_by"]
 
 
 def _order_row(o: Order) -> dict[str, Any]:
@@ -36,13 +36,42 @@ def _order_row(o: Order) -> dict[str, Any]:
             "position_id": o.position_id, "signal_id": o.signal_id}
 
 
+def legs_filled_text(order: Order, filled_by_instrument: dict[str, int]) -> str:
+    """Contracts filled per leg against what the order wants, e.g. "+C100 3/5, -C110 2/5 (legs uneven)":
+    a combo whose legs the broker filled separately shows here until the lagging leg catches up."""
+    parts, units = [], []
+    for d in order.legs or []:
+        ratio = int(d.get("ratio", 1) or 1)
+        got = filled_by_instrument.get(str(d["instrument"]), 0)
+        units.append(got // ratio)
+        sign = "+" if d.get("side") == "buy" else "-"
+        parts.append(f"{sign}{str(d['instrument']).split()[-1]} {got}/{ratio * order.quantity}")
+    uneven = len(set(units)) > 1
+    return ", ".join(parts) + (" (legs uneven: a partly filled combo)" if uneven else "")
+
+
 def orders_frame(engine: Engine, statuses: list[str] | None = None, limit: int = 1000) -> pd.DataFrame:
     query = select(Order).order_by(Order.id.desc()).limit(limit)  # type: ignore[union-attr]
     if statuses:
         query = query.where(col(Order.status).in_(statuses))
     with Session(engine) as session:
         rows = session.exec(query).all()
-    frame = pd.DataFrame([_order_row(o) for o in rows], columns=ORDER_COLUMNS)
+        ids = [o.id for o in rows]
+        by_order: dict[int, dict[str, int]] = {}
+        for oid, instrument, qty in session.exec(
+                select(Fill.order_id, Fill.instrument, func.sum(Fill.quantity)).where(col(Fill.order_id).in_(ids))
+                .group_by(Fill.order_id, Fill.instrument)).all():
+            by_order.setdefault(int(oid), {})[instrument] = int(qty or 0)
+        approved_by = dict(session.exec(select(OrderEvent.order_id, OrderEvent.actor).where(
+            col(OrderEvent.order_id).in_(ids), OrderEvent.to_status == "approved")).all())
+    records = []
+    for o in rows:
+        rec = _order_row(o)
+        rec["legs_filled"] = legs_filled_text(o, by_order.get(o.id or 0, {}))
+        actor = approved_by.get(o.id)
+        rec["approved_by"] = "executed by rule" if actor == "rule" else (actor or "")
+        records.append(rec)
+    frame = pd.DataFrame(records, columns=ORDER_COLUMNS)
     frame["broker_order_id"] = frame["broker_order_id"].fillna("")
     return _numeric(frame, ["limit_price", "avg_fill_price", "max_loss"])
 

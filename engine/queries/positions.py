@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -21,29 +21,42 @@ def _nearest_expiry(legs: list[dict[str, Any]]) -> date | None:
     return date.fromisoformat(expiries[0]) if expiries else None
 
 
-def next_action(pos: Position, underlying: float | None, today: date, close_at_dte: int) -> str:
-    """The next thing position management will do, in the operator's words: where the stop is, which
-    target comes next and what it sells, when the time exit comes. Read off the stored levels."""
-    from engine.portfolio.manager import scale_out_quantity
+def next_action(pos: Position, underlying: float | None, today: date, close_at_dte: int,
+                premium_stop_pct: float = 50.0, params: Any = None) -> str:
+    """The next thing position management will do, in the operator's words, read off the position
+    manager's own decision (``manager.next_steps``): an exit due now, the stop, the next target and what it
+    sells, the whole scale-out plan, and when the time exit comes."""
+    from engine.portfolio import manager
+    from engine.strategies.atr_matrix import ATRMatrixParams
 
-    parts = []
-    if pos.stop:
-        dist = f" ({100 * (pos.stop / underlying - 1):+.1f}%)".replace("-", "−") if underlying else ""
-        parts.append(f"stop at {pos.stop:,.2f}{dist}")
-    targets = list(pos.targets or [])
-    if pos.targets_hit < len(targets):
-        nxt = targets[pos.targets_hit]
-        qty = min(pos.quantity, scale_out_quantity(pos.initial_quantity, pos.targets_hit, pos.targets_hit + 1,
-                                                   len(targets)))
-        dist = f" ({100 * (nxt / underlying - 1):+.1f}%)" if underlying else ""
-        parts.append(f"next target {nxt:,.2f}{dist} sells {qty}" if qty > 0 else f"next target {nxt:,.2f}{dist}")
-    elif targets:
-        parts.append("all targets hit: trailing stop")
     expiry = _nearest_expiry(list(pos.legs or []))
-    if expiry is not None:
-        dte = (expiry - today).days
-        exit_day = expiry - timedelta(days=close_at_dte)
-        parts.append(f"time exit now ({dte} DTE)" if dte <= close_at_dte else f"time exit {exit_day:%b %d} ({dte} DTE)")
+    view = manager.PositionView(
+        quantity=pos.quantity, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
+        underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr, stop=pos.stop or 0.0,
+        targets=tuple(pos.targets or ()), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
+        expiry=expiry)
+    # Intraday the console knows the price, not today's SMA50 or ATR: the daily rules wait for the engine.
+    price = underlying if underlying is not None else float("nan")
+    mkt = manager.MarketView(today=today, price=price, close=float("nan"), sma50=float("nan"), atr=float("nan"),
+                             mark=pos.mark)
+    steps = manager.next_steps(view, mkt, params or ATRMatrixParams(), premium_stop_pct, close_at_dte)
+    parts = [f"exit now: {a.reason}" for a in steps.due_now if a.kind == "close_all"]
+    parts += [f"sell {a.quantity} now: {a.reason}" for a in steps.due_now if a.kind == "scale_out"]
+    if steps.stop:
+        dist = f" ({100 * (steps.stop / underlying - 1):+.1f}%)".replace("-", "−") if underlying else ""
+        parts.append(f"stop at {steps.stop:,.2f}{dist}")
+    if steps.next_target is not None:
+        nxt = steps.next_target
+        dist = f" ({100 * (nxt / underlying - 1):+.1f}%)" if underlying else ""
+        parts.append(f"next target {nxt:,.2f}{dist} sells {steps.next_target_sells}" if steps.next_target_sells > 0
+                     else f"next target {nxt:,.2f}{dist}")
+        parts.append("plan " + "/".join(f"T{k + 1}:{n}" for k, n in enumerate(steps.plan)))
+    elif steps.plan:
+        parts.append("all targets hit: trailing stop")
+    if steps.days_to_expiry is not None and steps.time_exit_on is not None:
+        dte = steps.days_to_expiry
+        parts.append(f"time exit now ({dte} DTE)" if dte <= close_at_dte
+                     else f"time exit {steps.time_exit_on:%b %d} ({dte} DTE)")
     return " · ".join(parts) or "no levels"
 
 
@@ -95,7 +108,8 @@ def open_positions(engine: Engine, settings: Settings, today: date | None = None
             "stop": p.stop or None,
             "stop_distance_pct": 100 * (p.stop / und - 1) if p.stop and und else None,
             "targets": ", ".join(f"{t:,.2f}" for t in p.targets or []), "targets_hit": p.targets_hit,
-            "next_action": next_action(p, und, today, settings.exits.close_at_dte),
+            "next_action": next_action(p, und, today, settings.exits.close_at_dte, settings.exits.premium_stop_pct,
+                                       settings.strategy),
             "opened_at": p.opened_at, "legs_text": _legs_text(list(p.legs or [])),
         })
     return pd.DataFrame(data, columns=POSITION_COLUMNS)

@@ -23,11 +23,23 @@ def _position(**kw) -> Position:  # type: ignore[no-untyped-def]
 
 def test_next_action_names_stop_next_target_and_time_exit() -> None:
     text = queries.next_action(_position(), 97.0, date(2026, 10, 1), close_at_dte=7)
-    assert text == "stop at 94.00 (−3.1%) · next target 118.00 (+21.6%) sells 1 · time exit Nov 13 (50 DTE)"
+    assert text == ("stop at 94.00 (−3.1%) · next target 118.00 (+21.6%) sells 1 · plan T1:1/T2:1/T3:1/T4:1 · "
+                    "time exit Nov 13 (50 DTE)")
     later = queries.next_action(_position(targets_hit=3, quantity=1), 125.0, date(2026, 11, 16), close_at_dte=7)
     assert "next target 127.00" in later and "sells 1" in later and "time exit now (4 DTE)" in later
     done = queries.next_action(_position(targets_hit=4, quantity=0), 130.0, date(2026, 10, 1), close_at_dte=7)
     assert "all targets hit: trailing stop" in done
+
+
+def test_next_action_shows_the_front_loaded_plan_and_an_exit_due_now() -> None:
+    # 5 contracts: 2 at T1, then 1, 1, 1 (DESIGN §4); 3 contracts: T1, T2, T3 one each, nothing left for T4
+    five = queries.next_action(_position(quantity=5, initial_quantity=5), 97.0, date(2026, 10, 1), close_at_dte=7)
+    assert "next target 118.00 (+21.6%) sells 2" in five and "plan T1:2/T2:1/T3:1/T4:1" in five
+    three = queries.next_action(_position(quantity=3, initial_quantity=3), 97.0, date(2026, 10, 1), close_at_dte=7)
+    assert "sells 1" in three and "plan T1:1/T2:1/T3:1/T4:0" in three
+    # below the stop the manager closes everything now, and the console says so first
+    stopped = queries.next_action(_position(), 93.0, date(2026, 10, 1), close_at_dte=7)
+    assert stopped.startswith("exit now: stop_hit: price 93.00 <= stop 94.00")
 
 
 def test_rejection_rules_group_the_chain_filter_reasons() -> None:

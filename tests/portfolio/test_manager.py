@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from engine.portfolio.manager import MarketView, PositionView, decide, scale_out_quantity
+from engine.portfolio.manager import MarketView, PositionView, decide, scale_out_plan, scale_out_quantity
 from engine.strategies.atr_matrix import ATRMatrixParams
 
 P = ATRMatrixParams()
@@ -78,4 +78,21 @@ def test_quarters_of_small_positions_add_up_exactly() -> None:
     for q in range(1, 30):
         parts = [scale_out_quantity(q, k - 1, k) for k in range(1, 5)]
         assert sum(parts) == q and all(p >= 0 for p in parts)
-    assert [scale_out_quantity(2, k - 1, k) for k in range(1, 5)] == [0, 1, 0, 1]
+    assert [scale_out_quantity(2, k - 1, k) for k in range(1, 5)] == [1, 1, 0, 0]
+
+
+def test_scale_out_plan_is_front_loaded() -> None:
+    # DESIGN §4: target k gets ceil((n - sold before k) / (5 - k))
+    assert scale_out_plan(1) == [1, 0, 0, 0]
+    assert scale_out_plan(2) == [1, 1, 0, 0]
+    assert scale_out_plan(3) == [1, 1, 1, 0]
+    assert scale_out_plan(5) == [2, 1, 1, 1]
+    assert scale_out_plan(6) == [2, 2, 1, 1]
+    assert scale_out_plan(8) == [2, 2, 2, 2]
+    assert scale_out_plan(11) == [3, 3, 3, 2]
+
+
+def test_a_one_lot_sells_at_the_first_target() -> None:
+    one = PositionView(**{**BASE.__dict__, "quantity": 1, "initial_quantity": 1})
+    sell = run(one, mkt(118.5, close=110.0, mark="9.00"))[0]
+    assert sell.kind == "scale_out" and sell.quantity == 1 and sell.targets_hit == 1
