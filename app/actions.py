@@ -69,11 +69,13 @@ def override_order(order_id: int, reason: str, quantity: int | None = None,
         if quantity is None and price is None:
             raise ValueError("the override changes nothing: set a different quantity or limit price")
         t = now()
-        service.override(session, order, ACTOR, reason.strip(), t, quantity=quantity, limit_price=price)
+        # The gate decides on the new numbers now (a refusal raises and changes nothing) and again at send.
+        service.override(session, order, ACTOR, reason.strip(), t, quantity=quantity, limit_price=price,
+                         settings=effective())
         if order.status == "proposed":
             service.approve(session, order, ACTOR, f"approved with override: {reason.strip()}", t)
-        msg = (f"Overrode {order.symbol}: quantity {order.quantity}, limit {order.limit_price}; approved, "
-               "the risk gate checks the new numbers at send.")
+        msg = (f"Overrode {order.symbol}: quantity {order.quantity}, limit {order.limit_price}, max loss "
+               f"${order.max_loss:,.2f}; the risk gate passed the new numbers and checks them again at send.")
     refresh()
     return msg
 

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.config import RiskSettings
-from engine.execution.ports import Leg
+from engine.execution.ports import Leg, Side
 
 _GATE_KEY = object()  # only this module holds it: GatePass cannot be built elsewhere
 _ISSUED: weakref.WeakSet[GatePass] = weakref.WeakSet()  # every pass evaluate() issued and is still alive
@@ -60,9 +60,9 @@ class PortfolioRisk:
     equity: Decimal
     buying_power: Decimal
     day_start_equity: Decimal
-    open_positions: int
+    open_positions: int  # symbols held or with a working entry order
     heat: Decimal  # total current risk of open positions
-    risk_by_symbol: dict[str, Decimal] = field(default_factory=dict)
+    risk_by_symbol: dict[str, Decimal] = field(default_factory=dict)  # positions + working entries
     delta_dollars_by_sector: dict[str, float] = field(default_factory=dict)
     pending_risk: Decimal = Decimal("0")  # approved/working entry orders not yet filled
     kill_switch: bool = False
@@ -220,6 +220,21 @@ def _open_checks(order: ProposedOrder, p: PortfolioRisk, limits: RiskSettings) -
     checks.append(RuleCheck("buying_power", bp_ok, float(p.buying_power), 0.0, float(need),
                             f"buying_power: order needs ${need:,.2f}, available ${p.buying_power:,.2f}"))
     return checks
+
+
+NEW_SYMBOL = "(a new symbol)"
+
+
+def limit_checks(portfolio: PortfolioRisk, limits: RiskSettings, underlying: str = NEW_SYMBOL,
+                 sector: str = "") -> tuple[RuleCheck, ...]:
+    """The gate's own rule checks on the smallest possible new entry (one unit risking one cent, in
+    ``underlying``, a new symbol by default): what the Risk page shows, so a rule the page calls fine is one
+    the gate would pass. With 10 of 10 positions open, ``open_positions`` fails here as it does in the gate."""
+    probe = ProposedOrder(client_order_id="limit-probe", underlying=underlying, sector=sector, intent=Intent.open,
+                          legs=(Leg(underlying, Side.buy, 1),), quantity=1, limit_price=Decimal("0.01"),
+                          max_loss_per_unit=Decimal("0.01"), buying_power_per_unit=Decimal("0.01"))
+    return tuple(c for c in _open_checks(probe, portfolio, limits)
+                 if c.rule not in ("quantity", "legs", "limit_price"))
 
 
 def risk_rooms(portfolio: PortfolioRisk, limits: RiskSettings, underlying: str) -> dict[str, Decimal]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from engine import failpoints, risk
 from engine.config import ApprovalMode, Settings
 from engine.execution import orders as om
+from engine.execution.economics import unit_economics
 from engine.execution.orders import OrderStatus
 from engine.execution.ports import (
     Broker,
@@ -34,7 +35,7 @@ from engine.execution.ports import (
 from engine.models import Fill, Order, Position
 from engine.operator import approval_mode
 from engine.portfolio.accounting import Book, cents, structure_multiplier
-from engine.portfolio.exposure import portfolio_risk
+from engine.portfolio.exposure import portfolio_risk, portfolio_risk_offline
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +156,18 @@ def to_proposed(order: Order, position_quantity: int | None = None) -> risk.Prop
 def check(session: Session, order: Order, settings: Settings, broker: Broker, now: datetime,
           exclude_pending: bool = True) -> risk.RiskDecision:
     """Run the gate for ``order`` against the current portfolio (excluding the order itself)."""
-    held = None
-    if order.intent != "open" and order.position_id is not None:
-        pos = session.get(Position, order.position_id)
-        held = pos.quantity if pos is not None and pos.status == "open" else 0
-        # Other working exits on the same position already claim part of it.
-        held -= working_close_quantity(session, order.position_id, exclude_order_id=order.id)
+    held = _held_for(session, order)
     state = portfolio_risk(session, broker, settings, now, exclude_order_id=order.id if exclude_pending else None)
     return risk.evaluate(to_proposed(order, held), state, settings.risk, now)
+
+
+def _held_for(session: Session, order: Order) -> int | None:
+    """For an exit: the position's units not already claimed by its other working exits."""
+    if order.intent == "open" or order.position_id is None:
+        return None
+    pos = session.get(Position, order.position_id)
+    held = pos.quantity if pos is not None and pos.status == "open" else 0
+    return held - working_close_quantity(session, order.position_id, exclude_order_id=order.id)
 
 
 def filled_for_decision(session: Session, decision_key: str) -> int:
@@ -469,25 +474,74 @@ def reject(session: Session, order: Order, actor: str, reason: str, now: datetim
     om.transition(session, order, OrderStatus.rejected, reason, actor=actor, now=now)
 
 
+class OverrideRefused(ValueError):
+    """The risk gate refuses an order at its overridden size or price; the order is left unchanged."""
+
+    def __init__(self, decision: risk.RiskDecision) -> None:
+        super().__init__(f"override refused by the risk gate: {decision.summary()}")
+        self.decision = decision
+
+
 def override(session: Session, order: Order, actor: str, reason: str, now: datetime,
-             quantity: int | None = None, limit_price: Decimal | None = None) -> None:
-    """Change size or limit price of a proposed order; the gate runs again when it is sent."""
+             quantity: int | None = None, limit_price: Decimal | None = None,
+             settings: Settings | None = None) -> risk.RiskDecision | None:
+    """Change size or limit price of an unsent order. The structure's max loss, buying power and fees are
+    recomputed for the new numbers (DESIGN §6: an override never skips the gate) and recorded on the order,
+    whose position takes them at the fill. With ``settings`` the gate decides at once, on the console's
+    view of the account: a refusal raises ``OverrideRefused`` and changes nothing. The gate decides again,
+    on the broker's account, when the order is sent."""
     if om.status_of(order) not in (OrderStatus.proposed, OrderStatus.approved):
         raise om.IllegalTransition(f"order {order.client_order_id} is {order.status}; only unsent orders change")
     if quantity is None and limit_price is None:
         raise ValueError("an override changes quantity or limit price")
     if quantity is not None and quantity < 1:
         raise ValueError(f"quantity must be at least 1, got {quantity}")
-    before = {"quantity": order.quantity, "limit_price": str(order.limit_price)}
-    if quantity is not None:
-        order.quantity = quantity
-        order.max_loss = cents(Decimal(order.economics.get("max_loss_per_unit", "0")) * quantity)
-    if limit_price is not None:
-        order.limit_price = om.money(limit_price)
-    after = {"quantity": order.quantity, "limit_price": str(order.limit_price)}
+    if limit_price is not None and not Decimal(limit_price).is_finite():
+        raise ValueError(f"limit_price must be a number, got {limit_price}")
+    new_qty = quantity if quantity is not None else order.quantity
+    new_limit = om.money(limit_price) if limit_price is not None else order.limit_price
+    econ = dict(order.economics)
+    if order.intent == "open" and new_limit is not None:
+        old_fees = Decimal(econ.get("fees_per_unit", "0"))
+        legs = om.legs_of(order)
+        contracts = sum(leg.ratio for leg in legs if leg.asset.value == "option")
+        per_leg = (settings.fees.open_cost_per_contract_leg if settings is not None
+                   else (old_fees / contracts if contracts else Decimal("0")))
+        unit = unit_economics(legs, Decimal(new_limit), per_leg)
+        if unit.max_loss_per_unit.is_infinite():
+            raise ValueError(f"limit_price {new_limit}: the structure's loss is unlimited; it cannot be sized")
+        econ.update({"max_loss_per_unit": str(unit.max_loss_per_unit),
+                     "buying_power_per_unit": str(unit.buying_power_per_unit),
+                     "fees_per_unit": str(unit.fees_per_unit)})
+    decision = None
+    if settings is not None:
+        proposed = replace(to_proposed(order, _held_for(session, order)), quantity=new_qty,
+                           limit_price=Decimal(new_limit if new_limit is not None else "NaN"),
+                           max_loss_per_unit=Decimal(econ.get("max_loss_per_unit", "0")),
+                           buying_power_per_unit=Decimal(econ.get("buying_power_per_unit", "0")),
+                           fees_per_unit=Decimal(econ.get("fees_per_unit", "0")))
+        state = portfolio_risk_offline(session, settings, now, exclude_order_id=order.id)
+        decision = risk.evaluate(proposed, state, settings.risk, now)
+        if not decision.approved:
+            raise OverrideRefused(decision)
+    before = {"quantity": order.quantity, "limit_price": str(order.limit_price),
+              "max_loss": str(order.max_loss), "economics": dict(order.economics)}
+    per_unit_loss = Decimal(econ.get("max_loss_per_unit", "0"))
+    order.quantity = new_qty
+    order.limit_price = new_limit
+    order.economics = econ
+    order.max_loss = cents(per_unit_loss * new_qty)
+    order.risk_per_unit = per_unit_loss + Decimal(econ.get("fees_per_unit", "0"))
+    if decision is not None:
+        order.risk_decision = decision.to_dict()
+    after = {"quantity": order.quantity, "limit_price": str(order.limit_price),
+             "max_loss": str(order.max_loss), "economics": econ}
     session.add(order)
     from engine.models import OrderEvent
 
+    data: dict[str, object] = {"before": before, "after": after}
+    if decision is not None:
+        data["risk_decision"] = decision.to_dict()
     session.add(OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=order.status,
-                           to_status=order.status, reason=f"override: {reason}", actor=actor,
-                           data={"before": before, "after": after}, at=now))
+                           to_status=order.status, reason=f"override: {reason}", actor=actor, data=data, at=now))
+    return decision

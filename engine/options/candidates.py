@@ -21,6 +21,7 @@ from engine.clock import new_york
 from engine.config import Settings
 from engine.data.ports import MarketData
 from engine.execution import orders as om
+from engine.execution.economics import unit_economics
 from engine.execution.ports import AssetType, Leg, Side
 from engine.execution.service import OrderSpec
 from engine.models import IvHistory, OptionCandidate, Signal
@@ -146,15 +147,9 @@ def entry_spec(signal: Signal, candidate_id: int, structure: Structure, sector: 
                portfolio: PortfolioRisk, fees_per_contract_leg: Decimal) -> tuple[OrderSpec | None, str]:
     limit = entry_limit(structure)
     legs = order_legs(structure)
-    option_legs = sum(1 for leg in legs if leg.asset is AssetType.option)
-    fees = fees_per_contract_leg * option_legs
-    if limit > 0:  # debit: the most we can lose is what we pay
-        max_loss = limit * 100
-        buying_power = max_loss
-    else:  # credit: width minus the credit
-        natural_loss = structure.max_loss_per_contract("natural")
-        max_loss = natural_loss - (structure.net_price("natural") - limit) * 100
-        buying_power = max_loss
+    # Debit: what we pay; credit: width minus the credit (the same function measures overrides).
+    econ = unit_economics(legs, limit, fees_per_contract_leg)
+    max_loss, buying_power, fees = econ.max_loss_per_unit, econ.buying_power_per_unit, econ.fees_per_unit
     if max_loss <= 0 or max_loss.is_infinite():
         return None, f"max loss {max_loss} per contract cannot be sized"
     qty = size_for_risk(max_loss, fees, portfolio, settings.risk, signal.symbol)

@@ -50,13 +50,15 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
         pending_query = pending_query.where(Order.id != exclude_order_id)
     pending = Decimal("0")
     for sym, total in session.exec(pending_query).all():
+        # A working entry is a position in waiting (DESIGN §6): it counts for heat, for its symbol's risk
+        # and as an open position, or ten working entries could open ten more positions at once.
         pending += _dec(total)
-        risk_by_symbol.setdefault(sym, Decimal("0"))
+        risk_by_symbol[sym] = risk_by_symbol.get(sym, Decimal("0")) + _dec(total)
     return PortfolioRisk(
         equity=equity,
         buying_power=buying_power,
         day_start_equity=day_start_equity(session, now) or equity,
-        open_positions=len(by_symbol),
+        open_positions=len(risk_by_symbol),
         heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")),
         risk_by_symbol=risk_by_symbol,
         delta_dollars_by_sector={sector: float(total or 0.0) for sector, total in by_sector},
