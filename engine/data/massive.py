@@ -13,9 +13,9 @@ bar store (``BarStore(settings.bar_store_dir, "massive")``). A session is never 
   the store, and those days come back from the cache without a request on the next run. A day found in
   the store without its ``BarDay`` row (killed between the two writes) gets the row on the next run.
 
-Every HTTP request passes the plan's rate limiter (``engine.data.ratelimit``) and is counted. The client
-retries 429/5xx/timeouts itself (urllib3 ``Retry``, honouring ``Retry-After``); ``Backoff`` adds a slower
-outer retry, and every failure surfaces as a ``DataSourceError`` with a readable message. Responses are
+Every HTTP attempt, retries included, passes the plan's rate limiter (``engine.data.ratelimit``) and is
+counted. 429/5xx/timeouts are retried 2, 4, 8 s apart (a 429 waits its ``Retry-After``), by our own loop
+around single urllib3 attempts (``massive_http``); ``Backoff`` adds a slower outer retry, and every failure surfaces as a ``DataSourceError`` with a readable message. Responses are
 requested ``raw`` and decoded here: the client turns a malformed JSON body into an empty result without
 telling anyone, which for a grouped day would look exactly like a holiday.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 from massive import RESTClient
 from massive.exceptions import BadResponse
 from sqlalchemy.engine import Engine
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from engine.config import SettingsError
@@ -34,18 +35,23 @@ SOURCE = "massive"
 NEW_YORK = ZoneInfo("America/New_York")
 UTC = ZoneInfo("UTC")
 DEFAULT_BASE_URL = "https://api.massive.com"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class MassiveKeyMissing(SettingsError, DataSourceAuthError):
     """No API key configured (a settings problem, so the CLI reports it like one)."""
 
 
-def default_retry(total: int = 4, backoff_factor: float = 2.0, backoff_max: float = 60.0) -> Retry:
-    """urllib3 retries for GETs: 429 and 5xx (honouring Retry-After up to 2 minutes), timeouts and broken
-    connections. 2, 4, 8 s between attempts by default; the outer ``Backoff`` waits longer still."""
+def default_retry(total: int = 3, backoff_factor: float = 2.0, backoff_max: float = 60.0) -> Retry:
+    """The retry policy for GETs: 429 and 5xx, timeouts and broken connections, ``total`` retries after the
+    first attempt. Waits ``backoff_factor * 2**k`` before retry k+1 (2, 4, 8 s by default), except that a
+    429 with ``Retry-After`` waits what the server asked (up to 2 minutes). ``MassiveHttp`` runs this
+    schedule itself, one rate-limiter slot per attempt; urllib3 only makes single attempts (its own
+    retries would bypass the limiter and start with an immediate retry). The outer ``Backoff`` waits
+    longer still."""
     return Retry(
         total=total,
-        status_forcelist=(429, 500, 502, 503, 504),
+        status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset({"GET"}),
         backoff_factor=backoff_factor,
         backoff_max=backoff_max,
@@ -54,6 +60,24 @@ def default_retry(total: int = 4, backoff_factor: float = 2.0, backoff_max: floa
         raise_on_status=True,
     )
 
+
+def retry_delay(policy: Retry, retry_number: int, status: int | None, retry_after: str | None) -> float:
+    """Seconds to wait before retry ``retry_number`` (1-based): the server's Retry-After on a 429 (capped
+    at the policy's ``retry_after_max``), else ``backoff_factor * 2**(retry_number - 1)`` capped at
+    ``backoff_max``."""
+    if status == 429 and retry_after and policy.respect_retry_after_header:
+        try:
+            asked = policy.parse_retry_after(retry_after)
+        except Exception:  # an unparseable header: fall back to our own schedule
+            asked = None
+        if asked is not None:
+            return float(min(asked, policy.retry_after_max))
+    return float(min(policy.backoff_factor * 2 ** (retry_number - 1), policy.backoff_max))
+
+
+# A single attempt per pool call: connection errors and timeouts surface as MaxRetryError (as urllib3
+# reports them), statuses come back as responses for our own loop to judge.
+_SINGLE_ATTEMPT = Retry(total=0, redirect=3, status_forcelist=(), raise_on_status=False)
 
 
 class MassiveHttp:
@@ -79,6 +103,7 @@ class MassiveHttp:
         now: Callable[[], datetime] | None = None,
         flush_days: int = 23,
         flush_seconds: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key or not api_key.strip():
             raise MassiveKeyMissing("Massive market data needs an API key: set QM_MASSIVE_API_KEY")
@@ -88,6 +113,8 @@ class MassiveHttp:
         self.limiter = limiter or RateLimiter.unlimited()
         self.backoff = backoff or Backoff(requests_per_minute=self.limiter.limit)
         self.retry = retry or default_retry()
+        self._sleep = sleep
+        self.retry_waits: list[float] = []  # seconds waited before each retry, for reports and tests
         self.workers = max(1, int(workers))
         self.adjusted = adjusted
         self._now = now or (lambda: datetime.now(NEW_YORK))
@@ -102,13 +129,12 @@ class MassiveHttp:
             base=self.base,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries=self.retry.total if isinstance(self.retry.total, int) else 3,
+            retries=0,
             pagination=True,
-            connection_pool_kw={"retries": self.retry},
+            connection_pool_kw={"retries": _SINGLE_ATTEMPT},
             maxsize=max(10, self.workers),
         )
         self._hook_requests()
-
 
     def __repr__(self) -> str:  # never shows the key
         return f"MassiveMarketData(base={self.base!r}, limit={self.limiter.limit}/min)"
@@ -116,25 +142,43 @@ class MassiveHttp:
     # --- requests ---------------------------------------------------------------------------------
 
     def _hook_requests(self) -> None:
-        """Every HTTP exchange of the client (first pages and next_url pages alike) waits for the rate
-        limiter, is counted, and leaves its status code for error messages (BadResponse has only the body)."""
+        """Every HTTP attempt of the client (first pages, next_url pages and every retry) waits for the
+        rate limiter, is counted, and leaves its status code for error messages (BadResponse has only the
+        body). Retries follow ``self.retry`` (see ``default_retry``)."""
         pool = self._rest.client
         send = pool.request
+        policy = self.retry
+        retries = policy.total if isinstance(policy.total, int) else 3
 
         def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            self.limiter.acquire()
             self._local.status = None
-            try:
-                resp = send(method, url, *args, **kwargs)
-            except MaxRetryError:
+            attempt = 0
+            while True:
+                self.limiter.acquire()
                 with self._lock:
-                    self._requests += 1 + (self.retry.total if isinstance(self.retry.total, int) else 0)
-                raise
-            retried = len(resp.retries.history) if getattr(resp, "retries", None) is not None else 0
-            with self._lock:
-                self._requests += 1 + retried
-            self._local.status = resp.status
-            return resp
+                    self._requests += 1
+                try:
+                    resp = send(method, url, *args, **kwargs)
+                except MaxRetryError:
+                    if attempt >= retries:
+                        raise
+                    status, retry_after = None, None
+                else:
+                    self._local.status = resp.status
+                    if resp.status not in RETRY_STATUSES:
+                        return resp
+                    status, retry_after = resp.status, resp.headers.get("Retry-After")
+                    resp.drain_conn()
+                    if attempt >= retries:
+                        raise MaxRetryError(
+                            None, url, ResponseError(f"too many {status} error responses")  # type: ignore[arg-type]
+                        )
+                attempt += 1
+                wait = retry_delay(policy, attempt, status, retry_after)
+                with self._lock:
+                    self.retry_waits.append(wait)
+                if wait > 0:
+                    self._sleep(wait)
 
         pool.request = request  # type: ignore[method-assign]
 
