@@ -95,25 +95,6 @@ class MassiveBars(MassiveHttp):
         end = end or last_completed_session(self._now())
         return self._fill(self._store(store), calendar.sessions_back(end, days), "backfill", progress)
 
-    def update(
-        self,
-        store: BarStore | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        splits: bool = True,
-    ) -> FillReport:
-        """The sessions after the newest stored one up to the last completed session (a first update
-        backfills the default two years), then a split check since the previous one."""
-        store = self._store(store)
-        newest = self._newest_done(store)
-        if newest is None:
-            return self.backfill(store, progress=progress)
-        last = last_completed_session(self._now())
-        wanted = calendar.sessions(calendar.next_session(newest), last) if newest < last else _no_days()
-        report = self._fill(store, wanted, "update", progress)
-        if splits:
-            self.check_splits(store, since=self._split_check_start(store))
-        return report
-
     def _fill(
         self, store: BarStore, wanted: np.ndarray, kind: str, progress: Callable[[int, int], None] | None
     ) -> FillReport:
@@ -190,7 +171,7 @@ class MassiveBars(MassiveHttp):
             f"grouped daily bars {day}",
             lambda: self._rest.get_grouped_daily_aggs(day.isoformat(), adjusted=self.adjusted, raw=True),
         )
-        table = grouped_to_table(body, day)
+        table = _stamped(grouped_to_table(body, day), self._now())
         if self.cache is not None and self._settled(day):
             self._cache_grouped(key, table)
         return table, False
@@ -245,26 +226,28 @@ class MassiveBars(MassiveHttp):
         log.info("recording %d stored sessions that had no BarDay row", len(orphans))
         panel = store.load(orphans[0].astype(object), orphans[-1].astype(object))
         counts = dict(zip(panel.dates, np.isfinite(panel.close).sum(axis=1).tolist(), strict=True))
-        self._record_days([(d.astype(object), int(counts.get(d, 0))) for d in orphans])
+        # Unknown fetch time: the epoch, so a split check treats these days as pre-split (refetch).
+        self._record_days([(d.astype(object), int(counts.get(d, 0)), UNKNOWN_FETCH) for d in orphans])
 
-    def _record_days(self, days: list[tuple[date, int]]) -> None:
+    def _record_days(self, days: list[tuple[date, int, datetime | None]]) -> None:
+        """BarDay rows: (day, symbols, when the bars were fetched; None = now)."""
         if self.db is None or not days:
             return
         from engine.db import session_scope
 
-        stamp = self._now().astimezone(UTC)  # stored as UTC, like every other timestamp
+        now = self._now().astimezone(UTC)  # stored as UTC, like every other timestamp
         with session_scope(self.db) as session:
-            dates = [d for d, _ in days]
+            dates = [d for d, _, _ in days]
             existing = {
                 b.trade_date: b
                 for b in session.exec(
                     select(BarDay).where(BarDay.source == SOURCE, BarDay.trade_date.in_(dates))  # type: ignore[attr-defined]
                 ).all()
             }
-            for day, count in days:
+            for day, count, fetched in days:
                 row = existing.get(day) or BarDay(source=SOURCE, trade_date=day)
                 row.symbols = count
-                row.stored_at = stamp
+                row.stored_at = fetched.astimezone(UTC) if fetched is not None else now
                 session.add(row)
 
     def _newest_done(self, store: BarStore) -> date | None:
@@ -297,21 +280,40 @@ class _DayWriter:
         if not self.buffer:
             return
         batch, self.buffer = self.buffer, []
-        tables = [t for _, t in batch if t.num_rows]
+        tables = [t.replace_schema_metadata(None) for _, t in batch if t.num_rows]
         if tables:
             self.report.bars_stored += self.store.write(pa.concat_tables(tables))
-        record: list[tuple[date, int]] = []
+        record: list[tuple[date, int, datetime | None]] = []
         for day, table in batch:
+            # The BarDay stamp is when the provider delivered these bars, not when they reached the
+            # store: a day cached before a split and stored after it still holds pre-split prices.
+            fetched = fetched_at(table)
             if table.num_rows:
-                record.append((day, table.num_rows))
+                record.append((day, table.num_rows, fetched))
                 self.report.days_stored += 1
             elif self.market._settled(day):
-                record.append((day, 0))
+                record.append((day, 0, fetched))
                 self.report.empty_sessions_recorded += 1
             else:
                 self.report.not_yet_published.append(day.isoformat())
         self.market._record_days(record)
 
+
+
+_FETCHED_KEY = b"qm_fetched_at"
+UNKNOWN_FETCH = datetime(1970, 1, 1, tzinfo=UTC)  # cached before fetch times were recorded
+
+
+def _stamped(table: pa.Table, when: datetime) -> pa.Table:
+    """``table`` carrying its fetch time in the schema metadata (kept through the response cache)."""
+    return table.replace_schema_metadata({_FETCHED_KEY: when.astimezone(UTC).isoformat().encode()})
+
+
+def fetched_at(table: pa.Table) -> datetime:
+    """When a grouped day was fetched from the provider (``UNKNOWN_FETCH`` for entries cached without it)."""
+    meta = table.schema.metadata or {}
+    raw = meta.get(_FETCHED_KEY)
+    return datetime.fromisoformat(raw.decode()) if raw else UNKNOWN_FETCH
 
 
 def _no_days() -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,14 +11,39 @@ import numpy as np
 import pyarrow as pa
 from sqlmodel import select
 
+from engine.data import calendar
 from engine.data.barstore import BarStore
 from engine.data.cache import data_run
-from engine.data.massive_bars import GROUPED_TAG_PREFIX, MassiveBars
+from engine.data.massive_bars import GROUPED_TAG_PREFIX, FillReport, MassiveBars, _no_days, last_completed_session
 from engine.data.massive_http import NEW_YORK, SOURCE, _aware
 from engine.data.massive_parse import aggs_to_table
 from engine.models import DataRun
 
 AGGS_PAGE_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split from ``v3/reference/splits``: ``split_to`` new shares for every ``split_from`` old ones."""
+
+    ticker: str
+    executed: date
+    split_from: float
+    split_to: float
+
+    @property
+    def ratio(self) -> float:
+        """New shares per old share (2.0 for a 2:1 split, 0.1 for a 1:10 reverse split)."""
+        return self.split_to / self.split_from
+
+    @classmethod
+    def from_result(cls, r: dict[str, Any]) -> Split | None:
+        ticker, executed = r.get("ticker"), r.get("execution_date")
+        if not ticker or not executed:
+            return None
+        frm, to = r.get("split_from"), r.get("split_to")
+        ok = all(isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in (frm, to))
+        return cls(str(ticker), date.fromisoformat(executed), float(frm) if ok else 1.0, float(to) if ok else 1.0)
 
 
 @dataclass
@@ -57,7 +83,57 @@ class MassiveSplits(MassiveBars):
             run.detail.update({"symbol": symbol, "start": str(start), "end": str(end), "bars": written})
         return written
 
-    def check_splits(self, store: BarStore | None = None, since: date | None = None) -> SplitReport:
+    def update(
+        self,
+        store: BarStore | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        splits: bool = True,
+    ) -> FillReport:
+        """The sessions after the newest stored one up to the last completed session (a first update
+        backfills the default two years), then a split check since the previous one."""
+        store = self._store(store)
+        newest = self._newest_done(store)
+        if newest is None:
+            return self.backfill(store, progress=progress)
+        last = last_completed_session(self._now())
+        wanted = calendar.sessions(calendar.next_session(newest), last) if newest < last else _no_days()
+        listed = None
+        if splits:
+            # Invalidate first: evict cached days fetched before a new split before the fill can read them.
+            listed = self.list_splits(self._split_check_start(store))
+            self.evict_before_splits(listed)
+        report = self._fill(store, wanted, "update", progress)
+        if listed is not None:
+            self.check_splits(store, since=self._split_check_start(store), listed=listed)
+        return report
+
+    def list_splits(self, since: date) -> list[Split]:
+        """Splits executed on or after ``since`` (every page of ``list_splits``)."""
+        out: list[Split] = []
+        for page in self._pages(
+            f"splits since {since}",
+            lambda: self._rest.list_splits(
+                execution_date_gte=since.isoformat(), order="asc", sort="execution_date", limit=1000, raw=True
+            ),
+        ):
+            for s in page:
+                split = Split.from_result(s)
+                if split is not None:
+                    out.append(split)
+        return out
+
+    def evict_before_splits(self, splits: list[Split]) -> int:
+        """Evict cached grouped days fetched before the latest of ``splits`` already executed (run before
+        a fill, so no pre-split cached day is stored after the split)."""
+        today = self._now().astimezone(NEW_YORK).date()
+        done = [s.executed for s in splits if s.executed <= today]
+        if not done or self.cache is None:
+            return 0
+        return self._evict_grouped_fetched_before(max(done))
+
+    def check_splits(
+        self, store: BarStore | None = None, since: date | None = None, listed: list[Split] | None = None
+    ) -> SplitReport:
         """Find splits executed since ``since`` (``list_splits``); a symbol whose stored bars were fetched
         before its split executed holds unadjusted prices: its history is refetched (``list_aggs``,
         adjusted) and replaces the stored one, and cached grouped days fetched before the split are
@@ -67,25 +143,27 @@ class MassiveSplits(MassiveBars):
         today = self._now().astimezone(NEW_YORK).date()
         since = since or today - timedelta(days=30)
         with data_run(self.db, "check_splits", SOURCE, self.counters) as run:
-            splits: list[tuple[str, date]] = []
-            for page in self._pages(
-                f"splits since {since}",
-                lambda: self._rest.list_splits(
-                    execution_date_gte=since.isoformat(), order="asc", sort="execution_date", limit=1000, raw=True
-                ),
-            ):
-                for s in page:
-                    ticker, executed = s.get("ticker"), s.get("execution_date")
-                    if ticker and executed:
-                        splits.append((ticker, date.fromisoformat(executed)))
+            splits = self.list_splits(since) if listed is None else listed
             report.splits_seen = len(splits)
             handled, pending = self._handled_splits()
-            new = sorted({(t, d) for t, d in splits if d <= today and (t, d.isoformat()) not in handled})
+            new = sorted({(s.ticker, s.executed) for s in splits
+                          if s.executed <= today and (s.ticker, s.executed.isoformat()) not in handled})
             run.detail.update({"since": str(since), "until": str(today), "splits": len(splits)})
             affected, stale_before = self._stale_symbols(store, new, pending)
+            # Invalidate first: cached grouped days fetched before a split hold unadjusted prices, and a
+            # fill reading them after this point would store them again.
+            if stale_before is not None and self.cache is not None:
+                report.cache_days_evicted = self._evict_grouped_fetched_before(stale_before)
             if affected:
-                first, last = store.stored_dates()[[0, -1]].astype(object)
-                refetched = {sym: self._symbol_aggs(sym, first, last) for sym in sorted(affected)}
+                stored = store.stored_dates()
+                first, last = stored[[0, -1]].astype(object)
+                refetched = {}
+                for sym in sorted(affected):
+                    table = self._symbol_aggs(sym, first, last)
+                    # Only sessions the store already holds: a session holding one symbol would count as
+                    # a stored full-market day and never be backfilled for the others.
+                    keep = np.isin(table["date"].to_numpy().astype("datetime64[D]"), stored)
+                    refetched[sym] = table.filter(pa.array(keep))
                 current = store.load(first, last, sorted(affected), dtype=np.float64)
                 needs_delete = []
                 for sym, table in refetched.items():
@@ -100,8 +178,6 @@ class MassiveSplits(MassiveBars):
                 tables = [t for t in refetched.values() if t.num_rows]
                 report.bars_written = store.write(pa.concat_tables(tables)) if tables else 0
                 report.symbols_refetched = sorted(affected)
-            if stale_before is not None and self.cache is not None:
-                report.cache_days_evicted = self._evict_grouped_fetched_before(stale_before)
             run.detail.update(
                 {
                     "handled": [[t, d.isoformat()] for t, d in new] + [[t, d] for t, d in pending],
