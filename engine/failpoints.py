@@ -8,7 +8,7 @@ Production code never arms them: every point is a no-op unless the explicit test
   that point (crash-only behaviour tested at every step that matters, not just wherever a timer fires).
 - ``QM_FAULT=lease_renew:3:2`` makes ``fault("lease_renew")`` raise a database ``OperationalError`` on the
   3rd and 4th pass (count ``inf``: every pass from the 3rd on), so a test can inject a transient or a
-  lasting database error into one code path of a real process.
+  lasting database error into one code path of a real process. Several ranges: comma-separated.
 """
 
 from __future__ import annotations
@@ -40,16 +40,17 @@ def _parse_kill(spec: str) -> tuple[str, int]:
     return target, (int(count or 1) if target else 0)
 
 
-def _parse_fault(spec: str) -> tuple[str, int, float]:
-    if not spec:
-        return "", 0, 0.0
-    name, _, rest = spec.partition(":")
-    start, _, count = rest.partition(":")
-    return name, int(start or 1), math.inf if count == "inf" else float(count or 1)
+def _parse_faults(spec: str) -> list[tuple[str, int, float]]:
+    out = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, rest = part.partition(":")
+        start, _, count = rest.partition(":")
+        out.append((name, int(start or 1), math.inf if count == "inf" else float(count or 1)))
+    return out
 
 
 _target, _remaining = _parse_kill(os.environ.get("QM_FAILPOINT", "") if _enabled() else "")
-_fault = _parse_fault(os.environ.get("QM_FAULT", "") if _enabled() else "")
+_faults = _parse_faults(os.environ.get("QM_FAULT", "") if _enabled() else "")
 _passes: Counter[str] = Counter()
 
 
@@ -65,12 +66,11 @@ def hit(name: str) -> None:
 
 def fault(name: str) -> None:
     """Raise an injected database error here if ``QM_FAULT`` arms this pass of ``name``."""
-    fault_name, start, count = _fault
-    if not fault_name or name != fault_name:
+    if not _faults:
         return
     _passes[name] += 1
     n = _passes[name]
-    if start <= n < start + count:
+    if any(f == name and start <= n < start + count for f, start, count in _faults):
         from sqlalchemy.exc import OperationalError
 
         raise OperationalError(f"injected fault at {name} (pass {n})", None, Exception("injected by QM_FAULT"))
