@@ -1,8 +1,11 @@
 """The engine process: ``python scheduler.py [--replay START..END --speed X | --auto]``.
 
 Runs the trading day of DESIGN §3 on the NYSE calendar. Only one scheduler may run against a database:
-it holds a lease that it renews with every heartbeat, and a second instance waits until the lease is
-free, or expired if the first one crashed. Modes:
+it holds a lease (``engine.leasekeeper``) renewed from a thread that retries transient database errors,
+and a second instance waits until the lease is free, or expired if the first one crashed. Every job
+confirms the lease before it acts and every broker call checks it; a scheduler that loses it stops all
+jobs and exits with status 3 (log line "LEASE LOST", system-status alert). SIGTERM (what
+``scripts/run.sh`` sends) lets the running job finish, releases the lease and exits 0. Modes:
 
 - live (default): APScheduler on the wall clock, America/New_York.
 - ``--replay START..END --speed X``: the same jobs on a simulated clock over those sessions.
@@ -15,10 +18,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -27,16 +32,20 @@ from engine import runtime
 from engine.clock import NEW_YORK, ReplayClock
 from engine.config import SettingsError, get_settings
 from engine.context import build_context
-from engine.data import calendar
 from engine.db import migrate
-from engine.lease import acquire, release
-from engine.notify import run_worker
+from engine.execution import guard
+from engine.execution.guard import GuardedBroker
+from engine.lease import release
+from engine.leasekeeper import LeaseKeeper
+from engine.notify import Message, enqueue, run_worker
+from engine.redact import install_log_redaction
 from engine.schedule import plan_day
 
 LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=90)
 HEARTBEAT_SECONDS = 15
 COMMAND_POLL_SECONDS = 5
+LOST_LEASE_EXIT = 3
 
 log = logging.getLogger("quantmatrix.scheduler")
 
@@ -49,21 +58,29 @@ def _parse_range(text: str) -> tuple[date, date]:
         raise argparse.ArgumentTypeError(f"--replay wants START..END as YYYY-MM-DD..YYYY-MM-DD, got {text!r}") from None
 
 
-def _hold_lease(ctx, state, wait_seconds: float) -> bool:  # type: ignore[no-untyped-def]
+def _hold_lease(keeper: LeaseKeeper, wait_seconds: float) -> bool:
     deadline = time.monotonic() + wait_seconds
-    while not acquire(ctx.db, LEASE_NAME, state.instance, state.lease_ttl):
+    while True:
+        try:
+            if keeper.try_acquire():
+                return True
+            log.warning("another scheduler holds the lease; waiting")
+        except Exception as exc:  # a database hiccup while waiting is not a reason to give up
+            log.warning("could not read the lease (%s); retrying", str(exc).splitlines()[0])
         if time.monotonic() > deadline:
             return False
-        log.warning("another scheduler holds the lease; waiting")
-        time.sleep(min(5.0, state.lease_ttl.total_seconds() / 3))
-    return True
+        time.sleep(min(5.0, keeper.ttl.total_seconds() / 3))
 
 
-def _renew(ctx, state) -> None:  # type: ignore[no-untyped-def]
-    if not acquire(ctx.db, LEASE_NAME, state.instance, state.lease_ttl):
-        log.error("lost the scheduler lease to another instance; stopping")
-        os._exit(3)  # never keep trading without the lease
-    runtime.heartbeat(ctx, state)
+def _alert_lease_lost(ctx, state, reason: str) -> None:  # type: ignore[no-untyped-def]
+    try:
+        enqueue(ctx.db, "system_status",
+                Message(title="Scheduler stopped: lease lost", color=0xE74C3C, kind="lease_lost",
+                        description=f"Scheduler {state.instance} lost the scheduler lease ({reason}). It stopped "
+                                    "all jobs and exited; a scheduler that holds the lease takes over."),
+                f"lease-lost:{state.instance}", settings=ctx.settings)
+    except Exception as exc:  # the database may be what failed; the log line above still says it
+        log.error("could not queue the lease-lost alert: %s", str(exc).splitlines()[0])
 
 
 def _schedule_day(scheduler: BlockingScheduler, ctx, state, day: date) -> None:  # type: ignore[no-untyped-def]
@@ -81,17 +98,9 @@ def _schedule_day(scheduler: BlockingScheduler, ctx, state, day: date) -> None: 
     log.info("planned %s: %s", day, ", ".join(sorted({r.job_id for r in runs})) or "nothing left today")
 
 
-def _catch_up(ctx, state) -> None:  # type: ignore[no-untyped-def]
-    """Started during a session after the pre-market time: run today's pre-market now."""
-    now = datetime.now(NEW_YORK)
-    times = calendar.session_times(now.date())
-    premarket = next((r.at for r in plan_day(now.date()) if r.job_id == "premarket"), None)
-    if times and premarket and premarket < now < times[1]:
-        runtime.run_job(ctx, state, "premarket", "catch-up")
-
-
-def run_live(ctx, state) -> None:  # type: ignore[no-untyped-def]
+def run_live(ctx, state, on_scheduler: Callable[[BlockingScheduler], None] | None = None) -> None:  # type: ignore[no-untyped-def]
     state.mode = "live"
+    state.inline_run_now = False
     scheduler = BlockingScheduler(
         timezone="America/New_York",
         # coalesce: a backlog of missed runs fires once; max_instances: never two copies of a job at once;
@@ -103,7 +112,11 @@ def run_live(ctx, state) -> None:  # type: ignore[no-untyped-def]
     scheduler.add_job(lambda: _schedule_day(scheduler, ctx, state, datetime.now(NEW_YORK).date()), "cron",
                       hour=0, minute=5, id="planner")
     _schedule_day(scheduler, ctx, state, datetime.now(NEW_YORK).date())
-    _catch_up(ctx, state)
+    if on_scheduler is not None:
+        on_scheduler(scheduler)
+    if state.stopping.is_set():
+        return
+    runtime.catch_up(ctx, state, datetime.now(timezone.utc))
     scheduler.start()
 
 
@@ -125,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = ReplayClock(datetime.now(timezone.utc), speed=1.0)  # wall clock until a replay moves it
     try:
         settings = get_settings()
+        install_log_redaction(settings)
         migrate(settings.db_url)
         ctx = build_context(settings, clock=clock)
     except SettingsError as exc:
@@ -132,39 +146,84 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     state = runtime.RuntimeState(instance=f"{socket.gethostname()}:{os.getpid()}",
                                  lease_ttl=timedelta(seconds=args.lease_seconds))
-    if not _hold_lease(ctx, state, args.wait_for_lease):
+    stop = state.stopping
+    exit_code = 0
+    scheduler: list[BlockingScheduler] = []
+
+    def stop_jobs(why: str) -> None:
+        """Stop taking jobs: the replay loop and the live scheduler both watch ``stop``."""
+        stop.set()
+        for sched in scheduler:  # from a thread: shutdown waits for the running job, which may be ours
+            threading.Thread(target=lambda s=sched: s.shutdown(wait=True), name="shutdown", daemon=True).start()
+        log.info("stopping: %s", why)
+
+    def on_lost(reason: str) -> None:
+        nonlocal exit_code
+        exit_code = LOST_LEASE_EXIT
+        log.error("scheduler %s lost the scheduler lease (%s): stopping all jobs and exiting with status %d",
+                  state.instance, reason, LOST_LEASE_EXIT)
+        _alert_lease_lost(ctx, state, reason)
+        stop_jobs("lease lost")
+        # A job still running must be gone before the stored expiry lets another scheduler in: the lease
+        # stopped being valid here ``margin`` seconds before that expiry, so exit hard within half of it.
+        timer = threading.Timer(keeper.margin / 2, lambda: os._exit(LOST_LEASE_EXIT))
+        timer.daemon = True
+        timer.start()
+
+    keeper = LeaseKeeper(ctx.db, LEASE_NAME, state.instance, state.lease_ttl, on_lost=on_lost)
+    state.lease = keeper
+    if not _hold_lease(keeper, args.wait_for_lease):
         log.error("another scheduler holds the lease; giving up")
         return 3
     log.info("scheduler %s holds the lease", state.instance)
+    guard.register(keeper.check)
+    ctx.broker = GuardedBroker(ctx.broker)
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop_jobs("SIGTERM"))
     runtime.heartbeat(ctx, state)
-    stop = threading.Event()
-    threading.Thread(target=run_worker, args=(ctx.db, settings, stop), name="notify-worker", daemon=True).start()
-    threading.Thread(target=_keep_lease, args=(ctx, state, stop), name="lease", daemon=True).start()
+    worker_stop = threading.Event()
+    threading.Thread(target=run_worker, args=(ctx.db, settings, worker_stop), name="notify-worker",
+                     daemon=True).start()
+    # renewal outlives a SIGTERM until the lease is released: the job finishing meanwhile still holds it
+    threading.Thread(target=_keep_lease, args=(ctx, state, keeper, worker_stop), name="lease", daemon=True).start()
     try:
-        runtime.startup_reconcile(ctx)
+        runtime.mark_abandoned(ctx)
+        runtime.startup_reconcile(ctx, state)
         if args.replay or args.auto:
             first, last = args.replay or runtime.recent_sessions(datetime.now(timezone.utc), args.sessions)
             clock.freeze()
             done = runtime.replay(ctx, clock, state, first, last, args.speed, stop=stop,
                                   on_run=lambda r: log.info("replay %s at %s", r.job_id, r.at.isoformat()))
             log.info("replayed %d job runs over %s..%s", done, first, last)
-            if args.replay:
-                return 0
+            if args.replay or stop.is_set():
+                return exit_code
             clock.follow_wall_clock()
-            runtime.startup_reconcile(ctx)
-        run_live(ctx, state)
+            runtime.startup_reconcile(ctx, state)
+        run_live(ctx, state, on_scheduler=scheduler.append)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         stop.set()
-        release(ctx.db, LEASE_NAME, state.instance)
-    return 0
+        worker_stop.set()
+        guard.unregister(keeper.check)
+        if exit_code == 0:
+            try:
+                release(ctx.db, LEASE_NAME, state.instance)
+                log.info("released the scheduler lease; stopped cleanly")
+            except Exception as exc:  # it expires on its own
+                log.error("could not release the lease (%s); it expires in %s", exc, state.lease_ttl)
+    return exit_code
 
 
-def _keep_lease(ctx, state, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
-    """Renew the lease and beat from a thread, so a long replay or job never lets the lease lapse."""
-    while not stop.wait(min(HEARTBEAT_SECONDS, state.lease_ttl.total_seconds() / 3)):
-        _renew(ctx, state)
+def _keep_lease(ctx, state, keeper: LeaseKeeper, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """Renew the lease and beat from a thread, so a long replay or job never lets the lease lapse; a
+    database error is retried (LeaseKeeper.renew), never the end of the thread."""
+    while not stop.wait(min(HEARTBEAT_SECONDS, keeper.renew_every)):
+        if not keeper.renew():
+            return
+        try:
+            runtime.heartbeat(ctx, state)
+        except Exception as exc:  # a missed heartbeat is only a stale console line
+            log.warning("heartbeat failed: %s", str(exc).splitlines()[0])
 
 
 if __name__ == "__main__":

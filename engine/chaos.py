@@ -47,6 +47,7 @@ def _env(data_dir: Path, symbols: int, failpoint: str | None) -> dict[str, str]:
     env.update({"QM_DATA_DIR": str(data_dir), "QM_SIM_SYMBOLS": str(symbols), "PYTHONPATH": str(ROOT)})
     if failpoint:
         env["QM_FAILPOINT"] = failpoint
+        env["QM_FAILPOINTS_ENABLED"] = "1"  # the explicit test setting that arms failpoints
     return env
 
 

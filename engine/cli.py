@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from engine.config import SettingsError, get_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -247,11 +249,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from engine.redact import install_log_redaction, redact
+
+    install_log_redaction()
     try:
         return args.handler(args)
     except SettingsError as exc:
-        print(str(exc), file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
         return 2
+    except DBAPIError as exc:
+        if not _missing_schema(exc):
+            raise
+        print(f"the database is not initialised ({redact(str(exc.orig)).splitlines()[0]}); run "
+              "`python -m engine init` first (or `make run`, which does it)", file=sys.stderr)
+        return 2
+
+
+def _missing_schema(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
 if __name__ == "__main__":

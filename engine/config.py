@@ -231,14 +231,27 @@ class SettingsError(RuntimeError):
     """Raised at start-up with one line per invalid setting, each naming the setting and its value."""
 
 
+def _secret_fields(model: type[BaseModel] = Settings) -> set[str]:
+    """Names of the fields typed SecretStr (by type, not by name: a new secret is masked without a list)."""
+    out = set()
+    for name, info in model.model_fields.items():
+        if "SecretStr" in str(info.annotation):
+            out.add(name)
+    return out
+
+
 def format_validation_error(exc: ValidationError) -> str:
+    from engine.redact import MASK, redact, redact_value
+
+    secret = _secret_fields()
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "settings"
         env = "QM_" + "__".join(str(p) for p in err["loc"]).upper() if err["loc"] else "QM_*"
         value = err.get("input")
-        shown = "<secret>" if "webhook" in name or "key" in name or "token" in name or "secret" in name else value
-        lines.append(f"{name} ({env}) = {shown!r}: {err['msg']}")
+        # a secret field's value, the secrets inside a whole-settings input, and URL passwords never show
+        shown = MASK if err["loc"] and str(err["loc"][0]) in secret else redact_value(value, secret)
+        lines.append(f"{name} ({env}) = {shown!r}: {redact(str(err['msg']))}")
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

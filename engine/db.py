@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from engine.config import ROOT, get_settings
@@ -69,11 +70,49 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 
 
 def migrate(url: str | None = None) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision. Two processes starting together (two schedulers,
+    scheduler and console) migrate one after the other: a file lock beside a SQLite file, an advisory
+    lock on PostgreSQL; the second then finds the schema at head and does nothing."""
     from alembic import command
     from alembic.config import Config
 
+    url = url or get_settings().db_url
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.attributes["url"] = url or get_settings().db_url
-    command.upgrade(cfg, "head")
+    cfg.attributes["url"] = url
+    with _migration_lock(url):
+        command.upgrade(cfg, "head")
+
+
+MIGRATION_LOCK_KEY = 0x514D_4D49  # "QMMI": the advisory lock id the migrations hold on PostgreSQL
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if not path or path == ":memory:":
+            yield
+            return
+        import fcntl
+
+        lock_path = Path(path + ".migrate.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                conn.commit()
+    finally:
+        engine.dispose()

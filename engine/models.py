@@ -385,7 +385,7 @@ class JobRun(SQLModel, table=True):
     trigger: str = "schedule"  # schedule | operator | replay | startup
     started_at: datetime = _ts()
     finished_at: datetime | None = _ts_opt()
-    outcome: str = "running"  # running | ok | error | skipped
+    outcome: str = "running"  # running | ok | error | skipped | abandoned (its process stopped or lost the lease)
     error: str | None = None
     detail: dict = _json()
 

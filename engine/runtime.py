@@ -78,6 +78,11 @@ class RuntimeState:
     mode: str = "live"
     lease_ttl: timedelta = timedelta(seconds=90)
     base_settings: Settings | None = None  # from the environment; console changes are applied on top
+    lease: Any = None  # engine.leasekeeper.LeaseKeeper when a scheduler process holds the lease
+    stopping: threading.Event = field(default_factory=threading.Event)
+    # One guard per job id for every trigger (schedule, catch-up, operator run-now): never two at once.
+    running: dict[str, threading.Lock] = field(default_factory=lambda: {j: threading.Lock() for j in JOB_IDS})
+    inline_run_now: bool = True  # replay: run-now inline; live: on its own thread (commands keep flowing)
 
 
 def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
@@ -90,28 +95,160 @@ def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
         log.error("stored settings are invalid, keeping the previous ones: %s", exc)
 
 
+def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None = None) -> tuple[int, str]:
+    """Failed runs of ``job_id`` since its last good one (and the newest error), from the job-run table."""
+    from sqlmodel import col, func, select
+
+    from engine.models import JobRun
+
+    with session_scope(ctx.db) as session:
+        last_ok = session.exec(select(func.max(JobRun.id)).where(
+            JobRun.job_id == job_id, JobRun.outcome == "ok",
+            *([col(JobRun.id) < before_id] if before_id is not None else []))).one() or 0
+        query = select(JobRun).where(JobRun.job_id == job_id, JobRun.outcome == "error", col(JobRun.id) > last_ok)
+        if before_id is not None:
+            query = query.where(col(JobRun.id) < before_id)
+        errors = session.exec(query.order_by(col(JobRun.id))).all()
+    return len(errors), (errors[-1].error or "") if errors else ""
+
+
 def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
+    """One system-status alert per job and market day (a failing intraday cycle would otherwise alert ~78
+    times); it carries the running count of failures, and :func:`alert_recovery` says when it works again."""
     def _alert(job_id: str, error: str) -> None:
-        message = Message(title=f"Job {job_id} failed", description=error[:3500], color=0xE74C3C,
-                          kind="job_failure")
-        enqueue(ctx.db, "system_status", message, f"job-failure:{job_id}:{utcnow().isoformat()}",
-                settings=ctx.settings)
+        count, _ = _consecutive_failures(ctx, job_id)
+        day = ctx.now.astimezone(NEW_YORK).date().isoformat()
+        message = Message(title=f"Job {job_id} failed", color=0xE74C3C, kind="job_failure",
+                          description=(f"{error[:3300]}\n\nFailure {count} in a row. Further failures of {job_id} "
+                                       f"on {day} are counted, not alerted again; a recovery message follows "
+                                       "when it succeeds."))
+        enqueue(ctx.db, "system_status", message, f"job-failure:{job_id}:{day}", settings=ctx.settings)
     return _alert
 
 
-def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> None:
+def alert_recovery(ctx: EngineContext, job_id: str) -> None:
+    """After a good run that follows failures: say it recovered and how many runs failed."""
+    from sqlmodel import col, func, select
+
+    from engine.models import JobRun
+
+    with session_scope(ctx.db) as session:
+        newest_ok = session.exec(select(func.max(JobRun.id)).where(JobRun.job_id == job_id,
+                                                                   JobRun.outcome == "ok")).one()
+        previous = session.exec(select(JobRun.outcome).where(JobRun.job_id == job_id,
+                                                             col(JobRun.outcome).in_(("ok", "error")),
+                                                             col(JobRun.id) < (newest_ok or 0))
+                                .order_by(col(JobRun.id).desc())).first()
+    if previous != "error" or newest_ok is None:
+        return
+    count, last_error = _consecutive_failures(ctx, job_id, before_id=newest_ok)
+    day = ctx.now.astimezone(NEW_YORK).date().isoformat()
+    message = Message(title=f"Job {job_id} recovered", color=0x2ECC71, kind="job_recovery",
+                      description=f"{job_id} ran successfully again after {count} failed run(s). "
+                                  f"Last error: {last_error[:1500]}")
+    enqueue(ctx.db, "system_status", message, f"job-recovery:{job_id}:{day}", settings=ctx.settings)
+
+
+def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> bool:
+    """Run one job through the guards every trigger shares; False when it did not run."""
     if job_id in state.paused and trigger != "operator":
         log.info("job %s is paused; skipped", job_id)
-        return
-    refresh_settings(ctx, state)
-    run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx), now=None)
-    if run.outcome == "ok":
-        # Reports and alerts are built from what the job stored; a failure here never fails the job.
-        record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
+        return False
+    if state.stopping.is_set():
+        log.info("job %s not started: the scheduler is stopping", job_id)
+        return False
+    guard = state.running.setdefault(job_id, threading.Lock())
+    if not guard.acquire(blocking=False):
+        log.warning("job %s (%s) not started: the same job is still running", job_id, trigger)
+        return False
+    try:
+        if state.lease is not None:
+            from engine.leasekeeper import LeaseLost
+
+            try:
+                state.lease.confirm(f"run {job_id}")
+            except LeaseLost as exc:
+                log.error("job %s not started: %s", job_id, exc)
+                return False
+        refresh_settings(ctx, state)
+        run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx),
+                         now=None)
+        if run.outcome == "ok":
+            alert_recovery(ctx, job_id)
+        if run.outcome in ("ok", "error"):
+            # Reports and alerts are built from what the job stored, so a pre-market that failed after
+            # placing orders still announces them; a failure here never fails the job.
+            record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
+        return True
+    finally:
+        guard.release()
 
 
-def startup_reconcile(ctx: EngineContext) -> None:
+def mark_abandoned(ctx: EngineContext) -> int:
+    """Job runs left "running" by a killed process (we hold the lease, so none is really running)."""
+    from sqlalchemy import update
+
+    from engine.models import JobRun
+
+    with session_scope(ctx.db) as session:
+        result = session.execute(update(JobRun).where(JobRun.outcome == "running")
+                                 .values(outcome="abandoned", finished_at=utcnow(),
+                                         error="the process running it stopped before it finished"))
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if count:
+        log.warning("marked %d job run(s) left running by a stopped scheduler as abandoned", count)
+    return count
+
+
+def missed_runs(ctx: EngineContext, now: datetime) -> list[PlannedRun]:
+    """Planned runs of the previous and the current session (and the nightly upkeep of the days between)
+    that are due, did not run, and still make sense now (each job's misfire rule):
+
+    - premarket: only before its session's close (orders for a day that is over are meaningless);
+    - intraday: never caught up (the next 5-minute cycle runs anyway);
+    - postmarket, nightly: always, once (reconcile, snapshot, digest; data upkeep).
+    """
+    from sqlmodel import select
+
+    from engine.models import JobRun
+
+    today = now.astimezone(NEW_YORK).date()
+    first = calendar.previous_session(today)
+    due = [r for r in plan_range(first, today) if r.at <= now and r.job_id != "intraday"]
+    with session_scope(ctx.db) as session:
+        rows = session.exec(select(JobRun.job_id, JobRun.started_at).where(
+            JobRun.outcome.in_(("ok", "error")), ~JobRun.trigger.like("replay@%"),
+            JobRun.started_at >= min((r.at for r in due), default=now))).all()
+    out = []
+    for run in due:
+        ran = any(job == run.job_id and started >= run.at for job, started in rows)
+        if ran:
+            continue
+        if run.job_id == "premarket":
+            times = calendar.session_times(run.at.date())
+            if times is None or now >= times[1]:
+                continue
+        out.append(run)
+    # one nightly is enough: it brings the data up to date however many were missed
+    nightly = [r for r in out if r.job_id == "nightly"]
+    return [r for r in out if r.job_id != "nightly" or r is nightly[-1]]
+
+
+def catch_up(ctx: EngineContext, state: RuntimeState, now: datetime) -> list[PlannedRun]:
+    """On start: run every missed job of the previous and current session once, in planned order."""
+    runs = missed_runs(ctx, now)
+    for run in runs:
+        if state.stopping.is_set():
+            break
+        log.info("catching up %s planned for %s", run.job_id, run.at.isoformat())
+        run_job(ctx, state, run.job_id, f"catch-up@{run.at.isoformat()}")
+    return runs
+
+
+def startup_reconcile(ctx: EngineContext, state: RuntimeState | None = None) -> None:
     """Crash-only start: learn what the broker did before doing anything else."""
+    if state is not None and state.lease is not None:
+        state.lease.check("reconcile")
     record_run(ctx.db, "reconcile", "startup",
                lambda: reconcile(ctx.db, ctx.broker, Decimal(str(ctx.settings.starting_cash)), ctx.now),
                on_failure=alert_failure(ctx))
@@ -131,9 +268,13 @@ def apply_commands(ctx: EngineContext, state: RuntimeState) -> list[OperatorComm
             cmd.applied_by = f"scheduler {state.instance}"
             session.add(cmd)
             applied.append(cmd)
-    for job_id in state.run_now:
-        run_job(ctx, state, job_id, "operator")
-    state.run_now.clear()
+    queued, state.run_now[:] = list(state.run_now), []
+    for job_id in queued:
+        if state.inline_run_now:
+            run_job(ctx, state, job_id, "operator")
+        else:  # its own thread, through the same per-job guard: the commands poll keeps applying the kill switch
+            threading.Thread(target=run_job, args=(ctx, state, job_id, "operator"), name=f"run-now-{job_id}",
+                             daemon=True).start()
     return applied
 
 
@@ -186,7 +327,12 @@ def replay(ctx: EngineContext, clock: ReplayClock, state: RuntimeState, start: d
             break
         wait = (run.at - clock.now()).total_seconds() / speed if speed > 0 else 0.0
         if wait > 0:
-            sleep(min(wait, 60.0))
+            if stop is not None and sleep is _time.sleep:
+                stop.wait(min(wait, 60.0))  # a SIGTERM or a lost lease ends the wait at once
+            else:
+                sleep(min(wait, 60.0))
+            if stop is not None and stop.is_set():
+                break
         clock.set(run.at)
         apply_commands(ctx, state)
         heartbeat(ctx, state)
@@ -205,8 +351,8 @@ def _done_runs(ctx: EngineContext, since: date) -> set[tuple[str, datetime]]:
     first = datetime.combine(since, datetime.min.time(), NEW_YORK)
     out = set()
     with session_scope(ctx.db) as session:
-        rows = session.exec(select(JobRun.job_id, JobRun.trigger).where(JobRun.trigger.like("replay@%"),
-                                                                         JobRun.outcome != "running"))
+        rows = session.exec(select(JobRun.job_id, JobRun.trigger).where(
+            JobRun.trigger.like("replay@%"), JobRun.outcome.in_(("ok", "error"))))
         for job_id, trigger in rows:
             at = datetime.fromisoformat(trigger.removeprefix("replay@"))
             if at >= first:

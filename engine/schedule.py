@@ -20,7 +20,9 @@ from sqlalchemy.engine import Engine
 from engine.clock import NEW_YORK
 from engine.data import calendar
 from engine.db import session_scope
+from engine.leasekeeper import LeaseLost
 from engine.models import JobRun
+from engine.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,16 @@ def record_run(engine: Engine, job_id: str, trigger: str, fn: Callable[[], Any],
         outcome, error = "ok", None
         if hasattr(result, "counts"):
             detail = {"counts": result.counts, "lines": result.lines[-50:]}
+    except LeaseLost as exc:  # stopped by the lease rule, not failed: whoever holds the lease runs it again
+        outcome, error = "abandoned", f"{type(exc).__name__}: {exc}"
+        log.error("job %s abandoned: %s", job_id, exc)
     except Exception as exc:  # a failed job must not take the scheduler down
         outcome, error = "error", f"{type(exc).__name__}: {exc}"
         detail = {"traceback": traceback.format_exc()[-4000:]}
         log.exception("job %s failed", job_id)
+    if error is not None:  # stored, shown on the System page and alerted: never with a secret in it
+        error = redact(error)
+        detail = {"traceback": redact(detail.get("traceback", ""))}
     with session_scope(engine) as session:
         row = session.get(JobRun, run.id)
         assert row is not None

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from engine import failpoints, risk
 from engine.config import ApprovalMode, Settings
+from engine.execution import guard
 from engine.execution import orders as om
 from engine.execution.economics import unit_economics
 from engine.execution.orders import OrderStatus
@@ -258,8 +259,10 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
     from engine.db import session_scope
 
     report = report or ExecutionReport()
+    guard.before_broker_call(f"gate order {order_id}")  # a scheduler without its lease does not even claim it
     with session_scope(engine) as session:
-        order = session.get(Order, order_id)
+        # Row lock on PostgreSQL: a second submitter of the same order waits here, then sees it claimed.
+        order = session.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None
         if order.status != OrderStatus.approved.value:
             return order
@@ -275,11 +278,14 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
                           data=decision.to_dict(), now=now)
             report.rejected[order.client_order_id] = decision.summary()
             return order
+        if not _claim(session, order):
+            return order  # another submitter claimed it between our read and now
         om.transition(session, order, OrderStatus.submitting, "risk gate passed; sending to broker", now=now)
         gate_pass = decision.gate_pass
     # The submitting state is committed: from here on a crash is resolved by reconciliation.
     failpoints.hit("after_submitting_commit")
     try:
+        guard.before_broker_call(f"submit {gate_pass.client_order_id}")  # refusal: reconciliation resolves it
         answer = broker.submit(gate_pass)
     except BrokerRejected as exc:
         with session_scope(engine) as session:
@@ -303,6 +309,20 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
     failpoints.hit("after_fill_commit")
     report.submitted.append(order.client_order_id)
     return order
+
+
+def _claim(session: Session, order: Order) -> bool:
+    """Compare-and-set approved -> submitting on the row itself, so only one submitter wins on any backend."""
+    from sqlalchemy import update
+
+    result = session.execute(update(Order).where(Order.id == order.id, Order.status == OrderStatus.approved.value)
+                             .values(status=OrderStatus.submitting.value)
+                             .execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(order)
+        return False
+    order.status = OrderStatus.approved.value  # the transition below records approved -> submitting
+    return True
 
 
 def _fills_or_none(broker: Broker, order: Order) -> list[BrokerFill] | None:

@@ -79,11 +79,29 @@ READ_TIMEOUT = 10.0
 LEASE = timedelta(seconds=120)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 30 * 60.0
-RATE_LIMIT_MAX_SECONDS = 3600.0  # a longer retry_after is treated as this (the row is still retried)
+# A longer retry_after is treated as this (the row is still retried, and asks again): Discord's own waits are
+# seconds to a minute, so anything beyond this is a misread unit or a broken header, and must never park a
+# channel (or, for a global limit, all five) for hours.
+RATE_LIMIT_MAX_SECONDS = 300.0
+API_VERSION = "v10"  # versioned API: retry_after in seconds (unversioned webhook URLs mean v6, milliseconds)
 ERROR_MAX = 500
 DUPLICATE_NOTE = "⚠️ Possible duplicate: an earlier attempt to send this could not be confirmed."
 
 _WEBHOOK_PATH = re.compile(r"/api(/v\d+)?/webhooks/[^\s'\"?]+")
+_API_PREFIX = re.compile(r"/api(/v\d+)?/webhooks/")
+
+
+def versioned(url: str) -> str:
+    """The webhook URL on API v10. Discord hands out unversioned URLs (``/api/webhooks/ID/TOKEN``), which
+    mean API v6, where ``retry_after`` is in milliseconds; v10 answers in seconds, which is what we read."""
+    parts = urlsplit(url)
+    path = _API_PREFIX.sub(f"/api/{API_VERSION}/webhooks/", parts.path, count=1)
+    return parts._replace(path=path).geturl()
+
+
+def _looks_like_html(resp: requests.Response) -> bool:
+    kind = resp.headers.get("Content-Type", "").lower()
+    return "text/html" in kind or resp.text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
 
 
 def mask(text: str, url: str | None, channel: str) -> str:
@@ -193,6 +211,10 @@ def _classify(resp: requests.Response) -> _Outcome:
             global_limit=global_limit,
         )
     reason = _json(resp).get("message") or resp.text[:200]
+    if status == 403 and _looks_like_html(resp):
+        # Cloudflare in front of Discord (a temporary IP ban or challenge) answers 403 with an HTML page;
+        # Discord itself answers a dead webhook with JSON. Transient: back off and retry, keep the webhook.
+        return _Outcome("retry", error="HTTP 403 from Cloudflare (HTML page), not from Discord; retrying")
     if status in (401, 403, 404):
         return _Outcome("dead", error=f"HTTP {status} {reason}")
     if 400 <= status < 500:
@@ -215,7 +237,8 @@ def _definitely_not_sent(exc: requests.RequestException) -> bool:
 
 def _post(http: requests.Session, url: str, body: dict[str, Any], timeout: float | tuple[float, float]) -> _Outcome:
     try:
-        resp = http.post(url, params={"wait": "true"}, json=body, timeout=timeout, allow_redirects=False)
+        resp = http.post(versioned(url), params={"wait": "true"}, json=body, timeout=timeout,
+                         allow_redirects=False)
     except requests.RequestException as exc:
         unconfirmed = not _definitely_not_sent(exc)
         what = "no answer" if unconfirmed else "not sent"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ class Reply:
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to sleep before answering (a timeout when longer than the client's)
+    text: str | None = None  # a non-JSON body (e.g. Cloudflare's HTML page), sent as text/html
 
 
 OK = Reply(200)
@@ -51,6 +53,7 @@ class Received:
     body: dict[str, Any]
     reply: Reply
     answered_ok: bool  # a 2xx answered without a deliberate delay
+    path: str = ""  # as requested, e.g. /api/v10/webhooks/<id>/<token>
 
 
 def free_port() -> int:
@@ -72,11 +75,12 @@ class FakeDiscord:
             def do_POST(self) -> None:
                 parts = urlsplit(self.path)
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                webhook = parts.path.removeprefix("/api/webhooks/")
+                webhook = re.sub(r"^/api(/v\d+)?/webhooks/", "", parts.path)
                 reply = fake._next_reply(webhook)
                 query = parse_qs(parts.query)
                 record = Received(
-                    webhook, query, json.loads(raw or b"{}"), reply, 200 <= reply.status < 300 and not reply.delay
+                    webhook, query, json.loads(raw or b"{}"), reply, 200 <= reply.status < 300 and not reply.delay,
+                    parts.path,
                 )
                 with fake._lock:
                     fake.received.append(record)
@@ -92,7 +96,10 @@ class FakeDiscord:
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
                     data = json.dumps(body).encode() if body is not None and reply.status != 204 else b""
-                    if data:
+                    if reply.text is not None:
+                        data = reply.text.encode()
+                        self.send_header("Content-Type", "text/html; charset=UTF-8")
+                    elif data:
                         self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

@@ -466,4 +466,4 @@ def test_a_malformed_or_huge_retry_after_is_bounded(migrated_sqlite, fake) -> No
     fake.script(Reply(429, {"retry_after": "soon"}, {"Retry-After": "1e12"}))
     deliver(migrated_sqlite, settings)
     [row] = all_rows(migrated_sqlite)
-    assert row.status == PENDING and row.next_attempt_at.replace(tzinfo=UTC) == T0 + timedelta(hours=1)
+    assert row.status == PENDING and row.next_attempt_at.replace(tzinfo=UTC) == T0 + timedelta(minutes=5)

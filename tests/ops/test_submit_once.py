@@ -1,0 +1,95 @@
+"""Issue 12 item 5: two threads submitting the same approved order send exactly one broker order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from sqlmodel import Session, select
+
+from engine.config import load_settings
+from engine.db import get_engine, migrate, session_scope
+from engine.execution import orders as om
+from engine.execution import service
+from engine.execution.orders import OrderStatus
+from engine.execution.ports import BrokerOrder, BrokerOrderStatus, Leg, Side
+from engine.models import Order, OrderEvent
+
+NOW = datetime(2026, 11, 2, 15, tzinfo=UTC)
+CALL = Leg("AAA   261218C00100000", Side.buy)
+
+
+class CountingBroker:
+    """Accepts every order and counts the submissions it receives."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self._lock = threading.Lock()
+
+    def submit(self, gate_pass):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.submitted.append(gate_pass.client_order_id)
+        return BrokerOrder(gate_pass.client_order_id, f"B{len(self.submitted)}", BrokerOrderStatus.working, 1, 0, None)
+
+    def fills(self, client_order_id=None):  # type: ignore[no-untyped-def]
+        return []
+
+
+def _slow_gate(session, order, settings, broker, now, exclude_pending=True):  # type: ignore[no-untyped-def]
+    # The real gate reads the account from the broker (a network call): wide enough for a race.
+    time.sleep(0.4)
+    gate_pass = SimpleNamespace(client_order_id=order.client_order_id)
+    return SimpleNamespace(approved=True, gate_pass=gate_pass, to_dict=lambda: {"approved": True},
+                           summary=lambda: "passed")
+
+
+def _approved_order(url: str) -> int:
+    with session_scope(get_engine(url)) as s:
+        o = Order(client_order_id="qm-race-1", strategy="s", symbol="AAA", structure="long_call", quantity=1,
+                  limit_price=Decimal("1.00"), legs=[CALL.to_dict()], created_at=NOW, updated_at=NOW)
+        s.add(o)
+        s.flush()
+        om.record_created(s, o, "test", now=NOW)
+        om.transition(s, o, OrderStatus.approved, "auto mode", now=NOW)
+        return int(o.id)  # type: ignore[arg-type]
+
+
+def _race(url: str, monkeypatch: pytest.MonkeyPatch) -> CountingBroker:
+    migrate(url)
+    order_id = _approved_order(url)
+    monkeypatch.setattr(service, "check", _slow_gate)
+    broker = CountingBroker()
+    settings = load_settings()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        barrier.wait()
+        try:
+            service.submit_one(get_engine(url), settings, broker, order_id, NOW)  # type: ignore[arg-type]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    with Session(get_engine(url)) as s:
+        moves = s.exec(select(OrderEvent.to_status).where(OrderEvent.order_id == order_id,
+                                                          OrderEvent.to_status == "submitting")).all()
+        assert len(moves) == 1
+    return broker
+
+
+def test_one_broker_order_on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _race(postgres_url, monkeypatch).submitted == ["qm-race-1"]
+
+
+def test_one_broker_order_on_sqlite(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _race(sqlite_url, monkeypatch).submitted == ["qm-race-1"]
