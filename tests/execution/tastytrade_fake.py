@@ -290,7 +290,7 @@ class FakeTastytrade:
             value = -sign * prices[i] * qty * self._multiplier(leg)
             fees = self._fees([{**leg, "quantity": qty}])
             self.cash += value - fees
-            self._book(leg, qty, prices[i], value, fees, order_id, now)
+            self._book(leg, qty, prices[i], value, fees, order_id, now, fill_id)
         if self._filled_units(order) >= units:
             order.update({"status": "Filled", "cancellable": False, "editable": False, "terminal-at": _iso(now)})
 
@@ -300,7 +300,7 @@ class FakeTastytrade:
         return sum(int(f["quantity"]) for f in first["fills"]) // ratio
 
     def _book(self, leg: dict[str, Any], qty: int, price: Decimal, value: Decimal, fees: Decimal, order_id: int,
-              at: datetime) -> None:
+              at: datetime, exec_id: str) -> None:
         self._txn_id += 1
         self.transactions.append({
             "id": self._txn_id, "account-number": self.account_number, "symbol": leg["symbol"],
@@ -313,7 +313,7 @@ class FakeTastytrade:
             "net-value-effect": "Credit" if value - fees >= 0 else "Debit", "commission": str(fees),
             "commission-effect": "Debit", "clearing-fees": "0.0", "clearing-fees-effect": "Debit",
             "regulatory-fees": "0.0", "regulatory-fees-effect": "Debit", "is-estimated-fee": True,
-            "order-id": order_id})
+            "order-id": order_id, "ext-exec-id": exec_id})
 
     def _cancel(self, oid: int) -> httpx2.Response:
         order = self.orders[oid]

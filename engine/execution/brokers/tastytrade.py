@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -61,13 +61,15 @@ class TastytradeBroker:
 
     def __init__(self, config: TastytradeSettings, *, transport: httpx2.AsyncBaseTransport | None = None,
                  timeout_seconds: float = 10.0, request_budget_seconds: float = 20.0, backoff_seconds: float = 0.5,
-                 history_days: int = 7, today: Callable[[], date] = date.today) -> None:
+                 history_days: int = 7, now: Callable[[], datetime] | None = None,
+                 fees_grace: timedelta = timedelta(minutes=10)) -> None:
         if not config.configured:
             raise ValueError("tastytrade needs QM_TASTYTRADE__CLIENT_SECRET and QM_TASTYTRADE__REFRESH_TOKEN")
         self.config = config
         self.environment = "sandbox" if config.sandbox else "production"
         self.history_days = history_days
-        self._today = today
+        self.fees_grace = fees_grace
+        self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._legs: dict[str, tuple[Leg, ...]] = {}  # client order id -> legs, for unit conversion
         self._ids: dict[str, int] = {}  # client order id -> newest broker order id known
         inner = transport or httpx2.AsyncHTTPTransport(retries=0)
@@ -171,32 +173,48 @@ class TastytradeBroker:
             return existing
         intent = gate_pass.intent.value if hasattr(gate_pass.intent, "value") else str(gate_pass.intent)
         tt = self._order_for(cid, legs, gate_pass.quantity, gate_pass.limit_price, intent, gate_pass.time_in_force)
-        response = self._call(self._place, tt, write=True)
-        if response.errors:
-            raise BrokerRejected("tastytrade refused: " + "; ".join(str(m) for m in response.errors))
-        placed = response.order
+        data = self._call(self._place, tt, write=True)
+        if data.get("errors"):
+            raise BrokerRejected("tastytrade refused: " + "; ".join(
+                f"{m.get('code')}: {m.get('message')}" for m in data["errors"]))
+        placed = self._call(self._parse, data["order"])
         self._ids[cid] = placed.id
         return tto.to_broker_order(cid, placed, legs)
 
-    async def _place(self, order: LimitOrder) -> Any:
-        return await self._account().place_order(self._session, order, dry_run=False)
+    async def _place(self, order: LimitOrder) -> dict[str, Any]:
+        url = f"/accounts/{self.account_number}/orders"
+        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+
+    @staticmethod
+    async def _parse(data: dict[str, Any]) -> PlacedOrder:
+        return tto.LenientPlacedOrder(**data)
+
+    async def _get_order(self, order_id: int) -> PlacedOrder:
+        return tto.LenientPlacedOrder(**await self._session._get(f"/accounts/{self.account_number}/orders/{order_id}"))
+
+    async def _live_orders(self) -> list[PlacedOrder]:
+        data = await self._session._get(f"/accounts/{self.account_number}/orders/live")
+        return [tto.LenientPlacedOrder(**i) for i in data["items"]]
+
+    async def _order_history(self) -> list[PlacedOrder]:
+        start = self._now().date() - timedelta(days=self.history_days)
+        params = {"per-page": 200, "page-offset": None, "start-date": start}
+        return await self._session._paginate(tto.LenientPlacedOrder, f"/accounts/{self.account_number}/orders",
+                                             params)
 
     async def _chain(self, client_order_id: str) -> list[PlacedOrder]:
         """Every broker order carrying this client order id (a replace makes a new one), oldest first."""
         found: dict[int, PlacedOrder] = {}
         known = self._ids.get(client_order_id)
-        account = self._account()
         if known is not None:
-            order = await account.get_order(self._session, known)
+            order = await self._get_order(known)
             found[order.id] = order
         else:
-            for order in await account.get_live_orders(self._session):
+            for order in await self._live_orders():
                 if order.external_identifier == client_order_id:
                     found[order.id] = order
             if not found:
-                start = self._today() - timedelta(days=self.history_days)
-                for order in await account.get_order_history(self._session, per_page=200, page_offset=None,
-                                                             start_date=start):
+                for order in await self._order_history():
                     if order.external_identifier == client_order_id:
                         found[order.id] = order
         # Follow the replace links both ways: replaced orders keep their fills, the newest is the live one.
@@ -205,7 +223,7 @@ class TastytradeBroker:
             o = pending.pop()
             for link in (o.replaces_order_id, o.replacing_order_id):
                 if link is not None and link not in found:
-                    linked = await account.get_order(self._session, link)
+                    linked = await self._get_order(link)
                     found[linked.id] = linked
                     pending.append(linked)
         return [found[k] for k in sorted(found)]
@@ -234,16 +252,30 @@ class TastytradeBroker:
                    for o in chain)
 
     def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
+        """The legs' fills, each with the commission and fees tastytrade booked on its trade transaction.
+
+        A fill whose transaction is not visible yet is held back (the order reads as partly filled and the
+        fill comes with its fees at the next poll) unless it is older than ``fees_grace``: then it is
+        reported without fees rather than never (the nightly sync still stores the fee transaction)."""
         if client_order_id is not None:
             _, chain = self._newest(client_order_id)
-            return [f for o in chain for f in tto.fills_of(client_order_id, o)]
-        orders = self._call(self._recent_orders)
-        return [f for o in orders if o.external_identifier for f in tto.fills_of(o.external_identifier, o)]
+            pairs = [(client_order_id, o) for o in chain]
+        else:
+            pairs = [(o.external_identifier, o) for o in self._call(self._recent_orders) if o.external_identifier]
+        filled = [(cid, o) for cid, o in pairs if any(leg.fills for leg in o.legs)]
+        if not filled:
+            return []
+        since = min(f.filled_at for _, o in filled for leg in o.legs for f in leg.fills or []).date()
+        underlyings = sorted({o.underlying_symbol for _, o in filled})
+        trades = [t for u in underlyings for t in self._call(self._trades, since, u)]
+        return [f for cid, o in filled for f in tto.fills_with_fees(cid, o, trades, self._now(), self.fees_grace)]
+
+    async def _trades(self, since: date, underlying: str) -> list[TTTransaction]:
+        return await self._account().get_history(self._session, per_page=250, page_offset=None, sort="Asc",
+                                                 start_date=since, underlying_symbol=underlying, types=["Trade"])
 
     async def _recent_orders(self) -> list[PlacedOrder]:
-        start = self._today() - timedelta(days=self.history_days)
-        return await self._account().get_order_history(self._session, per_page=200, page_offset=None,
-                                                       start_date=start)
+        return await self._order_history()
 
     def cancel(self, client_order_id: str) -> BrokerOrder:
         newest, _ = self._newest(client_order_id)
@@ -278,16 +310,17 @@ class TastytradeBroker:
         return answer
 
     async def _replace(self, order_id: int, order: LimitOrder) -> None:
-        await self._account().replace_order(self._session, order_id, order)
+        # As the SDK's replace_order sends it (no legs: they cannot change); its answer is not used.
+        await self._session._put(f"/accounts/{self.account_number}/orders/{order_id}",
+                                 data=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
 
     async def _replacement_of(self, old_id: int, client_order_id: str) -> int | None:
-        account = self._account()
-        candidates = [o for o in await account.get_live_orders(self._session)
+        candidates = [o for o in await self._live_orders()
                       if o.replaces_order_id == old_id
                       or (o.external_identifier == client_order_id and o.id != old_id)]
         if candidates:
             return max(o.id for o in candidates)
-        old = await account.get_order(self._session, old_id)
+        old = await self._get_order(old_id)
         return old.replacing_order_id
 
     # --- account ---------------------------------------------------------------------------------------
@@ -337,7 +370,7 @@ class TastytradeBroker:
 
     def events(self) -> list[BrokerEvent]:
         """Expirations, exercises and assignments of the last ``history_days``, from Receive Deliver rows."""
-        since = self._today() - timedelta(days=self.history_days)
+        since = self._now().date() - timedelta(days=self.history_days)
         rows = self._call(self._history, since, ["Receive Deliver"])
         return _events(rows)
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import model_validator
 from tastytrade.order import (
     FillInfo,
     InstrumentType,
@@ -52,6 +53,25 @@ _WORKING = {TTStatus.RECEIVED, TTStatus.ROUTED, TTStatus.IN_FLIGHT, TTStatus.LIV
 _FINAL = {TTStatus.FILLED: BrokerOrderStatus.filled, TTStatus.CANCELLED: BrokerOrderStatus.cancelled,
           TTStatus.REJECTED: BrokerOrderStatus.rejected, TTStatus.EXPIRED: BrokerOrderStatus.expired,
           TTStatus.REMOVED: BrokerOrderStatus.cancelled, TTStatus.PARTIALLY_REMOVED: BrokerOrderStatus.cancelled}
+
+
+class LenientPlacedOrder(PlacedOrder):
+    """The SDK's order model, reading the documented bodies too: the API documents ``user-id`` as a number
+    (the SDK wants a string) and omits ``underlying-instrument-type`` on some answers."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lenient(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("user-id", "cancel-user-id"):
+                if isinstance(data.get(key), int):
+                    data[key] = str(data[key])
+            if "underlying-instrument-type" not in data:
+                legs = data.get("legs") or []
+                equity_only = legs and all(leg.get("instrument-type") == "Equity" for leg in legs)
+                data["underlying-instrument-type"] = "Equity" if equity_only or legs else "Unknown"
+        return data
 
 
 class PriceEffectMismatch(ValueError):
@@ -225,6 +245,47 @@ def _fill(client_order_id: str, leg: TTLeg, fill: FillInfo) -> BrokerFill:
 
 def fills_of(client_order_id: str, order: PlacedOrder) -> list[BrokerFill]:
     return [_fill(client_order_id, leg, f) for leg in order.legs for f in leg.fills or []]
+
+
+def _charges(t: Any) -> tuple[Decimal, Decimal]:
+    """(commission, other fees) of a trade transaction as positive costs (the SDK signs debits negative)."""
+    commission = -(t.commission or Decimal(0))
+    others = (t.clearing_fees, t.regulatory_fees, t.proprietary_index_option_fees, t.other_charge)
+    return commission, -sum((x for x in others if x is not None), Decimal(0))
+
+
+def fills_with_fees(client_order_id: str, order: PlacedOrder, trades: Sequence[Any], now: datetime,
+                    grace: timedelta) -> list[BrokerFill]:
+    """The order's fills with the charges of their trade transactions: matched by execution id, else
+    shared pro rata by quantity among the leg's fills (to the cent, the rounding rest on the last one)."""
+    out: list[BrokerFill] = []
+    for leg in order.legs:
+        booked = [t for t in trades if t.order_id == order.id and t.symbol == leg.symbol]
+        by_exec = {t.ext_exec_id: t for t in booked if t.ext_exec_id}
+        unmatched = [f for f in leg.fills or [] if not (f.ext_exec_id and f.ext_exec_id in by_exec)]
+        pool = [t for t in booked if not (t.ext_exec_id and any(f.ext_exec_id == t.ext_exec_id
+                                                                for f in leg.fills or []))]
+        pool_commission = sum((_charges(t)[0] for t in pool), Decimal(0))
+        pool_fees = sum((_charges(t)[1] for t in pool), Decimal(0))
+        pool_qty = sum((f.quantity for f in unmatched), Decimal(0))
+        left_c, left_f = pool_commission, pool_fees
+        for f in leg.fills or []:
+            base = _fill(client_order_id, leg, f)
+            if f.ext_exec_id and f.ext_exec_id in by_exec:
+                c, x = _charges(by_exec[f.ext_exec_id])
+            elif pool:
+                if f is unmatched[-1]:
+                    c, x = left_c, left_f
+                else:
+                    c = (pool_commission * f.quantity / pool_qty).quantize(Decimal("0.01"))
+                    x = (pool_fees * f.quantity / pool_qty).quantize(Decimal("0.01"))
+                left_c, left_f = left_c - c, left_f - x
+            elif now - f.filled_at < grace:
+                continue  # not booked yet: reported with its fees at the next poll
+            else:
+                c, x = Decimal(0), Decimal(0)
+            out.append(replace(base, commission=c, fees=x))
+    return out
 
 
 def preview_of(data: dict[str, Any]) -> BrokerPreview:
