@@ -208,14 +208,14 @@ def latest_state(session: Session, broker: str) -> BrokerSyncState | None:
                         .order_by(BrokerSyncState.last_sync_at.desc())).first()
 
 
-def external_risk(session: Session, broker: str, exclude_instrument: str | None = None) -> dict[str, Decimal]:
+def external_risk(session: Session, broker: str, exclude_underlying: str | None = None) -> dict[str, Decimal]:
     """Risk in dollars per underlying of the external positions in the broker's last snapshot."""
     state = latest_state(session, broker)
     if state is None or not state.positions:
         return {}
     ours = engine_instrument_positions(session)
     ext = [p for p in external_positions([_from_row(d) for d in state.positions], ours)
-           if p.instrument != exclude_instrument]
+           if (p.underlying or p.instrument) != exclude_underlying]
     grouped: dict[str, list[BrokerPosition]] = defaultdict(list)
     for p in ext:
         grouped[p.underlying or p.instrument].append(p)
@@ -298,45 +298,54 @@ class AdoptionResult:
     decision: dict[str, Any] = field(default_factory=dict)
 
 
-def adopt(session: Session, broker: str, instrument: str, portfolio_for: Any, limits: Any, now: datetime,
+def adopt(session: Session, broker: str, underlying: str, portfolio_for: Any, limits: Any, now: datetime,
           actor: str = "operator") -> AdoptionResult:
-    """Make one external position the engine's: the risk gate must accept it as if it were a new entry.
+    """Make the external positions of one underlying the engine's, as one structure (a spread held at the
+    broker is two positions but one risk): the risk gate must accept it as if it were a new entry.
 
-    ``portfolio_for(exclude_instrument)`` builds the gate's view of the portfolio without this position's
-    own external risk (it would otherwise count twice)."""
+    ``portfolio_for(underlying)`` builds the gate's view of the portfolio without this underlying's own
+    external risk (it would otherwise count twice)."""
+    import math
+
     from engine import risk
+    from engine.options.occ import parse_occ
+    from engine.portfolio.accounting import structure_multiplier
 
     state = latest_state(session, broker)
     if state is None:
         return AdoptionResult(False, f"no {broker} sync yet: run `python -m engine sync --broker {broker}`")
-    ext = {p.instrument: p for p in external_positions([_from_row(d) for d in state.positions],
-                                                       engine_instrument_positions(session))}
-    p = ext.get(instrument)
-    if p is None:
-        return AdoptionResult(False, f"{instrument.strip()} is not an external position of the last {broker} sync")
-    side = Side.buy if p.quantity > 0 else Side.sell
-    leg = Leg(p.instrument, side, 1, p.asset, p.underlying or p.instrument)
-    if p.asset is AssetType.option:
-        from engine.options.occ import parse_occ
-
-        occ = parse_occ(p.instrument)
-        leg = Leg(p.instrument, side, 1, p.asset, p.underlying or occ.root, occ.right, occ.strike, occ.expiry)
-    quantity = abs(p.quantity)
-    loss = max_loss([p])
-    per_unit = (loss / quantity).quantize(CENT)
+    ext = [p for p in external_positions([_from_row(d) for d in state.positions], engine_instrument_positions(session))
+           if (p.underlying or p.instrument) == underlying]
+    if not ext:
+        return AdoptionResult(False, f"{underlying} has no external position in the last {broker} sync")
+    unit = math.gcd(*[abs(p.quantity) for p in ext])
+    legs = []
+    for p in ext:
+        side = Side.buy if p.quantity > 0 else Side.sell
+        if p.asset is AssetType.option:
+            occ = parse_occ(p.instrument)
+            legs.append(Leg(p.instrument, side, abs(p.quantity) // unit, p.asset, underlying, occ.right, occ.strike,
+                            occ.expiry))
+        else:
+            legs.append(Leg(p.instrument, side, abs(p.quantity) // unit, p.asset, underlying))
+    mult = structure_multiplier(legs)
+    entry = sum((Decimal(leg.sign * leg.ratio * leg.multiplier) * p.avg_price
+                 for leg, p in zip(legs, ext, strict=True)), Decimal(0)) / mult
+    loss = max_loss(ext)
     proposed = risk.ProposedOrder(
-        client_order_id=f"adopt-{broker}-{instrument.replace(' ', '')}", underlying=leg.underlying, sector="",
-        intent=risk.Intent.open, legs=(leg,), quantity=quantity, limit_price=p.avg_price * leg.sign,
-        max_loss_per_unit=per_unit, buying_power_per_unit=Decimal(0))  # already held: no new buying power
-    decision = risk.evaluate(proposed, portfolio_for(instrument), limits, now)
+        client_order_id=f"adopt-{broker}-{underlying}", underlying=underlying, sector="", intent=risk.Intent.open,
+        legs=tuple(legs), quantity=unit, limit_price=entry, max_loss_per_unit=loss / unit,
+        buying_power_per_unit=Decimal(0))  # already held: it uses no new buying power
+    decision = risk.evaluate(proposed, portfolio_for(underlying), limits, now)
     if not decision.approved:
         return AdoptionResult(False, f"risk gate refused the adoption: {decision.summary()}",
                               decision=decision.to_dict())
-    pos = Position(strategy="adopted", symbol=leg.underlying, structure=f"adopted_{p.asset.value}",
-                   legs=[leg.to_dict()], quantity=quantity, initial_quantity=quantity,
-                   entry_price=p.avg_price * leg.sign, max_loss=loss, initial_risk=loss, status="open",
-                   opened_at=now, exit_reason=None)
+    kinds = {p.asset.value for p in ext}
+    pos = Position(strategy="adopted", symbol=underlying, structure="adopted_" + "_".join(sorted(kinds)),
+                   legs=[leg.to_dict() for leg in legs], quantity=unit, initial_quantity=unit,
+                   entry_price=entry.quantize(Decimal("0.000001")), max_loss=loss, initial_risk=loss, status="open",
+                   opened_at=now)
     session.add(pos)
     session.flush()
-    return AdoptionResult(True, f"adopted {p.quantity:+d} {instrument.strip()} by {actor}: the engine manages it now",
-                          pos.id, decision.to_dict())
+    shown = ", ".join(f"{p.quantity:+d} {p.instrument.strip()}" for p in ext)
+    return AdoptionResult(True, f"adopted {shown} by {actor}: the engine manages it now", pos.id, decision.to_dict())
