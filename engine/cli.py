@@ -241,8 +241,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_bench_store)
     from engine.data.cli_data import add_data_commands
     from engine.notify.cli import add_notify_commands
+    from engine.portfolio.cli_sync import add_broker_commands
 
     add_data_commands(sub)
+    add_broker_commands(sub)
     add_notify_commands(sub)
     return parser
 

@@ -95,6 +95,34 @@ class FeeSettings(BaseModel):
         return self.commission_open_per_contract + self.fee_per_contract
 
 
+class TastytradeSettings(BaseModel):
+    """The tastytrade account (issue 14): OAuth application secret and the personal grant's refresh token.
+
+    ``sandbox`` (default) is the certification environment; production needs ``sandbox=false`` plus the
+    live opt-in (``QM_TRADING_MODE=live``, ``QM_LIVE_TRADING_CONFIRMED=true``), checked where the broker is built.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    account_number: str | None = Field(None, description="optional when the login has exactly one account")
+    sandbox: bool = True
+    api_url: str | None = Field(None, description="base-URL override (a proxy or a local test server)")
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_secret and self.client_secret.get_secret_value()
+                    and self.refresh_token and self.refresh_token.get_secret_value())
+
+
 class _SecretsTomlSource(PydanticBaseSettingsSource):
     """Reads ``.streamlit/secrets.toml`` (flat keys or a ``[quantmatrix]`` table) below env and .env."""
 
@@ -151,10 +179,8 @@ class Settings(BaseSettings):
     massive_api_key: SecretStr | None = None
     massive_base_url: str = "https://api.massive.com"
     massive_requests_per_minute: int = Field(5, ge=1, le=100_000)
-    tastytrade_client_secret: SecretStr | None = None
-    tastytrade_refresh_token: SecretStr | None = None
-    tastytrade_account: str | None = None
-    tastytrade_sandbox: bool = True
+    # QM_TASTYTRADE__CLIENT_SECRET, __REFRESH_TOKEN, __ACCOUNT_NUMBER, __SANDBOX, __API_URL
+    tastytrade: TastytradeSettings = TastytradeSettings()
     ibkr_host: str = "127.0.0.1"
     ibkr_port: int = Field(7497, ge=1, le=65535)
     ibkr_client_id: int = 17

@@ -462,3 +462,23 @@ class OperatorAuth(SQLModel, table=True):
     failed_attempts: int = 0
     locked_until: datetime | None = _ts_opt()
     updated_at: datetime = _ts()
+
+
+class BrokerSyncState(SQLModel, table=True):
+    """One row per broker account: where the transactions sync stopped and what the last sync saw.
+
+    ``positions`` is the broker's position list at ``last_sync_at`` (the source of external positions for
+    the risk gate between syncs); ``differences`` the broker-vs-engine comparison made then."""
+
+    __table_args__ = (UniqueConstraint("broker", "account"),)
+    id: int | None = Field(default=None, primary_key=True)
+    broker: str = Field(max_length=16)
+    account: str = Field(max_length=32)
+    environment: str = Field(default="", max_length=16)
+    last_txn_id: str | None = None
+    last_txn_at: datetime | None = _ts_opt()
+    last_sync_at: datetime | None = _ts_opt()
+    transactions_total: int = 0
+    balances: dict = _json()
+    positions: list = _json([])
+    differences: list = _json([])

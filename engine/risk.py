@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.config import RiskSettings
-from engine.execution.ports import Leg, Side
+from engine.execution.ports import BrokerPreview, Leg, Side
 
 _GATE_KEY = object()  # only this module holds it: GatePass cannot be built elsewhere
 _ISSUED: weakref.WeakSet[GatePass] = weakref.WeakSet()  # every pass evaluate() issued and is still alive
@@ -148,9 +148,14 @@ def order_risk(order: ProposedOrder) -> Decimal:
 
 
 def evaluate(order: ProposedOrder, portfolio: PortfolioRisk, limits: RiskSettings,
-             now: datetime | None = None) -> RiskDecision:
-    """The one gate. Every rule is checked (not just the first failure) so the operator sees them all."""
+             now: datetime | None = None, preview: BrokerPreview | None = None) -> RiskDecision:
+    """The one gate. Every rule is checked (not just the first failure) so the operator sees them all.
+    With a broker ``preview`` (a real broker's dry run), its fees and buying power replace the model's."""
+    if preview is not None:
+        order = with_broker_fees(order, preview)
     checks = _close_checks(order) if order.intent is Intent.close else _open_checks(order, portfolio, limits)
+    if preview is not None:
+        checks = broker_preview_checks(order, preview, portfolio, checks)
     risk = Decimal("0") if order.intent is Intent.close else order_risk(order)
     approved = all(c.passed for c in checks)
     gate_pass = GatePass(_GATE_KEY, order, now or datetime.now(UTC)) if approved else None
@@ -235,6 +240,36 @@ def limit_checks(portfolio: PortfolioRisk, limits: RiskSettings, underlying: str
                           max_loss_per_unit=Decimal("0.01"), buying_power_per_unit=Decimal("0.01"))
     return tuple(c for c in _open_checks(probe, portfolio, limits)
                  if c.rule not in ("quantity", "legs", "limit_price"))
+
+
+def with_broker_fees(order: ProposedOrder, preview: BrokerPreview) -> ProposedOrder:
+    """The broker's fees are the fees the gate counts (risk per trade, heat, buying power)."""
+    from dataclasses import replace
+
+    if order.quantity < 1 or order.intent is Intent.close:
+        return order
+    return replace(order, fees_per_unit=max(preview.fees, Decimal("0")) / order.quantity)
+
+
+def broker_preview_checks(order: ProposedOrder, preview: BrokerPreview, portfolio: PortfolioRisk,
+                          checks: list[RuleCheck]) -> list[RuleCheck]:
+    """DESIGN §6 with a real broker: the broker's dry run decides buying power, and any error it reports
+    refuses the order (the broker would refuse it anyway). The model's ``buying_power`` rule gives way to
+    the broker's number, taken as the broker states it (tastytrade's change in buying power includes the
+    order's fees)."""
+    errors = "; ".join(preview.errors)
+    out = [c for c in checks if c.rule != "buying_power" or order.intent is Intent.close]
+    out.append(RuleCheck("broker_preview", not preview.errors, 0, 0, float(len(preview.errors)),
+                         f"broker_preview: the broker's dry run reports errors: {errors}" if preview.errors
+                         else "broker_preview: the broker's dry run accepts the order"))
+    if order.intent is Intent.open:
+        need = preview.buying_power_effect
+        ok = need <= portfolio.buying_power
+        out.append(RuleCheck("broker_buying_power", ok, float(portfolio.buying_power), 0.0, float(need),
+                             f"broker_buying_power: the broker's dry run uses ${need:,.2f} of buying power, "
+                             f"available ${portfolio.buying_power:,.2f}"
+                             + ("" if ok else ", exceeds what is allowed")))
+    return out
 
 
 def risk_rooms(portfolio: PortfolioRisk, limits: RiskSettings, underlying: str) -> dict[str, Decimal]:

@@ -29,9 +29,11 @@ from engine.execution.ports import (
     BrokerFill,
     BrokerOrder,
     BrokerOrderStatus,
+    BrokerPreview,
     BrokerRejected,
     BrokerUnavailable,
     Leg,
+    PreviewingBroker,
 )
 from engine.models import Fill, Order, Position
 from engine.operator import approval_mode
@@ -159,7 +161,16 @@ def check(session: Session, order: Order, settings: Settings, broker: Broker, no
     """Run the gate for ``order`` against the current portfolio (excluding the order itself)."""
     held = _held_for(session, order)
     state = portfolio_risk(session, broker, settings, now, exclude_order_id=order.id if exclude_pending else None)
-    return risk.evaluate(to_proposed(order, held), state, settings.risk, now)
+    proposed = to_proposed(order, held)
+    return risk.evaluate(proposed, state, settings.risk, now, preview=broker_preview(broker, proposed))
+
+
+def broker_preview(broker: Broker, proposed: risk.ProposedOrder) -> BrokerPreview | None:
+    """A real broker's dry run of exactly the order the gate is about to decide (None for the paper broker).
+    BrokerUnavailable propagates: no gate decision without the broker's own numbers."""
+    if not isinstance(broker, PreviewingBroker):
+        return None
+    return broker.preview(proposed)
 
 
 def _held_for(session: Session, order: Order) -> int | None:

@@ -17,32 +17,44 @@ _PENDING = ("approved", "submitting", "submitted", "partially_filled")
 
 
 def portfolio_risk(session: Session, broker: Broker, settings: Settings, now: datetime,
-                   exclude_order_id: int | None = None) -> PortfolioRisk:
+                   exclude_order_id: int | None = None, exclude_external: str | None = None) -> PortfolioRisk:
     """Open risk from the engine's positions and orders; equity and buying power from the broker.
 
     Aggregated in SQL so the gate's cost does not grow with the number of positions and orders."""
     account = broker.account()  # BrokerUnavailable propagates: no gate decision without the account
-    return _risk(session, account.equity, account.buying_power, now, exclude_order_id)
+    return _risk(session, account.equity, account.buying_power, now, exclude_order_id,
+                 _external(session, settings, exclude_external))
 
 
 def portfolio_risk_offline(session: Session, settings: Settings, now: datetime,
-                           exclude_order_id: int | None = None) -> PortfolioRisk:
+                           exclude_order_id: int | None = None, exclude_external: str | None = None) -> PortfolioRisk:
     """The same view without a broker call (for the console): equity and buying power from the newest
     account snapshot, or the starting cash before the first one. The gate itself always asks the broker."""
     snap = session.exec(select(AccountSnapshot).order_by(AccountSnapshot.at.desc(), AccountSnapshot.id.desc())).first()
     equity = snap.equity if snap else Decimal(str(settings.starting_cash))
     buying_power = snap.buying_power if snap and snap.buying_power > 0 else equity
-    return _risk(session, equity, buying_power, now, exclude_order_id)
+    return _risk(session, equity, buying_power, now, exclude_order_id,
+                 _external(session, settings, exclude_external))
+
+
+def _external(session: Session, settings: Settings, exclude_instrument: str | None) -> dict[str, Decimal]:
+    """Positions at the broker the engine did not open count in every limit (DESIGN §6, §9)."""
+    from engine.portfolio.sync import external_risk
+
+    return external_risk(session, settings.broker.value, exclude_instrument)
 
 
 def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetime,
-          exclude_order_id: int | None) -> PortfolioRisk:
+          exclude_order_id: int | None, external: dict[str, Decimal] | None = None) -> PortfolioRisk:
     is_open = Position.status == "open"
     by_symbol = session.exec(select(Position.symbol, func.sum(Position.max_loss)).where(is_open)
                              .group_by(Position.symbol)).all()
     by_sector = session.exec(select(Position.sector, func.sum(func.abs(Position.delta_dollars))).where(is_open)
                              .group_by(Position.sector)).all()
     risk_by_symbol: dict[str, Decimal] = {sym: _dec(total) for sym, total in by_symbol}
+    external = external or {}
+    for sym, ext in external.items():
+        risk_by_symbol[sym] = risk_by_symbol.get(sym, Decimal("0")) + ext
     unfilled = Order.quantity - Order.filled_quantity
     pending_query = (select(Order.symbol, func.sum(Order.risk_per_unit * unfilled))
                      .where(Order.status.in_(_PENDING), Order.intent == "open").group_by(Order.symbol))
@@ -58,8 +70,8 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
         equity=equity,
         buying_power=buying_power,
         day_start_equity=day_start_equity(session, now) or equity,
-        open_positions=len(risk_by_symbol),
-        heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")),
+        open_positions=len(risk_by_symbol),  # open, external and working-entry symbols alike
+        heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")) + sum(external.values(), Decimal("0")),
         risk_by_symbol=risk_by_symbol,
         delta_dollars_by_sector={sector: float(total or 0.0) for sector, total in by_sector},
         pending_risk=pending,

@@ -64,21 +64,21 @@ def setting_overrides(engine: Engine) -> pd.DataFrame:
 
 
 LIVE_CREDENTIALS = {
-    "tastytrade": ("QM_TASTYTRADE_CLIENT_SECRET", "QM_TASTYTRADE_REFRESH_TOKEN", "QM_TASTYTRADE_ACCOUNT"),
+    "tastytrade": ("QM_TASTYTRADE__CLIENT_SECRET", "QM_TASTYTRADE__REFRESH_TOKEN", "QM_TASTYTRADE__ACCOUNT_NUMBER",
+                   "QM_TASTYTRADE__SANDBOX", "QM_TASTYTRADE__API_URL"),
     "ibkr": ("QM_IBKR_HOST", "QM_IBKR_PORT"),
 }
 
 
 def live_mode_status(settings: Settings) -> dict[str, Any]:
     """What live trading would need, each item checked against the environment (never showing values)."""
-    tasty = bool(settings.tastytrade_client_secret and settings.tastytrade_refresh_token and
-                 settings.tastytrade_account)
+    tasty = settings.tastytrade.configured
     checks = [
         {"requirement": "QM_TRADING_MODE=live", "met": settings.trading_mode.value == "live"},
         {"requirement": "QM_LIVE_TRADING_CONFIRMED=true", "met": bool(settings.live_trading_confirmed)},
         {"requirement": "QM_BROKER=tastytrade or ibkr", "met": settings.broker.value != "paper"},
-        {"requirement": "broker credentials (tastytrade: QM_TASTYTRADE_CLIENT_SECRET, QM_TASTYTRADE_REFRESH_TOKEN, "
-                        "QM_TASTYTRADE_ACCOUNT; IBKR: TWS/Gateway at QM_IBKR_HOST:QM_IBKR_PORT)",
+        {"requirement": "broker credentials (tastytrade: QM_TASTYTRADE__CLIENT_SECRET, QM_TASTYTRADE__REFRESH_TOKEN, "
+                        "QM_TASTYTRADE__SANDBOX=false for production; IBKR: TWS/Gateway at QM_IBKR_HOST:QM_IBKR_PORT)",
          "met": tasty or settings.broker.value == "ibkr"},
     ]
     return {"trading_mode": settings.trading_mode.value, "broker": settings.broker.value, "checks": checks,

@@ -1,0 +1,439 @@
+"""The tastytrade broker behind the ``Broker`` port (issue 14), on the official async SDK (PyPI ``tastytrade``).
+
+- One anyio blocking portal, owned by the adapter, runs every SDK coroutine on one event loop thread:
+  the engine's code stays synchronous and no call builds a loop of its own.
+- Sessions are OAuth refresh-token sessions: the SDK refreshes the 15-minute access token before it
+  expires; a 401 (token revoked or expired early) forces one refresh and a resend; a refused grant is a
+  ``TastytradeAuthError`` naming QM_TASTYTRADE__REFRESH_TOKEN (engine.execution.brokers.tastytrade_http).
+- Orders carry our client order id as their external identifier. Submission is idempotent: the id is
+  looked up first (live orders, then recent history), and a timeout, 5xx or disconnect while placing is a
+  ``BrokerUnavailable``: the engine keeps the order "submitting" until ``order()`` finds it by that
+  identifier or proves it absent. It is never sent twice.
+- Fills are the legs' fills of the order (and of the orders it replaced), polled each cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx2
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from pydantic import ValidationError
+from tastytrade import Account, Session
+from tastytrade.account import Transaction as TTTransaction
+from tastytrade.order import InstrumentType, LimitOrder, OrderAction, PlacedOrder
+from tastytrade.utils import TastytradeError
+
+from engine.config import TastytradeSettings
+from engine.execution.brokers import tastytrade_orders as tto
+from engine.execution.brokers.tastytrade_http import ResilientTransport, TastytradeAuthError, TastytradeServerError
+from engine.execution.ports import (
+    AssetType,
+    BrokerAccount,
+    BrokerEvent,
+    BrokerFill,
+    BrokerOrder,
+    BrokerPosition,
+    BrokerPreview,
+    BrokerRejected,
+    BrokerUnavailable,
+    Leg,
+)
+from engine.options.occ import parse_occ
+from engine.portfolio.sync import BrokerBalances, BrokerTransaction
+from engine.risk import is_gate_pass
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+__all__ = ["TastytradeAuthError", "TastytradeBroker"]
+
+_EVENT_KINDS = {"Expiration": "expired", "Assignment": "assigned", "Exercise": "exercised"}
+
+
+class TastytradeBroker:
+    name = "tastytrade"
+
+    def __init__(self, config: TastytradeSettings, *, transport: httpx2.AsyncBaseTransport | None = None,
+                 timeout_seconds: float = 10.0, request_budget_seconds: float = 20.0, backoff_seconds: float = 0.5,
+                 history_days: int = 7, now: Callable[[], datetime] | None = None,
+                 fees_grace: timedelta = timedelta(minutes=10)) -> None:
+        if not config.configured:
+            raise ValueError("tastytrade needs QM_TASTYTRADE__CLIENT_SECRET and QM_TASTYTRADE__REFRESH_TOKEN")
+        self.config = config
+        self.environment = "sandbox" if config.sandbox else "production"
+        self.history_days = history_days
+        self.fees_grace = fees_grace
+        self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+        self._legs: dict[str, tuple[Leg, ...]] = {}  # client order id -> legs, for unit conversion
+        self._ids: dict[str, int] = {}  # client order id -> newest broker order id known
+        inner = transport or httpx2.AsyncHTTPTransport(retries=0)
+        self.transport = ResilientTransport(inner, request_budget_seconds, backoff_seconds)
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self._session: Session = self._portal.call(self._open_session, timeout_seconds)
+            self.account_number = self._call(self._resolve_account)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- plumbing --------------------------------------------------------------------------------------
+
+    async def _open_session(self, timeout_seconds: float) -> Session:
+        assert self.config.client_secret is not None and self.config.refresh_token is not None
+        session = Session(self.config.client_secret.get_secret_value(), self.config.refresh_token.get_secret_value(),
+                          is_test=self.config.sandbox, transport=self.transport, timeout=timeout_seconds)
+        if self.config.api_url:
+            session._client.base_url = httpx2.URL(self.config.api_url)
+        self.transport.session = session
+        return session
+
+    def close(self) -> None:
+        session = getattr(self, "_session", None)
+        if session is not None:
+            try:
+                self._portal.call(session._client.aclose)
+            except Exception:  # closing must not mask the error that made us close
+                log.debug("closing the tastytrade client failed", exc_info=True)
+        self._portal_cm.__exit__(None, None, None)
+
+    def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, write: bool = False) -> T:
+        """Run one SDK coroutine on the portal and translate its failures into the port's two kinds."""
+        try:
+            return self._portal.call(fn, *args)
+        except TastytradeAuthError:
+            raise
+        except (httpx2.TransportError, TastytradeServerError) as exc:  # timeouts, disconnects, 5xx
+            raise BrokerUnavailable(f"tastytrade: {type(exc).__name__}: {exc}") from exc
+        except TastytradeError as exc:  # a 4xx with the broker's error body: a definite answer
+            text = str(exc).strip() or "refused"
+            if write:
+                raise BrokerRejected(f"tastytrade refused: {text}") from exc
+            raise BrokerUnavailable(f"tastytrade error: {text}") from exc
+        except (ValidationError, KeyError) as exc:  # an answer we cannot read: treat its outcome as unknown
+            raise BrokerUnavailable(f"tastytrade answer not understood: {exc}") from exc
+
+    async def _resolve_account(self) -> str:
+        wanted = self.config.account_number
+        if wanted:
+            account = await Account.get(self._session, wanted)
+            return account.account_number
+        accounts = await Account.get(self._session)
+        if len(accounts) != 1:
+            numbers = ", ".join(a.account_number for a in accounts) or "none"
+            raise BrokerRejected(f"this tastytrade login has {len(accounts)} open accounts ({numbers}): set "
+                                 "QM_TASTYTRADE__ACCOUNT_NUMBER to the one to trade")
+        return accounts[0].account_number
+
+    def _account(self) -> Account:
+        # Account methods only use the number: no extra request to build one.
+        return Account.model_construct(account_number=self.account_number)
+
+    # --- orders ----------------------------------------------------------------------------------------
+
+    def _order_for(self, client_order_id: str, legs: tuple[Leg, ...], quantity: int, limit_price: Decimal,
+                   intent: str, time_in_force: str) -> LimitOrder:
+        try:
+            return tto.build_order(client_order_id, legs, quantity, limit_price, intent, time_in_force)
+        except ValueError as exc:
+            raise BrokerRejected(str(exc)) from exc
+
+    def preview(self, order: Any) -> BrokerPreview:
+        """The broker's dry run of a ``ProposedOrder``: buying-power effect, fees, errors and warnings."""
+        intent = order.intent.value if hasattr(order.intent, "value") else str(order.intent)
+        try:
+            tt = tto.build_order(order.client_order_id, order.legs, order.quantity, order.limit_price, intent,
+                                 order.time_in_force)
+        except ValueError as exc:
+            return BrokerPreview(Decimal(0), Decimal(0), errors=(str(exc),))
+        try:
+            data = self._call(self._dry_run, tt, write=True)
+        except BrokerRejected as exc:
+            return BrokerPreview(Decimal(0), Decimal(0), errors=(str(exc),))
+        return tto.preview_of(data)
+
+    async def _dry_run(self, order: LimitOrder) -> dict[str, Any]:
+        url = f"/accounts/{self.account_number}/orders/dry-run"
+        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+
+    def submit(self, gate_pass: Any) -> BrokerOrder:
+        if not is_gate_pass(gate_pass):
+            raise BrokerRejected("tastytrade only accepts orders that passed the risk gate")
+        cid = gate_pass.client_order_id
+        legs = tuple(gate_pass.legs)
+        self._legs[cid] = legs
+        existing = self.order(cid)  # idempotent: an id the broker has seen is never placed again
+        if existing is not None:
+            return existing
+        intent = gate_pass.intent.value if hasattr(gate_pass.intent, "value") else str(gate_pass.intent)
+        tt = self._order_for(cid, legs, gate_pass.quantity, gate_pass.limit_price, intent, gate_pass.time_in_force)
+        data = self._call(self._place, tt, write=True)
+        if data.get("errors"):
+            raise BrokerRejected("tastytrade refused: " + "; ".join(
+                f"{m.get('code')}: {m.get('message')}" for m in data["errors"]))
+        placed = self._call(self._parse, data["order"])
+        self._ids[cid] = placed.id
+        return tto.to_broker_order(cid, placed, legs)
+
+    async def _place(self, order: LimitOrder) -> dict[str, Any]:
+        url = f"/accounts/{self.account_number}/orders"
+        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+
+    @staticmethod
+    async def _parse(data: dict[str, Any]) -> PlacedOrder:
+        return tto.LenientPlacedOrder(**data)
+
+    async def _get_order(self, order_id: int) -> PlacedOrder:
+        return tto.LenientPlacedOrder(**await self._session._get(f"/accounts/{self.account_number}/orders/{order_id}"))
+
+    async def _live_orders(self) -> list[PlacedOrder]:
+        data = await self._session._get(f"/accounts/{self.account_number}/orders/live")
+        return [tto.LenientPlacedOrder(**i) for i in data["items"]]
+
+    async def _order_history(self) -> list[PlacedOrder]:
+        start = self._now().date() - timedelta(days=self.history_days)
+        params = {"per-page": 200, "page-offset": None, "start-date": start}
+        return await self._session._paginate(tto.LenientPlacedOrder, f"/accounts/{self.account_number}/orders",
+                                             params)
+
+    async def _chain(self, client_order_id: str) -> list[PlacedOrder]:
+        """Every broker order carrying this client order id (a replace makes a new one), oldest first."""
+        found: dict[int, PlacedOrder] = {}
+        known = self._ids.get(client_order_id)
+        if known is not None:
+            order = await self._get_order(known)
+            found[order.id] = order
+        else:
+            for order in await self._live_orders():
+                if order.external_identifier == client_order_id:
+                    found[order.id] = order
+            if not found:
+                for order in await self._order_history():
+                    if order.external_identifier == client_order_id:
+                        found[order.id] = order
+        # Follow the replace links both ways: replaced orders keep their fills, the newest is the live one.
+        pending = [o for o in found.values()]
+        while pending:
+            o = pending.pop()
+            for link in (o.replaces_order_id, o.replacing_order_id):
+                if link is not None and link not in found:
+                    linked = await self._get_order(link)
+                    found[linked.id] = linked
+                    pending.append(linked)
+        return [found[k] for k in sorted(found)]
+
+    def _newest(self, client_order_id: str) -> tuple[PlacedOrder | None, list[PlacedOrder]]:
+        chain = self._call(self._chain, client_order_id)
+        if not chain:
+            return None, chain
+        newest = chain[-1]
+        self._ids[client_order_id] = newest.id
+        return newest, chain
+
+    def order(self, client_order_id: str) -> BrokerOrder | None:
+        newest, chain = self._newest(client_order_id)
+        if newest is None:
+            return None
+        answer = tto.to_broker_order(client_order_id, newest, self._legs.get(client_order_id))
+        if len(chain) > 1:  # fills of the replaced orders count for the structure too
+            fills = self._fill_units(client_order_id, chain)
+            answer = BrokerOrder(answer.client_order_id, answer.broker_order_id, answer.status, answer.quantity,
+                                 fills, answer.avg_fill_price, answer.reason)
+        return answer
+
+    def _fill_units(self, client_order_id: str, chain: list[PlacedOrder]) -> int:
+        return sum(tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)).filled_quantity
+                   for o in chain)
+
+    def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
+        """The legs' fills, each with the commission and fees tastytrade booked on its trade transaction.
+
+        A fill whose transaction is not visible yet is held back (the order reads as partly filled and the
+        fill comes with its fees at the next poll) unless it is older than ``fees_grace``: then it is
+        reported without fees rather than never (the nightly sync still stores the fee transaction)."""
+        if client_order_id is not None:
+            _, chain = self._newest(client_order_id)
+            pairs = [(client_order_id, o) for o in chain]
+        else:
+            pairs = [(o.external_identifier, o) for o in self._call(self._recent_orders) if o.external_identifier]
+        filled = [(cid, o) for cid, o in pairs if any(leg.fills for leg in o.legs)]
+        if not filled:
+            return []
+        since = min(f.filled_at for _, o in filled for leg in o.legs for f in leg.fills or []).date()
+        underlyings = sorted({o.underlying_symbol for _, o in filled})
+        trades = [t for u in underlyings for t in self._call(self._trades, since, u)]
+        return [f for cid, o in filled for f in tto.fills_with_fees(cid, o, trades, self._now(), self.fees_grace)]
+
+    async def _trades(self, since: date, underlying: str) -> list[TTTransaction]:
+        return await self._account().get_history(self._session, per_page=250, page_offset=None, sort="Asc",
+                                                 start_date=since, underlying_symbol=underlying, types=["Trade"])
+
+    async def _recent_orders(self) -> list[PlacedOrder]:
+        return await self._order_history()
+
+    def cancel(self, client_order_id: str) -> BrokerOrder:
+        newest, _ = self._newest(client_order_id)
+        if newest is None:
+            raise BrokerRejected(f"tastytrade has no order {client_order_id}")
+        if newest.cancellable:
+            self._call(self._delete, newest.id, write=True)
+        answer = self.order(client_order_id)
+        assert answer is not None
+        return answer
+
+    async def _delete(self, order_id: int) -> None:
+        await self._account().delete_order(self._session, order_id)
+
+    def replace(self, client_order_id: str, limit_price: Decimal, time_in_force: str = "day") -> BrokerOrder:
+        """A new limit for a working order (same legs and quantity). The SDK's replace answer is not
+        trusted for the new order's id: it is looked up by the replaced order's link, so the client order id
+        keeps pointing at the live order."""
+        newest, _ = self._newest(client_order_id)
+        if newest is None:
+            raise BrokerRejected(f"tastytrade has no order {client_order_id}")
+        legs = self._legs.get(client_order_id) or tto.legs_from_order(newest)
+        intent = "open" if newest.legs[0].action in (OrderAction.BUY_TO_OPEN, OrderAction.SELL_TO_OPEN) else "close"
+        size = tto.to_broker_order(client_order_id, newest, legs).quantity
+        tt = self._order_for(client_order_id, legs, size, limit_price, intent, time_in_force)
+        self._call(self._replace, newest.id, tt, write=True)
+        new_id = self._call(self._replacement_of, newest.id, client_order_id)
+        if new_id is not None:
+            self._ids[client_order_id] = new_id
+        answer = self.order(client_order_id)
+        assert answer is not None
+        return answer
+
+    async def _replace(self, order_id: int, order: LimitOrder) -> None:
+        # As the SDK's replace_order sends it (no legs: they cannot change); its answer is not used.
+        await self._session._put(f"/accounts/{self.account_number}/orders/{order_id}",
+                                 data=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
+
+    async def _replacement_of(self, old_id: int, client_order_id: str) -> int | None:
+        candidates = [o for o in await self._live_orders()
+                      if o.replaces_order_id == old_id
+                      or (o.external_identifier == client_order_id and o.id != old_id)]
+        if candidates:
+            return max(o.id for o in candidates)
+        old = await self._get_order(old_id)
+        return old.replacing_order_id
+
+    # --- account ---------------------------------------------------------------------------------------
+
+    def positions(self) -> list[BrokerPosition]:
+        rows = self._call(self._positions)
+        out = []
+        for p in rows:
+            sign = -1 if p.quantity_direction.lower() == "short" else 1
+            asset = AssetType.stock if p.instrument_type is InstrumentType.EQUITY else AssetType.option
+            out.append(BrokerPosition(p.symbol, sign * int(p.quantity), p.average_open_price, asset,
+                                      p.underlying_symbol))
+        return out
+
+    async def _positions(self) -> list[Any]:
+        return await self._account().get_positions(self._session)
+
+    def balances(self) -> BrokerBalances:
+        data = self._call(self._balances)
+
+        def d(key: str) -> Decimal:
+            return Decimal(str(data.get(key) or "0"))
+        # Read field by field: balance bodies vary between environments and API versions, and only these
+        # few figures matter here (the SDK's model requires ~50 fields).
+        return BrokerBalances(net_liquidating_value=d("net-liquidating-value"), cash_balance=d("cash-balance"),
+                              buying_power=d("derivative-buying-power"),
+                              equity_buying_power=d("equity-buying-power"),
+                              maintenance_requirement=d("maintenance-requirement"), raw=data)
+
+    async def _balances(self) -> dict[str, Any]:
+        return await self._session._get(f"/accounts/{self.account_number}/balances/USD")
+
+    def account(self) -> BrokerAccount:
+        b = self.balances()
+        return BrokerAccount(cash=b.cash_balance, buying_power=b.buying_power, equity=b.net_liquidating_value)
+
+    # --- transactions and events -------------------------------------------------------------------------
+
+    def transactions(self, since: date | None = None) -> list[BrokerTransaction]:
+        """Every transaction on or after ``since`` (all pages, oldest first)."""
+        rows = self._call(self._history, since)
+        return [_transaction(self.account_number, t) for t in rows]
+
+    async def _history(self, since: date | None, types: list[str] | None = None) -> list[TTTransaction]:
+        return await self._account().get_history(self._session, per_page=250, page_offset=None, sort="Asc",
+                                                 start_date=since, types=types)
+
+    def events(self) -> list[BrokerEvent]:
+        """Expirations, exercises and assignments of the last ``history_days``, from Receive Deliver rows."""
+        since = self._now().date() - timedelta(days=self.history_days)
+        rows = self._call(self._history, since, ["Receive Deliver"])
+        return _events(rows)
+
+
+def _signed_quantity(t: TTTransaction) -> Decimal:
+    q = t.quantity or Decimal(0)
+    return -q if t.action is not None and "Sell" in t.action.value else q
+
+
+def _fees(t: TTTransaction) -> Decimal:
+    parts = (t.commission, t.clearing_fees, t.regulatory_fees, t.proprietary_index_option_fees, t.other_charge)
+    return -sum((p for p in parts if p is not None), Decimal(0))  # the SDK signs debits negative
+
+
+_TYPES = {("Trade", None): "trade", ("Money Movement", "Dividend"): "dividend",
+          ("Money Movement", "Credit Interest"): "interest", ("Money Movement", "Debit Interest"): "interest",
+          ("Money Movement", "Deposit"): "transfer", ("Money Movement", "Withdrawal"): "transfer",
+          ("Money Movement", "Transfer"): "transfer", ("Money Movement", "Fee"): "fee",
+          ("Receive Deliver", "Expiration"): "expiration", ("Receive Deliver", "Assignment"): "assignment",
+          ("Receive Deliver", "Exercise"): "exercise", ("Receive Deliver", "Dividend"): "dividend_reinvest"}
+
+
+def transaction_type(kind: str, sub_type: str) -> str:
+    """A short type for the shared table. Never "expired"/"assigned"/"exercised": those names are the
+    engine's own applied events (engine.execution.reconcile), which count in the engine's cash."""
+    found = _TYPES.get((kind, sub_type)) or _TYPES.get((kind, None))
+    if found:
+        return found
+    return (sub_type or kind).lower().replace(" ", "_")[:32]
+
+
+def _transaction(account: str, t: TTTransaction) -> BrokerTransaction:
+    return BrokerTransaction(
+        broker="tastytrade", account=account, broker_txn_id=str(t.id),
+        type=transaction_type(t.transaction_type, t.transaction_sub_type), symbol=t.symbol,
+        underlying=t.underlying_symbol, quantity=_signed_quantity(t), price=t.price or Decimal(0),
+        amount=t.net_value, fees=_fees(t), currency="USD", executed_at=t.executed_at,
+        raw=t.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def _events(rows: list[TTTransaction]) -> list[BrokerEvent]:
+    options = [t for t in rows if t.instrument_type is InstrumentType.EQUITY_OPTION
+               and t.transaction_sub_type in _EVENT_KINDS and t.symbol]
+    stock = [t for t in rows if t.instrument_type is InstrumentType.EQUITY and t.transaction_sub_type in _EVENT_KINDS]
+    used: set[int] = set()
+    events = []
+    for t in options:
+        assert t.symbol is not None
+        kind = _EVENT_KINDS[t.transaction_sub_type]
+        occ = parse_occ(t.symbol)
+        change = int(_signed_quantity(t))  # Sell to Close a long (-), Buy to Close a short (+)
+        stock_qty, stock_price, stock_symbol = 0, Decimal(0), None
+        if kind != "expired":
+            # The delivery is its own Receive Deliver row: same sub-type, underlying and day.
+            match = next((s for s in stock if s.id not in used and s.transaction_sub_type == t.transaction_sub_type
+                          and s.underlying_symbol == t.underlying_symbol
+                          and s.transaction_date == t.transaction_date), None)
+            if match is not None:
+                used.add(match.id)
+                stock_qty, stock_symbol = int(_signed_quantity(match)), match.symbol
+                stock_price = occ.strike
+        cash = -stock_qty * stock_price
+        events.append(BrokerEvent(f"tastytrade-{kind}-{t.id}", kind, t.symbol, change, cash, stock_symbol, stock_qty,
+                                  stock_price, t.executed_at, {"transaction_id": t.id,
+                                                               "description": t.description}))
+    return events

@@ -1,0 +1,270 @@
+"""The tastytrade adapter against the local API (httpx2.MockTransport, bodies in the recorded shapes)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx2
+import pytest
+from pydantic import SecretStr
+
+from engine.config import TastytradeSettings
+from engine.execution.brokers.tastytrade import TastytradeAuthError, TastytradeBroker
+from engine.execution.ports import (
+    AssetType,
+    Broker,
+    BrokerOrderStatus,
+    BrokerRejected,
+    BrokerUnavailable,
+    Leg,
+    PreviewingBroker,
+    Side,
+)
+from engine.risk import Intent, ProposedOrder
+from tests.conftest import shared_data
+from tests.execution.tastytrade_fake import ACCOUNT, FakeTastytrade
+
+NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+CALL_600 = "SPY   261218C00600000"
+CALL_610 = "SPY   261218C00610000"
+PUT_570 = "SPY   261218P00570000"
+PUT_580 = "SPY   261218P00580000"
+PUT_560 = "SPY   261218P00560000"
+CALL_620 = "SPY   261218C00620000"
+SECRET, REFRESH = "provider-secret-value", "refresh-token-value"
+
+
+def make(fake: FakeTastytrade, **kw: object) -> TastytradeBroker:
+    cfg = TastytradeSettings(client_secret=SecretStr(SECRET), refresh_token=SecretStr(REFRESH),
+                             api_url="http://tasty.test", **kw)  # type: ignore[arg-type]
+    return TastytradeBroker(cfg, transport=fake.transport(), backoff_seconds=0.0, now=lambda: NOW)
+
+
+@pytest.fixture
+def fake() -> FakeTastytrade:
+    return FakeTastytrade(clock=lambda: NOW)
+
+
+@pytest.fixture
+def broker(fake: FakeTastytrade) -> Iterator[TastytradeBroker]:
+    b = make(fake)
+    yield b
+    b.close()
+
+
+def _passed(order: ProposedOrder):  # type: ignore[no-untyped-def]
+    from engine.config import RiskSettings
+    from engine.risk import PortfolioRisk, evaluate
+
+    big = PortfolioRisk(equity=Decimal("10000000"), buying_power=Decimal("10000000"),
+                        day_start_equity=Decimal("10000000"), open_positions=0, heat=Decimal(0))
+    decision = evaluate(order, big, RiskSettings(), NOW)
+    assert decision.gate_pass is not None, decision.summary()
+    return decision.gate_pass
+
+
+def _order(cid: str, legs: tuple[Leg, ...], qty: int, limit: str, intent: Intent = Intent.open) -> ProposedOrder:
+    return ProposedOrder(cid, "SPY", "", intent, legs, qty, Decimal(limit), Decimal("100"), Decimal("100"),
+                         position_quantity=qty if intent is Intent.close else None)
+
+
+CONDOR = (Leg(PUT_570, Side.buy), Leg(PUT_580, Side.sell), Leg(CALL_610, Side.sell), Leg(CALL_620, Side.buy))
+
+
+def test_it_is_a_broker_with_a_dry_run(broker: TastytradeBroker) -> None:
+    assert isinstance(broker, Broker) and isinstance(broker, PreviewingBroker)
+    assert broker.account_number == ACCOUNT and broker.environment == "sandbox"
+
+
+def test_oauth_refresh_on_expiry_and_after_a_401(fake: FakeTastytrade) -> None:
+    fake.token_lifetime = 30  # under the SDK's 60 s margin: every call refreshes first
+    b = make(fake)
+    try:
+        before = fake.token_requests
+        b.account()
+        b.positions()
+        assert fake.token_requests == before + 2
+        body = json.loads(next(r for r in fake.requests if r.url.path == "/oauth/token").content)
+        assert body == {"grant_type": "refresh_token", "client_secret": SECRET, "refresh_token": REFRESH}
+    finally:
+        b.close()
+    fake.token_lifetime = 900
+    b = make(fake)
+    try:
+        before = fake.token_requests
+        fake.expire_token()  # the access token dies early: the API answers 401
+        assert b.account().cash == Decimal("100000")
+        assert fake.token_requests == before + 1 and b.transport.refreshes_after_401 == 1
+    finally:
+        b.close()
+
+
+def test_a_revoked_grant_is_a_clear_error_naming_the_setting(fake: FakeTastytrade) -> None:
+    fake.revoked = True
+    with pytest.raises(TastytradeAuthError, match="QM_TASTYTRADE__REFRESH_TOKEN") as info:
+        make(fake)
+    assert REFRESH not in str(info.value) and SECRET not in str(info.value)
+    assert isinstance(info.value, BrokerUnavailable)  # an order in flight waits, it is not rejected
+
+
+def test_accounts_one_many_and_chosen(fake: FakeTastytrade) -> None:
+    fake.accounts = 2
+    with pytest.raises(BrokerRejected, match="QM_TASTYTRADE__ACCOUNT_NUMBER"):
+        make(fake)
+    b = make(fake, account_number=ACCOUNT)
+    try:
+        assert b.account_number == ACCOUNT
+    finally:
+        b.close()
+
+
+def test_positions_long_and_short_equity_and_option(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.position(CALL_600, -2, "3.10", "2.50")
+    fake.position(PUT_570, 3, "1.25", "1.40")
+    fake.position("AAPL", 100, "99.5", "100.0", "Equity", "AAPL")
+    got = {p.instrument: p for p in broker.positions()}
+    assert got[CALL_600].quantity == -2 and got[CALL_600].asset is AssetType.option
+    assert got[CALL_600].underlying == "SPY" and got[CALL_600].avg_price == Decimal("3.10")
+    assert len(CALL_600) == 21  # the padded OCC root survives
+    assert got[PUT_570].quantity == 3
+    assert got["AAPL"].quantity == 100 and got["AAPL"].asset is AssetType.stock
+
+
+def test_balances_from_the_recorded_frame(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    recorded = json.loads(shared_data("tastytrade", "joaquinbejar", "streamer_frames",
+                                      "account-balance.derived.json").read_text())["data"]
+    fake._balances = lambda: {**recorded, "account-number": ACCOUNT}  # type: ignore[method-assign]
+    b = broker.balances()
+    assert b.net_liquidating_value == Decimal("15500.0") and b.cash_balance == Decimal("10000.0")
+    assert b.buying_power == Decimal("10000.0") and b.equity_buying_power == Decimal("20000.0")
+    account = broker.account()
+    assert (account.cash, account.buying_power, account.equity) == (Decimal("10000.0"), Decimal("10000.0"),
+                                                                    Decimal("15500.0"))
+
+
+def test_dry_run_of_the_documented_answer(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    recorded = json.loads(shared_data("tastytrade", "joaquinbejar", "doc_examples", "order_dry_run.json").read_text())
+    fake._dry_run = lambda body: httpx2.Response(201, json=copy.deepcopy(recorded))  # type: ignore[method-assign]
+    legs = (Leg("SPY   191018C00298000", Side.buy), Leg("SPY   191018C00295000", Side.sell))
+    preview = broker.preview(_order("qm-dry-1", legs, 1, "-2.0"))
+    # the documented answer: change in buying power 102.302 (debit), total fees 2.302 (debit)
+    assert preview.buying_power_effect == Decimal("102.302")
+    assert preview.fees == Decimal("2.302")
+    assert preview.errors == ()
+    sent = json.loads(next(r for r in fake.requests if r.url.path.endswith("/dry-run")).content)
+    assert sent["price"] == "2.0" and sent["price-effect"] == "Credit"
+
+
+def test_dry_run_error_body_becomes_preview_errors(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.dry_run_errors = [{"code": "insufficient_buying_power", "message": "Insufficient buying power"}]
+    preview = broker.preview(_order("qm-dry-2", CONDOR, 1, "-2.82"))
+    assert preview.errors and "insufficient_buying_power" in preview.errors[0]
+
+
+def test_placement_and_fills_per_leg_with_their_fees(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.quotes = {PUT_570: Decimal("1.25"), PUT_580: Decimal("3.20"), CALL_610: Decimal("1.55"),
+                   CALL_620: Decimal("0.55")}
+    answer = broker.submit(_passed(_order("qm-ic-1", CONDOR, 2, "-2.82")))
+    assert answer.status is BrokerOrderStatus.filled and answer.filled_quantity == 2 and answer.quantity == 2
+    assert answer.avg_fill_price == Decimal("-2.82")
+    sent = json.loads(next(r for r in fake.requests if r.url.path.endswith("/orders") and r.method == "POST").content)
+    assert sent["external-identifier"] == "qm-ic-1" and sent["price-effect"] == "Credit" and sent["price"] == "2.82"
+    fills = broker.fills("qm-ic-1")
+    assert [(f.instrument, f.side, f.quantity) for f in fills] == [
+        (PUT_570, Side.buy, 2), (PUT_580, Side.sell, 2), (CALL_610, Side.sell, 2), (CALL_620, Side.buy, 2)]
+    # first leg absorbs the rest so the net is the limit: -2.82 + 3.20 + 1.55 - 0.55 = 1.38
+    assert fills[0].price == Decimal("1.38")
+    assert all(f.commission == Decimal("2.284") for f in fills)  # 1.142 per contract x 2, booked per leg
+    # net cash of the fills = credit 2.82 x 100 x 2 - fees 4 x 2.284
+    cash = sum(((-1 if f.side is Side.buy else 1) * f.price * f.quantity * 100 - f.commission - f.fees
+                for f in fills), Decimal(0))
+    assert cash == Decimal("564") - Decimal("9.136")
+    assert broker.submit(_passed(_order("qm-ic-1", CONDOR, 2, "-2.82"))).broker_order_id == answer.broker_order_id
+    assert len(fake.orders) == 1  # the same client order id is never placed twice
+
+
+def test_a_fill_whose_fees_are_not_booked_yet_waits(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.quotes = {CALL_600: Decimal("4.15")}
+    broker.submit(_passed(_order("qm-lc-1", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    booked = list(fake.transactions)
+    fake.transactions.clear()
+    assert broker.fills("qm-lc-1") == []  # held back inside the grace period
+    fake.transactions.extend(booked)
+    assert [f.commission for f in broker.fills("qm-lc-1")] == [Decimal("1.142")]
+
+
+def test_refusal_with_an_error_body_is_a_rejection(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    original = fake._place
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        return fake._error(422, "preflight_check_failure", "Order exceeds the option level",
+                           [{"code": "option_level", "message": "Account is not approved for this strategy"}])
+
+    fake._place = refuse  # type: ignore[method-assign]
+    with pytest.raises(BrokerRejected, match="option_level: Account is not approved"):
+        broker.submit(_passed(_order("qm-refused", CONDOR, 1, "-2.82")))
+    fake._place = original  # type: ignore[method-assign]
+
+
+def test_cancel_and_replace_keep_the_client_order_id(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.fill_mode = "never"
+    legs = (Leg(CALL_600, Side.buy), Leg(CALL_610, Side.sell))
+    first = broker.submit(_passed(_order("qm-cds-1", legs, 3, "2.50")))
+    assert first.status is BrokerOrderStatus.working and first.filled_quantity == 0
+    replaced = broker.replace("qm-cds-1", Decimal("2.55"))
+    assert replaced.broker_order_id != first.broker_order_id  # found by the replace link, not the PUT answer
+    assert replaced.status is BrokerOrderStatus.working and replaced.quantity == 3
+    put = next(r for r in fake.requests if r.method == "PUT")
+    assert json.loads(put.content)["price"] == "2.55" and json.loads(put.content)["price-effect"] == "Debit"
+    # a new adapter (engine restart) still finds the live order by the client order id
+    again = make(fake)
+    try:
+        assert again.order("qm-cds-1").broker_order_id == replaced.broker_order_id  # type: ignore[union-attr]
+        fake.fill(int(replaced.broker_order_id))
+        assert again.order("qm-cds-1").status is BrokerOrderStatus.filled  # type: ignore[union-attr]
+    finally:
+        again.close()
+    fake.fill_mode = "never"
+    other = broker.submit(_passed(_order("qm-lp-1", (Leg(PUT_560, Side.buy),), 1, "0.80")))
+    cancelled = broker.cancel("qm-lp-1")
+    assert cancelled.status is BrokerOrderStatus.cancelled and cancelled.broker_order_id == other.broker_order_id
+    assert any(r.method == "DELETE" for r in fake.requests)
+
+
+def test_a_429_is_retried_inside_the_budget(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.rate_limit_next = 2
+    assert broker.account().cash == Decimal("100000")
+    assert broker.transport.retries_429 == 2
+    fake.rate_limit_next = 50  # more than the retries allow: the caller learns it, nothing hangs
+    with pytest.raises(BrokerUnavailable):
+        broker.account()
+
+
+def test_a_5xx_read_is_retried_and_a_5xx_write_is_unknown(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.server_error_next_get = 1
+    assert broker.positions() == []
+    fake.fail_next_place = "500_after_create"
+    with pytest.raises(BrokerUnavailable, match="502"):
+        broker.submit(_passed(_order("qm-5xx", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    assert broker.order("qm-5xx") is not None  # it was created: reconciliation finds it
+
+
+def test_transactions_all_pages_in_order(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.seed_recorded_transactions()
+    fake.quotes = {CALL_600: Decimal("4.15")}
+    broker.submit(_passed(_order("qm-lc-2", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    txns = broker.transactions()
+    assert len(txns) == 4  # three recorded + one trade, over two pages of two
+    assert len([r for r in fake.requests if r.url.path.endswith("/transactions")]) == 2
+    by_id = {t.broker_txn_id: t for t in txns}
+    dividend = by_id["252634233"]
+    assert dividend.type == "dividend" and dividend.amount == Decimal("27.74") and dividend.symbol == "KBWD"
+    reinvest = by_id["252640963"]
+    assert reinvest.type == "dividend_reinvest" and reinvest.quantity == Decimal("1.68074")
+    trade = next(t for t in txns if t.type == "trade")
+    assert trade.quantity == 1 and trade.price == Decimal("4.15") and trade.fees == Decimal("1.142")
+    assert trade.amount == Decimal("-416.142")  # paid 415 + 1.142 fees
