@@ -53,5 +53,9 @@ def _broker(settings: Settings, market: MarketData, clock: Clock, paper_db: Path
             option_fee_per_contract=fees.fee_per_contract,
         )
         return PaperBroker(path, SimQuoteSource(market), clock.now, config)
+    if settings.broker is BrokerName.ibkr:
+        from engine.execution.brokers.ibkr import IBKRBroker
+
+        return IBKRBroker.connect(settings.ibkr)
     raise SettingsError(f"invalid settings:\n  broker (QM_BROKER) = {settings.broker.value!r}: no adapter for this "
                         "broker in this build yet; only 'paper' can trade")
