@@ -240,12 +240,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=300)
     p.set_defaults(handler=_cmd_bench_store)
     from engine.data.cli_data import add_data_commands
+    from engine.ibkr.cli import add_ibkr_commands
     from engine.notify.cli import add_notify_commands
     from engine.portfolio.cli_sync import add_broker_commands
 
     add_data_commands(sub)
     add_broker_commands(sub)
     add_notify_commands(sub)
+    add_ibkr_commands(sub)
     return parser
 
 

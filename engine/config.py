@@ -7,6 +7,7 @@ setting and the value, so a typo never turns into a silently different risk limi
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -123,6 +124,24 @@ class TastytradeSettings(BaseModel):
                     and self.refresh_token and self.refresh_token.get_secret_value())
 
 
+class IBKRSettings(BaseModel):
+    """Interactive Brokers: TWS/Gateway for live state, Flex Web Service for history (DESIGN §9)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(4002, ge=1, le=65535, description="4002 = IB Gateway paper; 4001 live, 7497/7496 TWS")
+    client_id: int = Field(17, ge=0, le=2**31 - 1)
+    account: str | None = None
+    flex_token: SecretStr | None = None
+    flex_query_id: str | None = None
+    flex_url: str = Field(
+        "https://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService",
+        description="Flex Web Service base URL (SendRequest and GetStatement are appended)",
+    )
+    history_start: date = date(2024, 5, 9)
+
+
 class _SecretsTomlSource(PydanticBaseSettingsSource):
     """Reads ``.streamlit/secrets.toml`` (flat keys or a ``[quantmatrix]`` table) below env and .env."""
 
@@ -181,12 +200,7 @@ class Settings(BaseSettings):
     massive_requests_per_minute: int = Field(5, ge=1, le=100_000)
     # QM_TASTYTRADE__CLIENT_SECRET, __REFRESH_TOKEN, __ACCOUNT_NUMBER, __SANDBOX, __API_URL
     tastytrade: TastytradeSettings = TastytradeSettings()
-    ibkr_host: str = "127.0.0.1"
-    ibkr_port: int = Field(7497, ge=1, le=65535)
-    ibkr_client_id: int = 17
-    ibkr_flex_token: SecretStr | None = None
-    ibkr_flex_query_id: str | None = None
-    ibkr_history_start: str = "2024-05-09"
+    ibkr: IBKRSettings = IBKRSettings()  # QM_IBKR__HOST, QM_IBKR__PORT, QM_IBKR__FLEX_TOKEN, ...
     operator_password: SecretStr | None = None
     discord_webhook_signals: SecretStr | None = None
     discord_webhook_portfolio: SecretStr | None = None

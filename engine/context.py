@@ -57,5 +57,9 @@ def _broker(settings: Settings, market: MarketData, clock: Clock, paper_db: Path
         from engine.execution.brokers.tastytrade_factory import build_tastytrade
 
         return build_tastytrade(settings)
+    if settings.broker is BrokerName.ibkr:
+        from engine.execution.brokers.ibkr import IBKRBroker
+
+        return IBKRBroker.connect(settings.ibkr)
     raise SettingsError(f"invalid settings:\n  broker (QM_BROKER) = {settings.broker.value!r}: no adapter for this "
                         "broker in this build yet; only 'paper' can trade")

@@ -374,6 +374,18 @@ class TaxLot(SQLModel, table=True):
     holding_period: str | None = None  # short | long
     wash_sale: bool = False
     broker_reported_pnl: Decimal | None = _money_opt()
+    # Added by revision 0008 (lot engine, DESIGN §9). A rebuild replaces every row.
+    lot_key: str = Field(default="", max_length=96)
+    asset: str = Field(default="stock", max_length=16)
+    underlying: str | None = Field(default=None, max_length=32)
+    multiplier: Decimal = Field(default=Decimal("1"), sa_type=Numeric(18, 6, asdecimal=True))
+    currency: str = Field(default="USD", max_length=8)
+    opening_trade_id: str | None = Field(default=None, max_length=96)
+    closing_trade_id: str | None = Field(default=None, max_length=96)
+    close_kind: str | None = Field(default=None, max_length=16)  # trade | expire | exercise | assign
+    holding_period_start: date | None = None
+    wash_sale_disallowed: Decimal = _money()
+    wash_sale_adjustment: Decimal = _money()
 
 
 # --- operations ----------------------------------------------------------------------------------
@@ -482,3 +494,56 @@ class BrokerSyncState(SQLModel, table=True):
     balances: dict = _json()
     positions: list = _json([])
     differences: list = _json([])
+
+
+# --- lot engine and Flex history (revision 0008) ------------------------------------------------
+
+
+class WashSaleRecord(SQLModel, table=True):
+    """One loss sale matched to one replacement lot; rebuilt with the tax lots."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    loss_account: str = Field(max_length=32)
+    symbol: str = Field(max_length=32, index=True)
+    sold: date
+    closing_trade_id: str = Field(max_length=96)
+    quantity: Decimal = _money()  # share-equivalents replaced
+    disallowed: Decimal = _money()
+    replacement_account: str = Field(max_length=32)
+    replacement_symbol: str = Field(max_length=32)
+    replacement_acquired: date
+    replacement_trade_id: str = Field(max_length=96)
+    replacement_lot_key: str = Field(max_length=96)
+
+
+class LotPnlCheck(SQLModel, table=True):
+    """Our realized P&L per closing execution next to the broker's figure; cause says why they differ."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    broker: str = Field(max_length=16)
+    account: str = Field(max_length=32)
+    closing_trade_id: str = Field(max_length=96)
+    symbol: str = Field(max_length=32)
+    trade_date: date
+    broker_pnl: Decimal = _money()
+    our_pnl: Decimal = _money()
+    difference: Decimal = _money()
+    cause: str = ""
+
+
+class BrokerPositionSnapshot(SQLModel, table=True):
+    """A position as a broker statement reported it (IBKR Flex OpenPositions), per report date."""
+
+    __table_args__ = (UniqueConstraint("broker", "account", "snapshot_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    broker: str = Field(max_length=16)
+    account: str = Field(max_length=32)
+    snapshot_key: str = Field(max_length=96)
+    report_date: date | None = None
+    symbol: str = Field(max_length=32)
+    asset: str = Field(max_length=16)
+    quantity: Decimal = _money()
+    mark: Decimal | None = _money_opt()
+    cost_basis: Decimal | None = _money_opt()
+    currency: str = "USD"
+    raw: dict = _json()

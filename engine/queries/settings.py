@@ -66,7 +66,7 @@ def setting_overrides(engine: Engine) -> pd.DataFrame:
 LIVE_CREDENTIALS = {
     "tastytrade": ("QM_TASTYTRADE__CLIENT_SECRET", "QM_TASTYTRADE__REFRESH_TOKEN", "QM_TASTYTRADE__ACCOUNT_NUMBER",
                    "QM_TASTYTRADE__SANDBOX", "QM_TASTYTRADE__API_URL"),
-    "ibkr": ("QM_IBKR_HOST", "QM_IBKR_PORT"),
+    "ibkr": ("QM_IBKR__HOST", "QM_IBKR__PORT"),
 }
 
 
@@ -78,7 +78,8 @@ def live_mode_status(settings: Settings) -> dict[str, Any]:
         {"requirement": "QM_LIVE_TRADING_CONFIRMED=true", "met": bool(settings.live_trading_confirmed)},
         {"requirement": "QM_BROKER=tastytrade or ibkr", "met": settings.broker.value != "paper"},
         {"requirement": "broker credentials (tastytrade: QM_TASTYTRADE__CLIENT_SECRET, QM_TASTYTRADE__REFRESH_TOKEN, "
-                        "QM_TASTYTRADE__SANDBOX=false for production; IBKR: TWS/Gateway at QM_IBKR_HOST:QM_IBKR_PORT)",
+                        "QM_TASTYTRADE__SANDBOX=false for production; "
+                        "IBKR: TWS/Gateway at QM_IBKR__HOST:QM_IBKR__PORT)",
          "met": tasty or settings.broker.value == "ibkr"},
     ]
     return {"trading_mode": settings.trading_mode.value, "broker": settings.broker.value, "checks": checks,

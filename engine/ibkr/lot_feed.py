@@ -1,0 +1,201 @@
+"""IBKR transactions (stored Flex records) -> lot engine events.
+
+What the statement needs before the lot engine can use it:
+- cancellations (``buySell="BUY (Ca.)"``) remove the execution they cancel, and themselves;
+- exercise and assignment: the option's closing row (``notes`` A / Ex, or ``transactionType`` Assignment /
+  Exercise, or a price-0 book trade with a stock book trade at the strike on the same day) is paired with
+  the stock bought or sold at the strike, so the premium folds into the stock (Pub 550);
+- ``Lot`` rows name the lots IBKR closed (its own lot choice);
+- splits come from corporate actions whose description says ``SPLIT a FOR b``; a cash merger (type TC)
+  is a sale at its proceeds;
+- only execution-level rows count (``levelOfDetail`` ORDER / CLOSED_LOT rows repeat them); forex
+  conversions (asset CASH) are currency, not lots.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from engine.ibkr.flex_parse import parse_flex_date, parse_flex_datetime, to_decimal
+from engine.models import Transaction
+from engine.portfolio.lots.model import (
+    Asset,
+    CloseKind,
+    Instrument,
+    LotPick,
+    SplitEvent,
+    TradeEvent,
+)
+
+_SPLIT = re.compile(r"SPLIT\s+(\d+(?:\.\d+)?)\s+FOR\s+(\d+(?:\.\d+)?)", re.I)
+SKIP_ASSETS = frozenset({"CASH"})
+EXECUTION_LEVELS = frozenset({"", "EXECUTION"})
+
+
+def _d(raw: dict, name: str) -> Decimal | None:
+    try:
+        return to_decimal(raw.get(name), name)
+    except ValueError:
+        return None
+
+
+def instrument_of(raw: dict, symbol: str) -> Instrument:
+    category = raw.get("assetCategory", "STK")
+    multiplier = _d(raw, "multiplier") or Decimal(1)
+    if category == "OPT":
+        expiry = parse_flex_date(raw.get("expiry")) if raw.get("expiry") else None
+        underlying = raw.get("underlyingSymbol") or (symbol[:-15].strip() if len(symbol) > 15 else symbol)
+        return Instrument(symbol, Asset.option, underlying, multiplier, raw.get("putCall") or None,
+                          _d(raw, "strike"), expiry)
+    if category == "STK":
+        return Instrument(symbol, Asset.stock, symbol, multiplier)
+    return Instrument(symbol, Asset.other, raw.get("underlyingSymbol") or symbol, multiplier)
+
+
+def _notes(raw: dict) -> set[str]:
+    return {n.strip() for n in re.split(r"[;,]", raw.get("notes") or "") if n.strip()}
+
+
+def _trade_id(txn: Transaction) -> str:
+    raw = txn.raw
+    for name in ("tradeID", "transactionID"):
+        value = (raw.get(name) or "").strip()
+        if value and value != "0":
+            return value
+    return txn.broker_txn_id
+
+
+def _event(txn: Transaction, picks: dict[tuple[str, str], list[LotPick]]) -> TradeEvent:
+    raw = txn.raw
+    inst = instrument_of(raw, txn.symbol or "")
+    notes = _notes(raw)
+    ttype = (raw.get("transactionType") or "").lower()
+    kind = CloseKind.trade
+    if "Ep" in notes or ttype == "expiration":
+        kind = CloseKind.expire
+    trade_id = _trade_id(txn)
+    return TradeEvent(
+        account=txn.account, instrument=inst, at=txn.executed_at, quantity=Decimal(txn.quantity),
+        price=Decimal(txn.price), fees=Decimal(txn.fees), trade_id=trade_id, currency=txn.currency,
+        gross=Decimal(txn.amount) if raw.get("proceeds") not in (None, "") else None, kind=kind,
+        closes_only=(raw.get("openCloseIndicator") or "").strip() == "C",
+        lot_picks=tuple(picks.get((txn.account, raw.get("tradeID") or ""), ())),
+        broker_pnl=_d(raw, "fifoPnlRealized"), txn_id=txn.id,
+    )
+
+
+def _drop_cancelled(trades: list[Transaction]) -> list[Transaction]:
+    keep = list(trades)
+    for txn in trades:
+        if "(Ca.)" not in (txn.raw.get("buySell") or ""):
+            continue
+        keep.remove(txn)
+        for orig in keep:
+            if (orig.account == txn.account and orig.symbol == txn.symbol and orig.quantity == -txn.quantity
+                    and orig.price == txn.price and "(Ca.)" not in (orig.raw.get("buySell") or "")):
+                keep.remove(orig)
+                break
+    return keep
+
+
+def _exercise_code(txn: Transaction) -> CloseKind | None:
+    notes = _notes(txn.raw)
+    ttype = (txn.raw.get("transactionType") or "").lower()
+    if "A" in notes or ttype == "assignment":
+        return CloseKind.assign
+    if "Ex" in notes or ttype == "exercise":
+        return CloseKind.exercise
+    return None
+
+
+def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> list[TradeEvent]:
+    """Attach each exercise/assignment's stock leg to its option row (and drop it from the list)."""
+    stock_by_day: dict[tuple[str, str, object], list[TradeEvent]] = defaultdict(list)
+    for e in events:
+        if e.instrument.asset is Asset.stock:
+            stock_by_day[(e.account, e.instrument.symbol, e.at.date())].append(e)
+    used: set[int] = set()
+    out: list[TradeEvent] = []
+    paired: dict[int, TradeEvent] = {}
+    for e in events:
+        inst = e.instrument
+        if inst.asset is not Asset.option or e.price != 0 or inst.strike is None:
+            continue
+        txn = txns[e.trade_id]
+        code = _exercise_code(txn)
+        book = (txn.raw.get("transactionType") or "") in ("BookTrade", "Assignment", "Exercise")
+        if code is None and not book:
+            continue
+        units = abs(e.quantity) * inst.multiplier
+        # Long call exercised / short put assigned: stock bought; long put exercised / short call assigned: sold.
+        closing_long = e.quantity < 0
+        buys_stock = (inst.right == "C") == closing_long
+        for s in stock_by_day.get((e.account, inst.base, e.at.date()), []):
+            if id(s) in used or s.price != inst.strike or abs(s.quantity) != units:
+                continue
+            if (s.quantity > 0) != buys_stock:
+                continue
+            used.add(id(s))
+            kind = code or (CloseKind.exercise if closing_long else CloseKind.assign)
+            paired[id(e)] = TradeEvent(**{**e.__dict__, "kind": kind, "delivery": s, "closes_only": True})
+            break
+    for e in events:
+        if id(e) in used:
+            continue
+        out.append(paired.get(id(e), e))
+    return out
+
+
+def _splits(rows: Iterable[Transaction]) -> list[SplitEvent]:
+    seen: set[tuple[str, str, object, Decimal]] = set()
+    out: list[SplitEvent] = []
+    for txn in rows:
+        m = _SPLIT.search(txn.raw.get("description") or "")
+        if m is None:
+            continue
+        ratio = Decimal(m[1]) / Decimal(m[2])
+        base = (txn.symbol or "").removesuffix(".OLD")
+        key = (txn.account, base, txn.executed_at.date(), ratio)
+        if key in seen:
+            continue
+        seen.add(key)
+        # The split applies to lots held at the start of its day.
+        at = datetime.combine(txn.executed_at.date(), datetime.min.time(), tzinfo=UTC)
+        out.append(SplitEvent(base, at, ratio, txn.account))
+    return out
+
+
+def _cash_mergers(rows: Iterable[Transaction]) -> list[TradeEvent]:
+    out = []
+    for txn in rows:
+        raw = txn.raw
+        if raw.get("type") != "TC" or txn.quantity >= 0 or raw.get("assetCategory") not in ("STK", None, ""):
+            continue
+        proceeds = _d(raw, "proceeds") or Decimal(0)
+        out.append(TradeEvent(
+            account=txn.account, instrument=instrument_of(raw, txn.symbol or ""), at=txn.executed_at,
+            quantity=Decimal(txn.quantity), price=proceeds / -Decimal(txn.quantity), trade_id=_trade_id(txn),
+            currency=txn.currency, gross=proceeds, closes_only=True, broker_pnl=_d(raw, "fifoPnlRealized"),
+            txn_id=txn.id))
+    return out
+
+
+def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent]:
+    rows = list(rows)
+    trades = [t for t in rows if t.type == "trade" and t.raw.get("assetCategory") not in SKIP_ASSETS
+              and (t.raw.get("levelOfDetail") or "").upper() in EXECUTION_LEVELS]
+    picks: dict[tuple[str, str], list[LotPick]] = defaultdict(list)
+    for t in rows:
+        if t.type == "lot" and t.raw.get("tradeID"):
+            opened = parse_flex_datetime(t.raw.get("openDateTime") or t.raw.get("tradeDate"))
+            if opened is not None:
+                picks[(t.account, t.raw["tradeID"])].append(LotPick(opened.date(), abs(Decimal(t.quantity))))
+    trades = _drop_cancelled(sorted(trades, key=lambda t: (t.executed_at, t.id or 0)))
+    txns = {_trade_id(t): t for t in trades}
+    events = _pair_deliveries([_event(t, picks) for t in trades], txns)
+    corp = [t for t in rows if t.type == "corporate_action"]
+    return [*_splits(corp), *_cash_mergers(corp), *events]

@@ -1,0 +1,54 @@
+"""Our realized P&L per closing execution next to the broker's (IBKR ``fifoPnlRealized``), each difference
+with its cause."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+
+from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, SplitEvent, TradeEvent
+
+UNMATCHED = "opening lot before the imported history ({units} units closed with no lot to close)"
+FOLDED_OPTION = "premium folded into the stock lot (IRS Pub 550); the broker realizes it on the option"
+FOLDED_STOCK = "includes the option premium folded in at exercise/assignment (IRS Pub 550)"
+WASH_BASIS = "basis includes a disallowed wash-sale loss carried from an earlier sale"
+
+
+def check_against_broker(events: Iterable[TradeEvent | SplitEvent], result: LotResult) -> list[PnlDifference]:
+    realized: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    washed: set[tuple[str, str]] = set()
+    for lot in result.closed_lots:
+        key = (lot.account, lot.closing_trade_id or "")
+        realized[key] += lot.realized or ZERO
+        if lot.wash_sale_adjustment:
+            washed.add(key)
+    unmatched = {(e.account, e.trade_id): units for e, units in result.unmatched}
+    checks: list[PnlDifference] = []
+    for event in events:
+        if not isinstance(event, TradeEvent):
+            continue
+        legs = [(event, None)]
+        if event.delivery is not None:
+            legs.append((event.delivery, event))
+        for leg, parent in legs:
+            key = (leg.account, leg.trade_id)
+            if leg.broker_pnl is None or (key not in realized and key not in unmatched):
+                continue  # an opening execution: nothing realized to compare
+            ours = realized.get(key, ZERO)
+            cause = ""
+            if (ours - leg.broker_pnl).quantize(CENT) != ZERO:
+                if key in unmatched:
+                    cause = UNMATCHED.format(units=abs(unmatched[key]))
+                elif leg.kind in (CloseKind.exercise, CloseKind.assign) and leg.delivery is not None:
+                    cause = FOLDED_OPTION
+                elif parent is not None:
+                    cause = FOLDED_STOCK
+                elif key in washed:
+                    cause = WASH_BASIS
+                else:
+                    cause = "unexplained"
+            day = leg.at.date()
+            checks.append(PnlDifference(leg.account, leg.trade_id, leg.instrument.symbol, day, leg.broker_pnl,
+                                        ours, cause))
+    return checks

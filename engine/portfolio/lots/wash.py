@@ -1,0 +1,101 @@
+"""Phase 2: wash sales (IRC §1091, IRS Publication 550 "Wash Sales"), across every imported account.
+
+A loss on a sale of stock is disallowed when substantially identical stock, or a contract or option to buy
+it, is acquired within 30 days before or after the sale. The disallowed loss is added to the replacement's
+basis and the sold lot's holding period is tacked onto the replacement's. When fewer shares are acquired
+than were sold, only that share of the loss is disallowed (Pub 550: 100 shares sold at a $1,000 loss, 75
+bought back: $750 disallowed). Replacements are taken in the order acquired, and a replacement share
+replaces only once. A loss on an option is matched against acquisitions of the same option contract.
+
+Sales are processed in date order so a replacement lot's adjusted basis is in place before it is sold.
+Losses on closing short positions are not matched here (no acquisition of the short property).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from engine.portfolio.lots.model import CENT, ZERO, Asset, CloseKind, Lot, LotResult, WashSale
+
+WINDOW = timedelta(days=30)
+
+
+def _identical(loss: Lot, candidate: Lot) -> bool:
+    if not candidate.is_long:
+        return False
+    li, ci = loss.instrument, candidate.instrument
+    if li.asset is Asset.stock:
+        if ci.asset is Asset.stock:
+            return ci.symbol == li.symbol
+        # An option to buy substantially identical stock: a long call on it.
+        return ci.asset is Asset.option and ci.right == "C" and ci.base == li.symbol
+    if li.asset is Asset.option:
+        return ci.symbol == li.symbol
+    return False
+
+
+def apply_wash_sales(result: LotResult) -> None:
+    lots = result.lots
+    # Acquisitions: every long lot piece, grouped by its opening trade (an acquisition may be split in pieces).
+    candidates = sorted((lot for lot in lots if lot.is_long), key=lambda lot: (lot.acquired_at, lot.lot_id))
+    sales = sorted((lot for lot in lots if lot.is_long and lot.closed_at is not None
+                    and lot.close_kind is not CloseKind.exercise and lot.instrument.asset is not Asset.other),
+                   key=lambda lot: (lot.closed_at, lot.lot_id))
+    for sale in sales:
+        loss = sale.realized
+        if loss is None or loss >= 0:
+            continue
+        assert sale.closed_at is not None
+        need = sale.share_equivalents
+        disallowed_total = ZERO
+        lo, hi = sale.closed_at - WINDOW, sale.closed_at + WINDOW
+        for cand in candidates:
+            if need <= 0:
+                break
+            if cand.acquired_at.date() < lo.date() or cand.acquired_at.date() > hi.date():
+                continue
+            if cand.opening_trade_id == sale.opening_trade_id or not _identical(sale, cand):
+                continue
+            if cand.closing_trade_id is not None and cand.closing_trade_id == sale.closing_trade_id:
+                continue  # shares disposed of in the same sale are not its replacement
+                continue
+            free = cand.share_equivalents - cand.replacement_used
+            if free <= 0:
+                continue
+            used = min(free, need)
+            if cand.instrument.asset is not Asset.option and used < cand.share_equivalents:
+                # Partial replacement of a stock lot: split it so only the replacing shares carry the loss.
+                cand = _split(result, candidates, cand, used)
+            portion = (-loss) * used / sale.share_equivalents
+            need -= used
+            # The last replacement takes the remainder, so the parts add up to the loss exactly.
+            portion = -loss - disallowed_total if need == 0 else portion.quantize(CENT)
+            disallowed_total += portion
+            cand.replacement_used += used
+            cand.wash_sale_adjustment += portion
+            held = sale.closed_at.date() - (sale.holding_period_start or sale.acquired)
+            start = cand.acquired - held
+            cand.holding_period_start = min(cand.holding_period_start or cand.acquired, start)
+            result.wash_sales.append(WashSale(
+                loss_lot_id=sale.lot_id, loss_account=sale.account, symbol=sale.instrument.symbol,
+                sold=sale.closed_at.date(), closing_trade_id=sale.closing_trade_id or "", quantity=used,
+                disallowed=portion, replacement_lot_id=cand.lot_id, replacement_account=cand.account,
+                replacement_symbol=cand.instrument.symbol, replacement_acquired=cand.acquired,
+                replacement_trade_id=cand.opening_trade_id))
+        sale.wash_sale_disallowed = disallowed_total
+
+
+def _split(result: LotResult, candidates: list[Lot], lot: Lot, units: Decimal) -> Lot:
+    """Split ``units`` share-equivalents off a (stock) lot, open or closed, pro rata in cash."""
+    frac = units / lot.share_equivalents
+    qty = lot.quantity * frac
+    piece = Lot(**{**lot.__dict__, "lot_id": lot.lot_id + "w", "quantity": qty, "open_cash": lot.open_cash * frac,
+                   "close_cash": None if lot.close_cash is None else lot.close_cash * frac})
+    lot.quantity -= qty
+    lot.open_cash -= piece.open_cash
+    if lot.close_cash is not None and piece.close_cash is not None:
+        lot.close_cash -= piece.close_cash
+    result.lots.insert(result.lots.index(lot), piece)
+    candidates.insert(candidates.index(lot), piece)
+    return piece
