@@ -116,11 +116,15 @@ def _signals(panel: Panel, p: RefSmaAtrParams) -> tuple[np.ndarray, np.ndarray, 
 
 
 def run_ref_sma_atr(panel: Panel, params: RefSmaAtrParams | None = None, capital: float | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> StockResult:
-    """Run ``ref_sma_atr`` on every symbol of ``panel``; ``capital`` defaults to notional x symbols."""
+                    progress: Callable[[int, int], None] | None = None, first_day: int = 0) -> StockResult:
+    """Run ``ref_sma_atr`` on every symbol of ``panel``; ``capital`` defaults to notional x symbols.
+
+    Days before ``first_day`` are indicator warm-up only: no entry is signalled there.
+    """
     p = params or RefSmaAtrParams()
     days, n = panel.n_days, panel.n_symbols
     entry_sig, exit_sig, qty_sig, atr = _signals(panel, p)
+    entry_sig[:first_day] = False
     o = panel.open.astype(np.float64, copy=False)
     lo = panel.low.astype(np.float64, copy=False)
     c = panel.close.astype(np.float64, copy=False)
@@ -239,7 +243,7 @@ def _pair_trades(panel: Panel, entries: _Events, exits: _Events, qty_end: np.nda
 
 def run_ref_sma_atr_blocks(blocks: Iterator[Panel], params: RefSmaAtrParams | None = None,
                            progress: Callable[[int, int], None] | None = None,
-                           total_blocks: int | None = None) -> StockResult:
+                           total_blocks: int | None = None, first_day: int = 0) -> StockResult:
     """:func:`run_ref_sma_atr` over symbol blocks of one date range (a universe too large for memory).
 
     Symbols are independent under these rules, so the result equals one run on the whole panel:
@@ -248,7 +252,7 @@ def run_ref_sma_atr_blocks(blocks: Iterator[Panel], params: RefSmaAtrParams | No
     p = params or RefSmaAtrParams()
     frames, equity, exposure, traded, bars, dates = [], None, None, 0.0, 0, None
     for i, block in enumerate(blocks):
-        r = run_ref_sma_atr(block, p)
+        r = run_ref_sma_atr(block, p, first_day=first_day)
         frames.append(r.trades)
         equity = r.equity if equity is None else equity + r.equity
         exposure = r.gross_exposure if exposure is None else exposure + r.gross_exposure
