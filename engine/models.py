@@ -464,6 +464,16 @@ class BacktestRun(SQLModel, table=True):
     metrics: dict = _json()
     created_at: datetime = _ts()
     finished_at: datetime | None = _ts_opt()
+    # revision 0009: what the run was run on, so a result can be reproduced and compared
+    mode: str = Field(default="stock", max_length=16)
+    data_source: str = Field(default="sim", max_length=16)
+    data_start: date | None = None  # first and last session actually in the data
+    data_end: date | None = None
+    n_symbols: int = 0
+    code_version: str = Field(default="", max_length=64)  # git rev (+ "-dirty")
+    seconds: float = 0.0
+    equity: dict = _json()  # {"dates": [...], "equity": [...]}: the curve for the console
+    error: str | None = None
 
 
 class OperatorAuth(SQLModel, table=True):
@@ -547,3 +557,24 @@ class BrokerPositionSnapshot(SQLModel, table=True):
     cost_basis: Decimal | None = _money_opt()
     currency: str = "USD"
     raw: dict = _json()
+
+
+class BacktestTrade(SQLModel, table=True):
+    """One trade of a stored backtest run (revision 0009)."""
+
+    __table_args__ = (Index("ix_backtesttrade_run_symbol", "run_id", "symbol"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="backtestrun.id", index=True)
+    symbol: str = Field(max_length=32)
+    entry_date: date
+    entry_price: float
+    exit_date: date | None = None
+    exit_price: float | None = None
+    quantity: float
+    exit_reason: str = Field(max_length=32)
+    entry_reason: str = Field(default="signal", max_length=64)
+    stop: float | None = None
+    pnl: float = 0.0
+    fill_source: str = Field(default="bars", max_length=16)  # bars | eod_chain | sim_surface
+    detail: dict = _json()
