@@ -40,6 +40,7 @@ _OK, _NONFINITE, _NONPOS_IN, _T_NONPOS, _NONPOS_PRICE, _BELOW, _ABOVE, _NOINFO, 
 _SIGMA_MIN = 1e-4                    # the bracket: implied vols outside [1e-4, 10] are not believed
 _SIGMA_MAX = 10.0
 _MAX_ITER = 60
+_CHUNK = 16384
 
 
 def early_exercise_matters(is_call, r, q) -> np.ndarray:
@@ -138,8 +139,14 @@ def american_price(S, K, T, r, q, sigma, is_call) -> np.ndarray:
         strike = np.where(c, k_, s_)
         rate = np.where(c, r_, q_)
         carry = np.where(c, r_ - q_, q_ - r_)
+        t_, v_ = T[amer], sigma[amer]
+        bs = np.empty(amer.size)
+        # in chunks that keep the (chunk x 10) quadrature temporaries in cache: on large arrays the
+        # formula is memory-bound otherwise
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            bs = _bs2002_call(spot, strike, T[amer], rate, carry, sigma[amer])
+            for lo in range(0, amer.size, _CHUNK):
+                sl = slice(lo, lo + _CHUNK)
+                bs[sl] = _bs2002_call(spot[sl], strike[sl], t_[sl], rate[sl], carry[sl], v_[sl])
         # a non-finite value (extreme inputs) keeps the European/intrinsic bound rather than NaN
         out[amer] = np.where(np.isfinite(bs), np.maximum(bs, out[amer]), out[amer])
     out = out.reshape(shape)
