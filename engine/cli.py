@@ -130,7 +130,8 @@ def _cmd_bench_scan(args: argparse.Namespace) -> int:
 def _cmd_bench_options(args: argparse.Namespace) -> int:
     from engine.bench.options import bench_options
 
-    print(json.dumps(bench_options(quotes=args.quotes, runs=args.runs, sample=args.sample)))
+    print(json.dumps(bench_options(quotes=args.quotes, runs=args.runs, sample=args.sample,
+                                   american_quotes=args.american_quotes, american_sample=args.american_sample)))
     return 0
 
 
@@ -222,6 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quotes", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--sample", type=int, default=20_000, help="quotes QuantLib prices for the comparison")
+    p.add_argument("--american-quotes", type=int, default=100_000,
+                   help="American IV on N puts and dividend calls (0: skip)")
+    p.add_argument("--american-sample", type=int, default=1_000, help="American quotes QuantLib inverts")
     p.set_defaults(handler=_cmd_bench_options)
     p = bsub.add_parser("orders", help="signal -> risk gate -> paper broker acknowledgement latency")
     p.add_argument("--orders", type=int, default=1000)

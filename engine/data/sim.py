@@ -874,9 +874,12 @@ class SimMarket:
 
     def _price(self, i: int, ctx: dict, expiries: list[date], strikes: np.ndarray,
                is_call: np.ndarray) -> pd.DataFrame:
-        # US equity options are American: the chains are priced (and their greeks computed) with the
-        # engine's American model at the symbol's dividend yield, so our own IV recovers the surface
-        from engine.options.pricing import option_greeks, option_price
+        # US equity options are American: quotes come from the engine's American model at the symbol's
+        # dividend yield, so our own (American) IV of a mid recovers the surface.  The provider greeks
+        # are Black-Scholes-Merton at the quoted vol, as vendors commonly publish them; they differ from
+        # ours (chain.enrich's calc_*) only where early exercise dominates (deep in the money), and the
+        # American greeks would cost six more prices per contract on every chain read.
+        from engine.options.pricing import greeks, option_price
 
         st = self._st
         sym = str(st.symbols[i])
@@ -888,7 +891,7 @@ class SimMarket:
         iv, x = self._surface(i, ctx["iv30"], spot, strikes, dte.astype(np.float64))
         q, r = float(st.q[i]), RISK_FREE_RATE
         theo = option_price(spot, strikes, t, r, q, iv, is_call)
-        g = option_greeks(spot, strikes, t, r, q, iv, is_call)
+        g = greeks(spot, strikes, t, r, q, iv, is_call)
         disc_s, disc_k = spot * np.exp(-q * t), strikes * np.exp(-r * t)
         # no-arbitrage floor of an American option: the European bound and immediate exercise
         lower = np.maximum(0.0, np.where(is_call, np.maximum(disc_s - disc_k, spot - strikes),

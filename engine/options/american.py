@@ -28,6 +28,7 @@ __all__ = [
     "american_implied_vol",
     "american_implied_vol_with_reasons",
     "american_price",
+    "american_valuation",
     "early_exercise_matters",
 ]
 
@@ -39,6 +40,7 @@ _OK, _NONFINITE, _NONPOS_IN, _T_NONPOS, _NONPOS_PRICE, _BELOW, _ABOVE, _NOINFO, 
 _SIGMA_MIN = 1e-4                    # the bracket: implied vols outside [1e-4, 10] are not believed
 _SIGMA_MAX = 10.0
 _MAX_ITER = 60
+_CHUNK = 16384
 
 
 def early_exercise_matters(is_call, r, q) -> np.ndarray:
@@ -137,8 +139,14 @@ def american_price(S, K, T, r, q, sigma, is_call) -> np.ndarray:
         strike = np.where(c, k_, s_)
         rate = np.where(c, r_, q_)
         carry = np.where(c, r_ - q_, q_ - r_)
+        t_, v_ = T[amer], sigma[amer]
+        bs = np.empty(amer.size)
+        # in chunks that keep the (chunk x 10) quadrature temporaries in cache: on large arrays the
+        # formula is memory-bound otherwise
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            bs = _bs2002_call(spot, strike, T[amer], rate, carry, sigma[amer])
+            for lo in range(0, amer.size, _CHUNK):
+                sl = slice(lo, lo + _CHUNK)
+                bs[sl] = _bs2002_call(spot[sl], strike[sl], t_[sl], rate[sl], carry[sl], v_[sl])
         # a non-finite value (extreme inputs) keeps the European/intrinsic bound rather than NaN
         out[amer] = np.where(np.isfinite(bs), np.maximum(bs, out[amer]), out[amer])
     out = out.reshape(shape)
@@ -148,48 +156,60 @@ def american_price(S, K, T, r, q, sigma, is_call) -> np.ndarray:
 # --------------------------------------------------------------------------- greeks
 
 
-def american_greeks(S, K, T, r, q, sigma, is_call) -> Greeks:
-    """Greeks of ``american_price`` (same units as ``european.greeks``): analytic BSM where early
-    exercise does not matter, central finite differences of the American price elsewhere.
+def american_valuation(S, K, T, r, q, sigma, is_call, *, with_rho: bool = True) -> tuple[np.ndarray, Greeks]:
+    """``american_price`` and its greeks (same units as ``european.greeks``) in one pass.
 
-    Bumps are relative (S, sigma) or small absolute (T, r) so that rounding (~1e-15 of the price) stays
-    far below the differences; theta bumps T by at most half of what is left.
+    Analytic BSM where early exercise does not matter; elsewhere finite differences of the American
+    price, all scenarios in one vectorised call (a chain has a few hundred contracts, where numpy's
+    per-call overhead rivals the arithmetic): central in S (relative bump 1e-4) and sigma (1e-4
+    relative), backward in T (the value 1e-5 years later, i.e. theta as time passes), central in r
+    (1e-5) only ``with_rho`` (rho is NaN otherwise: chains carry no rho, and it costs two more prices).
+    Rounding of the price (~1e-15 of it) stays far below these differences; results are clipped to the
+    bounds every American option obeys (0 <= delta <= 1 calls, -1 <= delta <= 0 puts, gamma, vega >= 0).
     """
     S, K, T, r, q, sigma, call = _arrays(S, K, T, r, q, sigma, is_call)
     shape = S.shape
     S, K, T, r, q, sigma, call = (a.ravel() for a in (S, K, T, r, q, sigma, call))
     is_c = call != 0
+    price = np.array(np.atleast_1d(american_price(S, K, T, r, q, sigma, is_c)), dtype=np.float64)
     g = greeks(S, K, T, r, q, sigma, is_c)
     delta, gamma, theta, vega, rho = (np.array(np.atleast_1d(a), dtype=np.float64) for a in g)
+    if not with_rho:
+        rho = np.full_like(delta, np.nan)
     amer = np.flatnonzero(early_exercise_matters(is_c, r, q) & np.isfinite(delta))
     if amer.size:
         s_, k_, t_, r_, q_, v_, c_ = (a[amer] for a in (S, K, T, r, q, sigma, is_c))
-
-        def px(s=s_, t=t_, rr=r_, v=v_):
-            return american_price(s, k_, t, rr, q_, v, c_)
-
-        base = px()
+        base = price[amer]
         hs = 1e-4 * s_
-        up, dn = px(s=s_ + hs), px(s=s_ - hs)
-        delta[amer] = (up - dn) / (2.0 * hs)
-        gamma[amer] = (up - 2.0 * base + dn) / (hs * hs)
         hv = 1e-4 * v_
-        vega[amer] = (px(v=v_ + hv) - px(v=v_ - hv)) / (2.0 * hv) / 100.0
-        ht = np.minimum(1e-4, 0.5 * t_)
-        theta[amer] = -(px(t=t_ + ht) - px(t=t_ - ht)) / (2.0 * ht) / 365.0
-        hr = 1e-5
-        rho[amer] = (px(rr=r_ + hr) - px(rr=r_ - hr)) / (2.0 * hr) / 100.0
-        # differences of rounding (~1e-11 in delta far out of the money) must not cross the bounds
-        # every American option obeys: 0 <= delta <= 1 (calls), -1 <= delta <= 0 (puts), gamma, vega >= 0
-        delta[amer] = np.where(c_, np.clip(delta[amer], 0.0, 1.0), np.clip(delta[amer], -1.0, 0.0))
-        gamma[amer] = np.maximum(gamma[amer], 0.0)
-        vega[amer] = np.maximum(vega[amer], 0.0)
+        ht = np.minimum(1e-5, 0.5 * t_)
+        hr = np.full_like(s_, 1e-5)
+        bumps = [(s_ + hs, t_, r_, v_), (s_ - hs, t_, r_, v_), (s_, t_, r_, v_ + hv), (s_, t_, r_, v_ - hv),
+                 (s_, t_ - ht, r_, v_)]
+        if with_rho:
+            bumps += [(s_, t_, r_ + hr, v_), (s_, t_, r_ - hr, v_)]
+        m = len(bumps)
+        spot, time, rate, vol = (np.concatenate([b[i] for b in bumps]) for i in range(4))
+        px = american_price(spot, np.tile(k_, m), time, rate, np.tile(q_, m), vol, np.tile(c_, m)).reshape(m, -1)
+        up, dn, v_up, v_dn, later = px[:5]
+        d = (up - dn) / (2.0 * hs)
+        delta[amer] = np.where(c_, np.clip(d, 0.0, 1.0), np.clip(d, -1.0, 0.0))
+        gamma[amer] = np.maximum((up - 2.0 * base + dn) / (hs * hs), 0.0)
+        vega[amer] = np.maximum((v_up - v_dn) / (2.0 * hv) / 100.0, 0.0)
+        theta[amer] = (later - base) / ht / 365.0
+        if with_rho:
+            rho[amer] = (px[5] - px[6]) / (2.0 * hr) / 100.0
 
     def shaped(a):
         a = a.reshape(shape)
         return a if a.ndim else a[()]
 
-    return Greeks(shaped(delta), shaped(gamma), shaped(theta), shaped(vega), shaped(rho))
+    return shaped(price), Greeks(shaped(delta), shaped(gamma), shaped(theta), shaped(vega), shaped(rho))
+
+
+def american_greeks(S, K, T, r, q, sigma, is_call, *, with_rho: bool = True) -> Greeks:
+    """Greeks of ``american_price``; see ``american_valuation``."""
+    return american_valuation(S, K, T, r, q, sigma, is_call, with_rho=with_rho)[1]
 
 
 # --------------------------------------------------------------------------- implied volatility

@@ -302,7 +302,7 @@ def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series, q: float |
     bad_quote = flags != "ok"
     iv = np.where(bad_quote, np.nan, iv)
     why = np.where(bad_quote, "quote_" + flags.astype(str), why).astype(object)
-    g = option_greeks(spot, strike, t, r_, q_, iv, is_call, exercise=exercise)
+    g = option_greeks(spot, strike, t, r_, q_, iv, is_call, exercise=exercise, with_rho=False)
     out["calc_iv"] = iv
     out["calc_delta"] = g.delta
     out["calc_gamma"] = g.gamma

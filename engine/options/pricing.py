@@ -25,6 +25,7 @@ from engine.options.american import (
     american_implied_vol,
     american_implied_vol_with_reasons,
     american_price,
+    american_valuation,
     early_exercise_matters,
 )
 from engine.options.european import Greeks, bsm_price, greeks
@@ -40,6 +41,7 @@ __all__ = [
     "american_implied_vol",
     "american_implied_vol_with_reasons",
     "american_price",
+    "american_valuation",
     "bivariate_norm_cdf",
     "bsm_price",
     "early_exercise_matters",
@@ -53,6 +55,7 @@ __all__ = [
     "option_greeks",
     "option_implied_vol_with_reasons",
     "option_price",
+    "option_valuation",
 ]
 
 Exercise = Literal["american", "european"]
@@ -71,11 +74,23 @@ def option_price(S, K, T, r, q, sigma, is_call, *, exercise: Exercise = "america
     return fn(S, K, T, r, q, sigma, is_call)
 
 
-def option_greeks(S, K, T, r, q, sigma, is_call, *, exercise: Exercise = "american") -> Greeks:
-    """Greeks per share (theta per day, vega and rho per point) under the contract's exercise style."""
+def option_greeks(S, K, T, r, q, sigma, is_call, *, exercise: Exercise = "american",
+                  with_rho: bool = True) -> Greeks:
+    """Greeks per share (theta per day, vega and rho per point) under the contract's exercise style;
+    American rho costs two more prices per contract, so chains ask ``with_rho=False`` (rho NaN there)."""
     _check(exercise)
-    fn = american_greeks if exercise == "american" else greeks
-    return fn(S, K, T, r, q, sigma, is_call)
+    if exercise == "american":
+        return american_greeks(S, K, T, r, q, sigma, is_call, with_rho=with_rho)
+    return greeks(S, K, T, r, q, sigma, is_call)
+
+
+def option_valuation(S, K, T, r, q, sigma, is_call, *, exercise: Exercise = "american",
+                     with_rho: bool = True) -> tuple[np.ndarray, Greeks]:
+    """(price, greeks) at once: the American greeks reuse the price they difference."""
+    _check(exercise)
+    if exercise == "american":
+        return american_valuation(S, K, T, r, q, sigma, is_call, with_rho=with_rho)
+    return bsm_price(S, K, T, r, q, sigma, is_call), greeks(S, K, T, r, q, sigma, is_call)
 
 
 def option_implied_vol_with_reasons(price, S, K, T, r, q, is_call, *, exercise: Exercise = "american",

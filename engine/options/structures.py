@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.options.occ import parse_occ
-from engine.options.pricing import bsm_price
+from engine.options.pricing import option_price
 
 __all__ = [
     "MULTIPLIER",
@@ -262,7 +262,8 @@ class Structure:
     def value_today(self, prices, days_forward: float = 0, *, r: float, q: float = 0.0,
                     basis: Basis = "mid", per_contract: bool = True) -> np.ndarray:
         """Model P&L ``days_forward`` calendar days from now with the underlying at ``prices``: every
-        option leg priced by BSM at its own IV with T = (dte - days_forward) / 365 (intrinsic at 0)."""
+        option leg priced at its own IV with T = (dte - days_forward) / 365 (intrinsic at 0), by the same
+        American model its IV was read with (``pricing.option_price``; BSM where early exercise is worthless)."""
         s = np.asarray(prices, dtype=np.float64)
         value = np.zeros_like(s)
         for leg in self.legs:
@@ -272,7 +273,7 @@ class Structure:
             if not math.isfinite(leg.dte) or not math.isfinite(leg.iv):
                 raise ValueError(f"{leg.occ_symbol}: value_today needs the leg's dte and iv")
             t = max(leg.dte - days_forward, 0.0) / 365.0
-            value = value + leg.qty * bsm_price(s, float(leg.strike), t, r, q, leg.iv, leg.right == "C")
+            value = value + leg.qty * option_price(s, float(leg.strike), t, r, q, leg.iv, leg.right == "C")
         pnl = value - float(self.net_price(basis))
         return pnl * (self.multiplier if per_contract else 1)
 

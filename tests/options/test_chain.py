@@ -162,7 +162,11 @@ def test_enrich_on_the_simulated_market_recovers_its_surface():
     near = ok & (out["dte"] >= 14) & ((out["strike"] / out["underlying_price"] - 1).abs() < 0.05)
     assert near.sum() > 10
     assert np.max(np.abs(out.loc[near, "calc_iv"] - out.loc[near, "iv"])) < 0.02
-    assert np.max(np.abs(out.loc[near, "calc_delta"] - out.loc[near, "delta"])) < 0.02
+    # the provider deltas are BSM (as vendors publish them), ours American: they agree where we trade
+    # (up to 60 days); beyond, early exercise moves a put's delta by a few hundredths
+    traded = near & (out["dte"] <= 60)
+    assert traded.sum() > 10
+    assert np.max(np.abs(out.loc[traded, "calc_delta"] - out.loc[traded, "delta"])) < 0.02
 
 
 def test_enrich_flags_and_reasons_on_hand_rows():

@@ -135,7 +135,7 @@ def test_value_today_matches_quantlib_and_converges_to_expiry_payoff():
     long_leg = row("C", 100, 4.90, 5.10, iv=0.32, dte=45)
     short_leg = row("C", 110, 1.45, 1.55, iv=0.28, dte=45)
     s = call_debit_spread(long_leg, short_leg)
-    r, q = 0.04, 0.01
+    r, q = 0.04, 0.0  # calls without dividends: the exact European path
     prices = np.array([90.0, 100.0, 115.0])
     got = s.value_today(prices, 10, r=r, q=q, per_contract=False)
     t = 35 / 365
@@ -148,6 +148,12 @@ def test_value_today_matches_quantlib_and_converges_to_expiry_payoff():
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
     # at expiry the model value is the payoff
     np.testing.assert_allclose(s.value_today(prices, 45, r=r, q=q), s.payoff_at_expiry(prices), atol=1e-9)
+    # on a dividend payer the calls are American: Bjerksund-Stensland 2002 (independent transcription)
+    from tests.options.bs2002_reference import bs2002
+
+    got = s.value_today(prices, 10, r=r, q=0.02, per_contract=False)
+    want = [bs2002(True, p, 100.0, t, r, 0.02, 0.32) - bs2002(True, p, 110.0, t, r, 0.02, 0.28) - 3.50 for p in prices]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
 def test_leg_uses_provider_greeks_else_ours():
