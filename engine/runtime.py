@@ -99,15 +99,17 @@ def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
     return _alert
 
 
-def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> None:
+def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> Any:
+    """Run one job of the table (recorded as a JobRun, which is returned; None when paused)."""
     if job_id in state.paused and trigger != "operator":
         log.info("job %s is paused; skipped", job_id)
-        return
+        return None
     refresh_settings(ctx, state)
     run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx), now=None)
     if run.outcome == "ok":
         # Reports and alerts are built from what the job stored; a failure here never fails the job.
         record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
+    return run
 
 
 def startup_reconcile(ctx: EngineContext) -> None:
