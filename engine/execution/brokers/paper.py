@@ -79,8 +79,9 @@ class PaperConfig(BaseModel):
     option_fee_per_contract: Decimal = Field(Decimal("0.10"), ge=0)  # clearing/regulatory, open and close
     stock_commission_per_share: Decimal = Field(Decimal("0"), ge=0)
     stock_fee_per_share: Decimal = Field(Decimal("0"), ge=0)
-    max_fill_frac_of_volume: Decimal = Field(Decimal("0.2"), gt=0)  # per attempt, of the contract's volume
-    min_fill_contracts: int = Field(1, ge=1)  # an attempt may always fill at least this many
+    # participation: our fills in a contract over a session stay within this share of its volume so far
+    max_fill_frac_of_volume: Decimal = Field(Decimal("0.2"), gt=0)
+    min_fill_contracts: int = Field(1, ge=1)  # a contract may always fill at least this many a session
     market_hours_only: bool = True  # fill only while the exchange is in its regular session
     itm_threshold: Decimal = Field(Decimal("0.01"), ge=0)  # exercise when in the money by at least this
     time_in_force: tuple[str, ...] = ("day", "gtc", "ioc")
@@ -326,11 +327,14 @@ class PaperBroker:
     name = "paper"
 
     def __init__(self, db_path: Path | str, quotes: QuoteSource, clock: Callable[[], datetime],
-                 config: PaperConfig | None = None) -> None:
+                 config: PaperConfig | None = None,
+                 config_source: Callable[[], PaperConfig] | None = None) -> None:
         self.db_path = Path(db_path)
         self.quotes = quotes
         self.clock = clock
-        self.config = config or PaperConfig()
+        self._config = config or PaperConfig()
+        # Read at every use, so fee settings the operator changes in the console apply to the next fill.
+        self.config_source = config_source
         self._engine: Engine = make_engine(f"sqlite:///{self.db_path}")
         _md.create_all(self._engine)
         with self._engine.begin() as conn:
@@ -340,6 +344,10 @@ class PaperBroker:
                     {"key": "schema_version", "value": SCHEMA_VERSION},
                     {"key": "starting_cash", "value": str(self.config.starting_cash)},
                 ])
+
+    @property
+    def config(self) -> PaperConfig:
+        return self.config_source() if self.config_source is not None else self._config
 
     def close(self) -> None:
         self._engine.dispose()
@@ -457,7 +465,8 @@ class PaperBroker:
             raise UnknownInstrument(f"{instrument!r} has no valid quote (bid {q.bid}, ask {q.ask})")
         return q
 
-    def _price(self, legs: Sequence[Leg], quotes: Sequence[InstrumentQuote]) -> _Priced:
+    def _price(self, legs: Sequence[Leg], quotes: Sequence[InstrumentQuote],
+               used: Mapping[str, int] | None = None) -> _Priced:
         cfg = self.config
         f = cfg.slippage_frac_of_half_spread
         m = _structure_multiplier(legs)
@@ -487,8 +496,10 @@ class PaperBroker:
         for leg, q in zip(legs, quotes, strict=True):
             if leg.asset is not AssetType.option:
                 continue
-            contracts = max(cfg.min_fill_contracts, int(cfg.max_fill_frac_of_volume * q.volume))
-            units = max(1, contracts // leg.ratio)
+            # cumulative over the session: what we already took of this contract today counts (issue 11 #7)
+            allowed = max(cfg.min_fill_contracts, int(cfg.max_fill_frac_of_volume * q.volume))
+            contracts = max(0, allowed - (used or {}).get(leg.instrument, 0))
+            units = contracts // leg.ratio
             max_units = units if max_units is None else min(max_units, units)
         return _Priced(mid, natural, net, tuple(prices), max_units if max_units is not None else 1 << 62)
 
@@ -697,12 +708,14 @@ class PaperBroker:
                 quotes = [self._quote(leg.instrument, now, books) for leg in legs]
             except UnknownInstrument:
                 return []  # no quote now (e.g. the contract left the listing): try again later
-        priced = self._price(legs, quotes)
+        priced = self._price(legs, quotes, self._filled_today(conn, legs, now))
         if priced.fill > Decimal(r["limit_price"]):
             return []  # not marketable
         if any(p <= 0 for p in priced.leg_prices):
             return []  # no real market in a leg (no offer to buy from, or nothing to sell into)
         units = min(left, priced.max_units)
+        if units <= 0:
+            return []  # this session's share of the volume is used up: wait for more volume
         if r["intent"] == "close":  # never close more than is still held (expiry may have taken some)
             for leg in legs:
                 pos = books.positions.get(leg.instrument)
@@ -718,6 +731,20 @@ class PaperBroker:
         if self._bp_problem(books, legs, units, cost) is not None:
             return []  # stays working: the account cannot take it right now
         return self._execute(conn, books, r, legs, units, priced, charged, now)
+
+    @staticmethod
+    def _filled_today(conn: Connection, legs: Sequence[Leg], now: datetime) -> dict[str, int]:
+        """Contracts of each option leg the venue already filled (any order) in ``now``'s session."""
+        names = [leg.instrument for leg in legs if leg.asset is AssetType.option]
+        if not names:
+            return {}
+        today = calendar.to_session_day(now).astype(object)
+        out: dict[str, int] = {}
+        for inst, qty, at in conn.execute(sa.select(_fills.c.instrument, _fills.c.quantity, _fills.c.at)
+                                          .where(_fills.c.instrument.in_(names))):
+            if calendar.to_session_day(datetime.fromisoformat(at)).astype(object) == today:
+                out[inst] = out.get(inst, 0) + int(qty)
+        return out
 
     def _execute(self, conn: Connection, books: _Books, r: Mapping[str, Any], legs: Sequence[Leg], units: int,
                  priced: _Priced, charged: list[Decimal], now: datetime) -> list[BrokerFill]:
