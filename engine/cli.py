@@ -114,6 +114,7 @@ def _cmd_run_day(args: argparse.Namespace) -> int:
         start = calendar.sessions_back(last_completed_session(), args.days)[0].astype(object)
     clock = ReplayClock(datetime.combine(start, time(8, 0), NEW_YORK))
     ctx = build_context(settings, clock=clock)
+    _ensure_universe(ctx)
     summaries = run_days(ctx, clock, start, args.days, every_minutes=args.cycle_minutes, echo=print,
                          detail=not args.quiet)
     last = summaries[-1] if summaries else None
@@ -124,6 +125,20 @@ def _cmd_run_day(args: argparse.Namespace) -> int:
     result["job_errors"] = sum(len(s.job_errors) for s in summaries)
     print(json.dumps(result))
     return 0 if result["job_errors"] == 0 else 1
+
+
+def _ensure_universe(ctx: object) -> None:
+    """A fresh data folder has no instruments table rows: without sectors every position would share one
+    empty sector and the sector limit would refuse entries that a real run takes."""
+    from sqlmodel import select
+
+    from engine.data.universe import sync_universe
+    from engine.db import session_scope
+    from engine.models import Instrument
+
+    with session_scope(ctx.db) as session:  # type: ignore[attr-defined]
+        if session.exec(select(Instrument.symbol)).first() is None:
+            sync_universe(session, ctx.market.universe(), ctx.market.name)  # type: ignore[attr-defined]
 
 
 def _cmd_bench_scan(args: argparse.Namespace) -> int:
