@@ -125,11 +125,17 @@ def books_summary(ctx: EngineContext) -> dict[str, Any]:
         kinds = dict(session.exec(select(Position.structure, func.count()).group_by(Position.structure)).all())
         open_positions = session.exec(select(func.count()).select_from(Position)
                                       .where(Position.status == "open")).one()
+        snap = session.exec(select(AccountSnapshot).order_by(AccountSnapshot.id.desc())).first()
     account = ctx.broker.account()
-    equity_engine = cash + value
+    # Both equities at one instant: the post-market snapshot holds the engine's and the broker's side by side
+    # (marks move after it); without one, both are read now.
+    if snap is not None and snap.detail.get("broker_equity") is not None:
+        equity_engine, equity_broker = snap.equity, Decimal(str(snap.detail["broker_equity"]))
+    else:
+        equity_engine, equity_broker = cash + value, account.equity
     return {
-        "equity_engine": float(equity_engine), "equity_broker": float(account.equity),
-        "difference": float(cents(equity_engine - account.equity)),
+        "equity_engine": float(equity_engine), "equity_broker": float(equity_broker),
+        "difference": float(cents(equity_engine - equity_broker)),
         "cash_engine": float(cash), "cash_broker": float(account.cash),
         "expiries_settled": int(expiries), "stuck_exits": stuck,
         "structures": {k: int(v) for k, v in sorted(kinds.items())}, "open_positions": int(open_positions),
