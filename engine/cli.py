@@ -102,9 +102,13 @@ def _cmd_run_day(args: argparse.Namespace) -> int:
     from engine.context import build_context
     from engine.data import calendar
     from engine.db import migrate
-    from engine.replay import run_days
+    from engine.replay import books_summary, run_days
 
     settings = get_settings()
+    if args.symbols is not None:
+        settings = settings.model_copy(update={"sim_symbols": args.symbols})
+    if args.hold_to_expiry:  # no time exit: positions reach expiry and are settled
+        settings = settings.model_copy(update={"exits": settings.exits.model_copy(update={"hold_to_expiry": True})})
     migrate(settings.db_url)
     if args.date:
         start = date.fromisoformat(args.date)
@@ -112,12 +116,31 @@ def _cmd_run_day(args: argparse.Namespace) -> int:
         start = calendar.sessions_back(last_completed_session(), args.days)[0].astype(object)
     clock = ReplayClock(datetime.combine(start, time(8, 0), NEW_YORK))
     ctx = build_context(settings, clock=clock)
+    _ensure_universe(ctx)
     summaries = run_days(ctx, clock, start, args.days, every_minutes=args.cycle_minutes, echo=print,
                          detail=not args.quiet)
     last = summaries[-1] if summaries else None
     if last is not None and last.equity is not None:
         print(f"final equity ${last.equity:,.2f} = cash ${last.cash:,.2f} + positions ${last.positions_value:,.2f}")
-    return 0
+    result = books_summary(ctx)
+    result["days"] = len(summaries)
+    result["job_errors"] = sum(len(s.job_errors) for s in summaries)
+    print(json.dumps(result))
+    return 0 if result["job_errors"] == 0 else 1
+
+
+def _ensure_universe(ctx: object) -> None:
+    """A fresh data folder has no instruments table rows: without sectors every position would share one
+    empty sector and the sector limit would refuse entries that a real run takes."""
+    from sqlmodel import select
+
+    from engine.data.universe import sync_universe
+    from engine.db import session_scope
+    from engine.models import Instrument
+
+    with session_scope(ctx.db) as session:  # type: ignore[attr-defined]
+        if session.exec(select(Instrument.symbol)).first() is None:
+            sync_universe(session, ctx.market.universe(), ctx.market.name)  # type: ignore[attr-defined]
 
 
 def _cmd_bench_scan(args: argparse.Namespace) -> int:
@@ -203,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=1, help="number of sessions in a row")
     p.add_argument("--cycle-minutes", type=int, default=30, help="minutes between intraday cycles")
     p.add_argument("--quiet", action="store_true", help="print only one line per day")
+    p.add_argument("--symbols", type=int, help="size of the simulated market (QM_SIM_SYMBOLS)")
+    p.add_argument("--hold-to-expiry", action="store_true",
+                   help="turn the time exit off so positions reach expiry and settle")
     p.set_defaults(handler=_cmd_run_day)
 
     p = sub.add_parser("chaos", help="kill paper trading at random order-path failpoints and audit the books")

@@ -149,18 +149,18 @@ def alert_recovery(ctx: EngineContext, job_id: str) -> None:
     enqueue(ctx.db, "system_status", message, f"job-recovery:{job_id}:{day}", settings=ctx.settings)
 
 
-def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> bool:
-    """Run one job through the guards every trigger shares; False when it did not run."""
+def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> Any:
+    """Run one job through the guards every trigger shares: its JobRun, or None when it did not run."""
     if job_id in state.paused and trigger != "operator":
         log.info("job %s is paused; skipped", job_id)
-        return False
+        return None
     if state.stopping.is_set():
         log.info("job %s not started: the scheduler is stopping", job_id)
-        return False
+        return None
     guard = state.running.setdefault(job_id, threading.Lock())
     if not guard.acquire(blocking=False):
         log.warning("job %s (%s) not started: the same job is still running", job_id, trigger)
-        return False
+        return None
     try:
         if state.lease is not None:
             from engine.leasekeeper import LeaseLost
@@ -169,7 +169,7 @@ def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) 
                 state.lease.confirm(f"run {job_id}")
             except LeaseLost as exc:
                 log.error("job %s not started: %s", job_id, exc)
-                return False
+                return None
         refresh_settings(ctx, state)
         run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx),
                          now=None)
@@ -179,7 +179,7 @@ def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) 
             # Reports and alerts are built from what the job stored, so a pre-market that failed after
             # placing orders still announces them; a failure here never fails the job.
             record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
-        return True
+        return run
     finally:
         guard.release()
 

@@ -120,4 +120,6 @@ def history(session: Session, order: Order) -> list[OrderEvent]:
 
 def money(value: float | Decimal | str) -> Decimal:
     """Cents, rounded half-even: the only way prices enter an order."""
-    return Decimal(str(value)).quantize(Decimal("0.01"))
+    from engine.portfolio.accounting import cents
+
+    return cents(Decimal(str(value)))

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -221,21 +221,6 @@ class Structure:
         elif slope != 0 and (p_last < 0 < slope or slope < 0 < p_last):
             out.append(s_last + (-p_last) / slope)
         return [b.normalize() + Decimal(0) for b in out]
-
-    # ------------------------------------------------------------------ sizing
-
-    def contracts_for_risk(self, dollar_risk: float | Decimal, basis: Basis = "natural") -> int:
-        """floor(dollar_risk / max loss per contract); max loss at the natural price by default (the
-        premium for long options, width - credit for credit spreads). 0 when the loss is unlimited."""
-        risk = dollar_risk if isinstance(dollar_risk, Decimal) else Decimal(str(dollar_risk))
-        per_contract = self.max_loss_per_contract(basis)
-        if per_contract.is_infinite():
-            return 0
-        if per_contract <= 0:
-            raise ValueError(f"{self.kind}: max loss per contract is {per_contract} at {basis}: quotes look wrong")
-        if risk <= 0:
-            return 0
-        return int((risk / per_contract).to_integral_value(rounding=ROUND_FLOOR))
 
     # ------------------------------------------------------------------ analytics (float)
 

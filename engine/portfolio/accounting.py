@@ -10,6 +10,7 @@ realized P&L is its fees so far, and its unrealized P&L is (mark - entry) x mult
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -19,20 +20,24 @@ CENT = Decimal("0.01")
 
 
 def cents(value: Decimal) -> Decimal:
+    """The one money rounding: to the cent, half-even (banker's rounding, no drift over many rows)."""
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
-def structure_multiplier(legs: tuple[Leg, ...] | list[Leg]) -> int:
+def structure_multiplier(legs: Sequence[Leg]) -> int:
     """Dollars per unit of quote price: 100 for anything with an option leg, 1 for plain stock."""
     return OPTION_MULTIPLIER if any(leg.asset is AssetType.option for leg in legs) else 1
 
 
-def net_price(legs: tuple[Leg, ...] | list[Leg], prices: dict[str, Decimal]) -> Decimal:
+def net_coefficient(leg: Leg, structure_mult: int) -> Decimal:
+    """How much one unit of the leg's price moves the structure's net price per unit."""
+    return Decimal(leg.sign * leg.ratio * leg.multiplier) / structure_mult
+
+
+def net_price(legs: Sequence[Leg], prices: Mapping[str, Decimal]) -> Decimal:
     """Net debit per unit in quote terms for the given per-instrument prices (+ pay, - receive)."""
     mult = structure_multiplier(legs)
-    total = sum((Decimal(leg.sign * leg.ratio * leg.multiplier) * prices[leg.instrument] for leg in legs),
-                Decimal("0"))
-    return total / mult
+    return sum((net_coefficient(leg, mult) * prices[leg.instrument] for leg in legs), Decimal("0"))
 
 
 @dataclass

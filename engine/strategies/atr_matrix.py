@@ -55,7 +55,6 @@ __all__ = [
     "ATRMatrix",
     "ATRMatrixParams",
     "Levels",
-    "exit_mask",
     "exit_reasons",
     "initial_stop",
     "levels",
@@ -293,15 +292,6 @@ def trailing_stop(
     if previous_stop is not None:
         stop = np.fmax(stop, np.asarray(previous_stop, dtype=np.float64))
     return stop if stop.ndim else float(stop)
-
-
-def exit_mask(close: Any, sma50: Any, atr: Any, params: ATRMatrixParams | None = None) -> np.ndarray:
-    """True where everything should be sold: close < SMA50 or atr_distance > 10."""
-    p = _params(params)
-    c = np.asarray(close, dtype=np.float64)
-    s = np.asarray(sma50, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (c < s) | ((c - s) / np.asarray(atr, dtype=np.float64) > p.scale_out_max_distance)
 
 
 def exit_reasons(

@@ -182,11 +182,15 @@ def test_fills_only_when_marketable_and_later_when_the_quote_moves(broker: Paper
 
 
 def test_partial_fills_by_volume(broker: PaperBroker, quotes: FakeQuotes) -> None:
-    quotes.set(C100, "2.00", "2.20", volume=10)  # at most 0.2 x 10 = 2 contracts per attempt
+    quotes.set(C100, "2.00", "2.20", volume=10)  # our fills today stay within 0.2 x 10 = 2 contracts
     order = broker.submit(gate("part-1", [opt(C100, Side.buy)], 5, "2.20"))
     assert (order.status, order.filled_quantity) == (BrokerOrderStatus.working, 2)
+    broker.process()  # the day's volume has not grown: the 2 already taken use up the allowance
+    assert broker.order("part-1").filled_quantity == 2  # type: ignore[union-attr]
+    quotes.set(C100, "2.00", "2.20", volume=20)  # 0.2 x 20 = 4 in all today: 2 more
     broker.process()
     assert broker.order("part-1").filled_quantity == 4  # type: ignore[union-attr]
+    quotes.set(C100, "2.00", "2.20", volume=25)  # 5 in all: the last one
     broker.process()
     done = broker.order("part-1")
     assert done is not None and (done.status, done.filled_quantity, done.avg_fill_price) == (
@@ -196,16 +200,37 @@ def test_partial_fills_by_volume(broker: PaperBroker, quotes: FakeQuotes) -> Non
     assert len({f.fill_id for f in fills}) == 3
     # 100000 - 5 x 213.00 - 5 x 1.00 - 5 x 0.10
     assert broker.account().cash == D("98929.50")
-    quotes.set(C105, "1.00", "1.10", volume=0)  # no volume yet: still at least one contract per attempt
+    quotes.set(C105, "1.00", "1.10", volume=0)  # no volume yet: still at least one contract per session
     assert broker.submit(gate("part-2", [opt(C105, Side.buy)], 3, "1.10")).filled_quantity == 1
+    broker.process()
+    assert broker.order("part-2").filled_quantity == 1  # type: ignore[union-attr]
+
+
+def test_participation_is_cumulative_per_contract_per_session(broker: PaperBroker, quotes: FakeQuotes,
+                                                               clock: Clock) -> None:
+    # issue 11 #7: a 10-lot against 10 contracts of volume took 2 per attempt, so all 10 within 5 minutes.
+    quotes.set(C100, "2.00", "2.20", volume=10)
+    broker.submit(gate("ten", [opt(C100, Side.buy)], 10, "2.20"))
+    for minute in range(1, 6):
+        clock.now = T0 + timedelta(minutes=minute)
+        broker.process()
+    assert broker.order("ten").filled_quantity == 2  # type: ignore[union-attr]  # 20% of 10, for the whole day
+    # another order on the same contract shares the allowance
+    broker.submit(gate("other", [opt(C100, Side.buy)], 1, "2.20"))
+    assert broker.order("other").filled_quantity == 0  # type: ignore[union-attr]
+    # the next session starts afresh (its volume so far: 10 again -> 2 more)
+    clock.now = T0 + timedelta(days=1)
+    broker.submit(gate("ten-gtc", [opt(C100, Side.buy)], 3, "2.20", tif="gtc"))
+    assert broker.order("ten-gtc").filled_quantity == 2  # type: ignore[union-attr]
 
 
 def test_commission_cap_per_leg_holds_across_partial_fills(broker: PaperBroker, quotes: FakeQuotes) -> None:
     broker.submit(gate("cap-1", [opt(C100, Side.buy)], 15, "2.20"))
     [fill] = broker.fills("cap-1")
     assert (fill.commission, fill.fees) == (D("10.00"), D("1.50"))  # 15 x $1 capped at $10; fees uncapped
-    quotes.set(C105, "1.00", "1.10", volume=40)  # 8 per attempt
+    quotes.set(C105, "1.00", "1.10", volume=40)  # 8 today
     broker.submit(gate("cap-2", [opt(C105, Side.buy)], 15, "1.10"))
+    quotes.set(C105, "1.00", "1.10", volume=75)  # 15 today: the other 7
     broker.process()
     assert [(f.quantity, f.commission) for f in broker.fills("cap-2")] == [(8, D("8.00")), (7, D("2.00"))]
 
@@ -229,8 +254,9 @@ def test_debit_spread_fills_atomically(broker: PaperBroker) -> None:
 
 
 def test_debit_spread_partial_fills_keep_legs_together(broker: PaperBroker, quotes: FakeQuotes) -> None:
-    quotes.set(C105, "1.00", "1.10", volume=15)  # the thinner leg caps each attempt at 3 spreads
+    quotes.set(C105, "1.00", "1.10", volume=15)  # the thinner leg caps today's fills at 3 spreads
     broker.submit(gate("ds-2", [opt(C100, Side.buy), opt(C105, Side.sell)], 5, "1.15"))
+    quotes.set(C105, "1.00", "1.10", volume=25)  # 5 today: 2 more
     broker.process()
     fills = broker.fills("ds-2")
     assert [(f.instrument, f.quantity) for f in fills] == [(C100, 3), (C105, 3), (C100, 2), (C105, 2)]

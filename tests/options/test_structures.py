@@ -45,8 +45,6 @@ def test_long_call_by_hand():
     assert s.max_loss() == D("5") and s.max_loss_per_contract() == D("500.00")
     assert s.max_profit().is_infinite()
     assert s.breakevens() == [D("105")]               # 100 + 5.00
-    assert s.contracts_for_risk(1000) == 1             # natural: 1000 / 510 = 1.96
-    assert s.contracts_for_risk(1000, basis="mid") == 2  # 1000 / 500 = 2 exactly
     assert not s.is_credit
 
 
@@ -65,7 +63,6 @@ def test_call_debit_spread_by_hand():
     assert s.max_profit() == D("6.5") and s.max_profit_per_contract() == D("650.00")  # width 10 - 3.50
     assert s.breakevens() == [D("103.5")]
     assert s.max_loss_per_contract("natural") == D("365.00")
-    assert s.contracts_for_risk(1000) == 2             # 1000 / 365 = 2.74
     # payoff per share at expiry: below 100 lose 3.50, above 110 make 6.50, linear between
     np.testing.assert_allclose(s.payoff_at_expiry([90, 100, 103.5, 105, 110, 120], per_contract=False),
                                [-3.5, -3.5, 0.0, 1.5, 6.5, 6.5], atol=1e-12)
@@ -84,8 +81,6 @@ def test_bull_put_credit_spread_by_hand():
     assert s.max_loss() == D("3.8") and s.max_loss_per_contract() == D("380.00")   # width 5 - 1.20
     assert s.breakevens() == [D("93.8")]               # 95 - 1.20
     assert s.max_loss_per_contract("natural") == D("390.00")  # 5 - 1.10
-    assert s.contracts_for_risk(1000) == 2              # 1000 / 390 = 2.56
-    assert s.contracts_for_risk(Decimal("780")) == 2    # exactly 2 x 390
 
 
 def test_covered_call_by_hand():
@@ -122,13 +117,10 @@ def test_iron_condor_with_uneven_wings_loses_on_the_wide_side():
     assert s.max_profit() == D("1.6")
 
 
-def test_contracts_for_risk_is_exact_in_cents():
-    # 0.70 per share = 70.00 per contract; 210 / 70 is 3 exactly (float: 210 / (0.7 * 100) = 2.9999...)
+def test_max_loss_per_contract_is_exact_in_cents():
+    # 0.70 per share = 70.00 per contract (float: 0.7 * 100 = 70.00000000000001)
     s = long_call(row("C", 100, 0.65, 0.75))
     assert s.max_loss_per_contract("mid") == D("70.00")
-    assert s.contracts_for_risk(210, basis="mid") == 3
-    assert s.contracts_for_risk(209.99, basis="mid") == 2
-    assert s.contracts_for_risk(0) == 0
 
 
 def test_value_today_matches_quantlib_and_converges_to_expiry_payoff():

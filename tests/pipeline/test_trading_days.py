@@ -75,3 +75,22 @@ def test_engine_and_broker_books_agree(twenty_days) -> None:  # type: ignore[no-
     run = reconcile(ctx.db, ctx.broker, Decimal(str(ctx.settings.starting_cash)), ctx.now)
     assert run.differences == []
     assert ctx.broker.check_books() == []
+
+
+def test_run_day_runs_the_schedulers_own_job_table(twenty_days) -> None:  # type: ignore[no-untyped-def]
+    """run-day walks schedule.plan_day through runtime.run_job: one recorded run per planned job."""
+    from datetime import timedelta
+
+    from engine.data import calendar
+    from engine.models import JobRun
+    from engine.schedule import plan_day
+
+    ctx, _ = twenty_days
+    days = [d.astype(object) for d in calendar.sessions(START, START + timedelta(days=DAYS * 2 + 10))[:DAYS]]
+    planned = [(r.job_id, f"run-day@{r.at.isoformat()}") for d in days for r in plan_day(d, timedelta(minutes=30))]
+    with Session(ctx.db) as s:
+        ran = [(j.job_id, j.trigger) for j in s.exec(select(JobRun).where(JobRun.trigger.like("run-day@%"))
+                                                     .order_by(JobRun.id)).all() if not j.job_id.startswith("notify:")]
+        outcomes = {j.outcome for j in s.exec(select(JobRun).where(JobRun.trigger.like("run-day@%"))).all()}
+    assert ran == planned
+    assert outcomes == {"ok"}

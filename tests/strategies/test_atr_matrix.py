@@ -20,7 +20,6 @@ from engine.strategies.atr_matrix import (
     ATR_MATRIX,
     SCAN_COLUMNS,
     ATRMatrixParams,
-    exit_mask,
     exit_reasons,
     initial_stop,
     levels,
@@ -317,7 +316,6 @@ def test_exit_rules() -> None:
     assert exit_reasons(50, 20, 3) == []  # exactly 10 ATRs: not yet exhausted
     assert exit_reasons(50, 45, 3, stop=47, low=46.5) == ["stop_hit: low 46.5 <= stop 47"]
     assert exit_reasons(50, 45, 3, stop=47) == []
-    np.testing.assert_array_equal(exit_mask([22.4, 60, 50], [22.49, 20, 20], [3.8, 3, 3]), [True, True, False])
 
 
 # ---------------------------------------------------------------------------------------------

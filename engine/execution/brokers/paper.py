@@ -24,12 +24,11 @@ new short stock are not supported: orders that would create them are rejected.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,30 @@ from sqlalchemy.engine import Connection, Engine
 
 from engine.data import calendar
 from engine.db import make_engine
+from engine.execution.brokers.paper_books import (
+    SCHEMA_VERSION,
+    SUB_PENNY,
+    ZERO,
+    PaperBooks,
+    W,
+    _account,
+    _Books,
+    _ceil,
+    _events,
+    _fills,
+    _floor,
+    _iso,
+    _md,
+    _meta,
+    _money,
+    _orders,
+    _Pos,
+    _venue_call,
+)
+from engine.execution.brokers.paper_margin import _margin
+from engine.execution.brokers.paper_settlement import PaperSettlement
 from engine.execution.brokers.quotes import InstrumentQuote, QuoteSource, UnknownInstrument, parse_option_symbol
 from engine.execution.ports import (
-    OPTION_MULTIPLIER,
     AssetType,
     BrokerAccount,
     BrokerEvent,
@@ -54,16 +74,11 @@ from engine.execution.ports import (
     Leg,
     Side,
 )
+from engine.portfolio.accounting import net_coefficient, structure_multiplier
 from engine.risk import is_gate_pass
 
 __all__ = ["PaperBroker", "PaperConfig"]
 
-CENT = Decimal("0.01")
-SUB_PENNY = Decimal("0.0001")
-ZERO = Decimal("0")
-SCHEMA_VERSION = "1"
-
-W = BrokerOrderStatus.working
 
 
 class PaperConfig(BaseModel):
@@ -79,136 +94,12 @@ class PaperConfig(BaseModel):
     option_fee_per_contract: Decimal = Field(Decimal("0.10"), ge=0)  # clearing/regulatory, open and close
     stock_commission_per_share: Decimal = Field(Decimal("0"), ge=0)
     stock_fee_per_share: Decimal = Field(Decimal("0"), ge=0)
-    max_fill_frac_of_volume: Decimal = Field(Decimal("0.2"), gt=0)  # per attempt, of the contract's volume
-    min_fill_contracts: int = Field(1, ge=1)  # an attempt may always fill at least this many
+    # participation: our fills in a contract over a session stay within this share of its volume so far
+    max_fill_frac_of_volume: Decimal = Field(Decimal("0.2"), gt=0)
+    min_fill_contracts: int = Field(1, ge=1)  # a contract may always fill at least this many a session
     market_hours_only: bool = True  # fill only while the exchange is in its regular session
     itm_threshold: Decimal = Field(Decimal("0.01"), ge=0)  # exercise when in the money by at least this
     time_in_force: tuple[str, ...] = ("day", "gtc", "ioc")
-
-
-# --------------------------------------------------------------------------- schema (the venue's own)
-
-_md = sa.MetaData()
-_meta = sa.Table("paper_meta", _md, sa.Column("key", sa.String, primary_key=True), sa.Column("value", sa.String))
-_account = sa.Table(
-    "paper_account", _md,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("cash", sa.String, nullable=False),
-    sa.Column("realized_pnl", sa.String, nullable=False),
-)
-_orders = sa.Table(
-    "paper_orders", _md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("client_order_id", sa.String, nullable=False, unique=True),
-    sa.Column("broker_order_id", sa.String, nullable=False, unique=True),
-    sa.Column("underlying", sa.String, nullable=False),
-    sa.Column("intent", sa.String, nullable=False),
-    sa.Column("legs", sa.Text, nullable=False),  # JSON list of Leg.to_dict()
-    sa.Column("quantity", sa.Integer, nullable=False),
-    sa.Column("limit_price", sa.String, nullable=False),
-    sa.Column("time_in_force", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("filled_quantity", sa.Integer, nullable=False),
-    sa.Column("filled_value", sa.String, nullable=False),  # sum of net price x units over executions
-    sa.Column("executions", sa.Integer, nullable=False),
-    sa.Column("leg_commissions", sa.Text, nullable=False),  # JSON list: commission charged so far per leg
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("updated_at", sa.String, nullable=False),
-    sa.Column("expires_at", sa.String, nullable=True),  # day orders: the session close they die at
-)
-_fills = sa.Table(
-    "paper_fills", _md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("fill_id", sa.String, nullable=False, unique=True),
-    sa.Column("client_order_id", sa.String, nullable=False, index=True),
-    sa.Column("execution", sa.Integer, nullable=False),
-    sa.Column("leg", sa.Integer, nullable=False),
-    sa.Column("instrument", sa.String, nullable=False),
-    sa.Column("side", sa.String, nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
-    sa.Column("price", sa.String, nullable=False),
-    sa.Column("commission", sa.String, nullable=False),
-    sa.Column("fees", sa.String, nullable=False),
-    sa.Column("cash", sa.String, nullable=False),  # the signed cash change this fill caused
-    sa.Column("at", sa.String, nullable=False),
-)
-_positions = sa.Table(
-    "paper_positions", _md,
-    sa.Column("instrument", sa.String, primary_key=True),
-    sa.Column("asset", sa.String, nullable=False),
-    sa.Column("underlying", sa.String, nullable=False),
-    sa.Column("right", sa.String, nullable=True),
-    sa.Column("strike", sa.String, nullable=True),
-    sa.Column("expiry", sa.String, nullable=True),
-    sa.Column("quantity", sa.Integer, nullable=False),
-    sa.Column("cost", sa.String, nullable=False),  # signed: paid (+) or received (-) for the open quantity
-    sa.Column("realized_pnl", sa.String, nullable=False),
-    sa.Column("updated_at", sa.String, nullable=False),
-)
-_events = sa.Table(
-    "paper_events", _md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String, nullable=False, unique=True),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("instrument", sa.String, nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
-    sa.Column("cash", sa.String, nullable=False),
-    sa.Column("stock_instrument", sa.String, nullable=True),
-    sa.Column("stock_quantity", sa.Integer, nullable=False),
-    sa.Column("stock_price", sa.String, nullable=False),
-    sa.Column("at", sa.String, nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-)
-
-
-# --------------------------------------------------------------------------- in-memory books
-
-
-@dataclass
-class _Pos:
-    instrument: str
-    asset: AssetType
-    underlying: str
-    right: str | None = None
-    strike: Decimal | None = None
-    expiry: date | None = None
-    quantity: int = 0
-    cost: Decimal = ZERO
-    realized: Decimal = ZERO
-    dirty: bool = False
-
-    @property
-    def multiplier(self) -> int:
-        return OPTION_MULTIPLIER if self.asset is AssetType.option else 1
-
-    def trade(self, side: Side, qty: int, price: Decimal) -> Decimal:
-        """Apply a trade of ``qty`` units at ``price``; returns the realised P&L of the part that reduced."""
-        s = 1 if side is Side.buy else -1
-        realized = ZERO
-        if self.quantity and (self.quantity > 0) != (s > 0):
-            held = abs(self.quantity)
-            n = min(qty, held)
-            part = self.cost if n == held else (self.cost * n / held).quantize(CENT, ROUND_HALF_EVEN)
-            realized = -s * price * n * self.multiplier - part
-            self.cost -= part
-            self.quantity += s * n
-            qty -= n
-        if qty > 0:
-            self.cost += s * price * qty * self.multiplier
-            self.quantity += s * qty
-        if self.quantity == 0:
-            self.cost = ZERO  # nothing open, nothing carried
-        self.realized += realized
-        self.dirty = True
-        return realized
-
-
-@dataclass
-class _Books:
-    cash: Decimal
-    realized: Decimal
-    positions: dict[str, _Pos]
 
 
 @dataclass(frozen=True)
@@ -222,115 +113,20 @@ class _Priced:
     max_units: int  # volume cap for this attempt, in units of the structure
 
 
-def _ceil(x: Decimal, tick: Decimal = CENT) -> Decimal:
-    return x.quantize(tick, rounding=ROUND_CEILING)
-
-
-def _floor(x: Decimal, tick: Decimal = CENT) -> Decimal:
-    return x.quantize(tick, rounding=ROUND_FLOOR)
-
-
-def _money(x: Decimal) -> Decimal:
-    """Money values are exact to the cent by construction; this only fixes their exponent for display."""
-    return x.quantize(CENT) if x == x.quantize(CENT) else x
-
-
-def _structure_multiplier(legs: Sequence[Leg]) -> int:
-    return OPTION_MULTIPLIER if any(leg.asset is AssetType.option for leg in legs) else 1
-
-
-def _coef(leg: Leg, m: int) -> Decimal:
-    """How much one unit of the leg's price moves the structure's net price per unit."""
-    return Decimal(leg.sign * leg.ratio * leg.multiplier) / m
-
-
-def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
-    """(Reg-T style requirement in dollars, instruments of uncovered short options).
-
-    Shorts are paired greedily with the cheapest cover: a long option (same underlying and right, expiring
-    no earlier) that makes the requirement zero, then 100 long shares (short calls), then the long
-    option with the smallest width. An uncovered short is charged its strike x 100 (only reachable
-    through exercise/assignment: orders that would create one are rejected)."""
-    by_und: dict[str, list[_Pos]] = {}
-    shares: dict[str, int] = {}
-    for p in positions:
-        if p.quantity == 0:
-            continue
-        if p.asset is AssetType.stock:
-            shares[p.instrument] = shares.get(p.instrument, 0) + p.quantity
-        else:
-            by_und.setdefault(p.underlying, []).append(p)
-    total, naked = ZERO, []
-    for und, group in by_und.items():
-        stock_free = max(0, shares.get(und, 0))
-        for right in ("C", "P"):
-            call = right == "C"
-            longs = [[p.strike, p.expiry, p.quantity] for p in group if p.right == right and p.quantity > 0]
-            shorts = sorted((p for p in group if p.right == right and p.quantity < 0),
-                            key=lambda p: p.strike or ZERO, reverse=call)
-            for s in shorts:
-                ks = s.strike or ZERO
-                need = -s.quantity
-                while need > 0:
-                    options = []
-                    for cand in longs:
-                        if cand[2] <= 0 or (cand[1] is not None and s.expiry is not None and cand[1] < s.expiry):
-                            continue
-                        kl = cand[0] or ZERO
-                        width = max(ZERO, kl - ks) if call else max(ZERO, ks - kl)
-                        options.append(((width, -kl if call else kl), cand, width))
-                    best = min(options, key=lambda o: o[0]) if options else None
-                    if best is not None and best[2] == 0:
-                        cand, width = best[1], ZERO
-                    elif call and stock_free >= OPTION_MULTIPLIER:
-                        n = min(need, stock_free // OPTION_MULTIPLIER)
-                        stock_free -= n * OPTION_MULTIPLIER
-                        need -= n
-                        continue
-                    elif best is not None:
-                        cand, width = best[1], best[2]
-                    else:
-                        total += ks * OPTION_MULTIPLIER * need
-                        naked.append(s.instrument)
-                        break
-                    n = min(need, cand[2])
-                    cand[2] -= n
-                    need -= n
-                    total += width * OPTION_MULTIPLIER * n
-    return total, naked
-
-
-def _venue_call(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A database the venue cannot reach (locked past the busy timeout, disk error) is an unknown outcome
-    to the caller, as a timeout at a real broker: the transaction rolled back, so nothing happened."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except sa.exc.OperationalError as exc:
-            raise BrokerUnavailable(f"paper venue unavailable: {exc}") from exc
-
-    return wrapper
-
-
-def _iso(at: datetime) -> str:
-    if at.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return at.isoformat()
-
-
-class PaperBroker:
+class PaperBroker(PaperBooks, PaperSettlement):
     """A paper venue with its own SQLite books (see the module docstring)."""
 
     name = "paper"
 
     def __init__(self, db_path: Path | str, quotes: QuoteSource, clock: Callable[[], datetime],
-                 config: PaperConfig | None = None) -> None:
+                 config: PaperConfig | None = None,
+                 config_source: Callable[[], PaperConfig] | None = None) -> None:
         self.db_path = Path(db_path)
         self.quotes = quotes
         self.clock = clock
-        self.config = config or PaperConfig()
+        self._config = config or PaperConfig()
+        # Read at every use, so fee settings the operator changes in the console apply to the next fill.
+        self.config_source = config_source
         self._engine: Engine = make_engine(f"sqlite:///{self.db_path}")
         _md.create_all(self._engine)
         with self._engine.begin() as conn:
@@ -341,82 +137,12 @@ class PaperBroker:
                     {"key": "starting_cash", "value": str(self.config.starting_cash)},
                 ])
 
+    @property
+    def config(self) -> PaperConfig:
+        return self.config_source() if self.config_source is not None else self._config
+
     def close(self) -> None:
         self._engine.dispose()
-
-    # ------------------------------------------------------------------ loading and saving the books
-
-    @staticmethod
-    def _load(conn: Connection) -> _Books:
-        acct = conn.execute(sa.select(_account).where(_account.c.id == 1)).one()
-        positions = {}
-        for r in conn.execute(sa.select(_positions)).mappings():
-            positions[r["instrument"]] = _Pos(
-                r["instrument"], AssetType(r["asset"]), r["underlying"], r["right"],
-                None if r["strike"] is None else Decimal(r["strike"]),
-                None if r["expiry"] is None else date.fromisoformat(r["expiry"]),
-                int(r["quantity"]), Decimal(r["cost"]), Decimal(r["realized_pnl"]),
-            )
-        return _Books(Decimal(acct.cash), Decimal(acct.realized_pnl), positions)
-
-    @staticmethod
-    def _save(conn: Connection, books: _Books, now: datetime) -> None:
-        conn.execute(_account.update().where(_account.c.id == 1).values(
-            cash=str(books.cash), realized_pnl=str(books.realized)))
-        for p in books.positions.values():
-            if not p.dirty:
-                continue
-            conn.execute(_positions.delete().where(_positions.c.instrument == p.instrument))
-            if p.quantity != 0:
-                conn.execute(_positions.insert().values(
-                    instrument=p.instrument, asset=p.asset.value, underlying=p.underlying, right=p.right,
-                    strike=None if p.strike is None else str(p.strike),
-                    expiry=None if p.expiry is None else p.expiry.isoformat(),
-                    quantity=p.quantity, cost=str(p.cost), realized_pnl=str(p.realized), updated_at=_iso(now),
-                ))
-            p.dirty = False
-
-    @staticmethod
-    def _position_for(books: _Books, leg: Leg) -> _Pos:
-        pos = books.positions.get(leg.instrument)
-        if pos is None:
-            spec = parse_option_symbol(leg.instrument) if leg.asset is AssetType.option else None
-            if spec is not None:
-                pos = _Pos(leg.instrument, AssetType.option, leg.underlying or spec.underlying, spec.right,
-                           spec.strike, spec.expiry)
-            else:
-                pos = _Pos(leg.instrument, AssetType.stock, leg.underlying or leg.instrument)
-            books.positions[leg.instrument] = pos
-        return pos
-
-    @staticmethod
-    def _to_order(r: Mapping[str, Any]) -> BrokerOrder:
-        filled = int(r["filled_quantity"])
-        avg = None
-        if filled:
-            avg = (Decimal(r["filled_value"]) / filled).quantize(SUB_PENNY, ROUND_HALF_EVEN)
-            avg = _money(avg)
-        return BrokerOrder(r["client_order_id"], r["broker_order_id"], BrokerOrderStatus(r["status"]),
-                           int(r["quantity"]), filled, avg, r["reason"])
-
-    @staticmethod
-    def _to_fill(r: Mapping[str, Any]) -> BrokerFill:
-        return BrokerFill(r["fill_id"], r["client_order_id"], r["instrument"], Side(r["side"]), int(r["quantity"]),
-                          Decimal(r["price"]), Decimal(r["commission"]), Decimal(r["fees"]),
-                          datetime.fromisoformat(r["at"]))
-
-    @staticmethod
-    def _to_event(r: Mapping[str, Any]) -> BrokerEvent:
-        return BrokerEvent(r["event_id"], r["kind"], r["instrument"], int(r["quantity"]), Decimal(r["cash"]),
-                           r["stock_instrument"], int(r["stock_quantity"]), Decimal(r["stock_price"]),
-                           datetime.fromisoformat(r["at"]), json.loads(r["detail"]))
-
-    @staticmethod
-    def _legs(r: Mapping[str, Any]) -> tuple[Leg, ...]:
-        return tuple(Leg.from_dict(d) for d in json.loads(r["legs"]))
-
-    def _get(self, conn: Connection, client_order_id: str) -> Mapping[str, Any] | None:
-        return conn.execute(sa.select(_orders).where(_orders.c.client_order_id == client_order_id)).mappings().first()
 
     # ------------------------------------------------------------------ market helpers
 
@@ -457,11 +183,12 @@ class PaperBroker:
             raise UnknownInstrument(f"{instrument!r} has no valid quote (bid {q.bid}, ask {q.ask})")
         return q
 
-    def _price(self, legs: Sequence[Leg], quotes: Sequence[InstrumentQuote]) -> _Priced:
+    def _price(self, legs: Sequence[Leg], quotes: Sequence[InstrumentQuote],
+               used: Mapping[str, int] | None = None) -> _Priced:
         cfg = self.config
         f = cfg.slippage_frac_of_half_spread
-        m = _structure_multiplier(legs)
-        coefs = [_coef(leg, m) for leg in legs]
+        m = structure_multiplier(legs)
+        coefs = [net_coefficient(leg, m) for leg in legs]
         mid = sum((c * q.mid for c, q in zip(coefs, quotes, strict=True)), ZERO)
         natural = sum((c * (q.ask if leg.side is Side.buy else q.bid)
                        for c, leg, q in zip(coefs, legs, quotes, strict=True)), ZERO)
@@ -487,8 +214,10 @@ class PaperBroker:
         for leg, q in zip(legs, quotes, strict=True):
             if leg.asset is not AssetType.option:
                 continue
-            contracts = max(cfg.min_fill_contracts, int(cfg.max_fill_frac_of_volume * q.volume))
-            units = max(1, contracts // leg.ratio)
+            # cumulative over the session: what we already took of this contract today counts (issue 11 #7)
+            allowed = max(cfg.min_fill_contracts, int(cfg.max_fill_frac_of_volume * q.volume))
+            contracts = max(0, allowed - (used or {}).get(leg.instrument, 0))
+            units = contracts // leg.ratio
             max_units = units if max_units is None else min(max_units, units)
         return _Priced(mid, natural, net, tuple(prices), max_units if max_units is not None else 1 << 62)
 
@@ -519,7 +248,7 @@ class PaperBroker:
     def _order_cost(self, books: _Books, legs: Sequence[Leg], units: int, net_price: Decimal,
                     charged: Sequence[Decimal] | None = None) -> Decimal:
         """Cash the order takes (+) or gives (-) for ``units`` at ``net_price``, commissions and fees included."""
-        m = _structure_multiplier(legs)
+        m = structure_multiplier(legs)
         cost = net_price * m * units
         for i, leg in enumerate(legs):
             pos = books.positions.get(leg.instrument)
@@ -697,12 +426,14 @@ class PaperBroker:
                 quotes = [self._quote(leg.instrument, now, books) for leg in legs]
             except UnknownInstrument:
                 return []  # no quote now (e.g. the contract left the listing): try again later
-        priced = self._price(legs, quotes)
+        priced = self._price(legs, quotes, self._filled_today(conn, legs, now))
         if priced.fill > Decimal(r["limit_price"]):
             return []  # not marketable
         if any(p <= 0 for p in priced.leg_prices):
             return []  # no real market in a leg (no offer to buy from, or nothing to sell into)
         units = min(left, priced.max_units)
+        if units <= 0:
+            return []  # this session's share of the volume is used up: wait for more volume
         if r["intent"] == "close":  # never close more than is still held (expiry may have taken some)
             for leg in legs:
                 pos = books.positions.get(leg.instrument)
@@ -718,6 +449,20 @@ class PaperBroker:
         if self._bp_problem(books, legs, units, cost) is not None:
             return []  # stays working: the account cannot take it right now
         return self._execute(conn, books, r, legs, units, priced, charged, now)
+
+    @staticmethod
+    def _filled_today(conn: Connection, legs: Sequence[Leg], now: datetime) -> dict[str, int]:
+        """Contracts of each option leg the venue already filled (any order) in ``now``'s session."""
+        names = [leg.instrument for leg in legs if leg.asset is AssetType.option]
+        if not names:
+            return {}
+        today = calendar.to_session_day(now).astype(object)
+        out: dict[str, int] = {}
+        for inst, qty, at in conn.execute(sa.select(_fills.c.instrument, _fills.c.quantity, _fills.c.at)
+                                          .where(_fills.c.instrument.in_(names))):
+            if calendar.to_session_day(datetime.fromisoformat(at)).astype(object) == today:
+                out[inst] = out.get(inst, 0) + int(qty)
+        return out
 
     def _execute(self, conn: Connection, books: _Books, r: Mapping[str, Any], legs: Sequence[Leg], units: int,
                  priced: _Priced, charged: list[Decimal], now: datetime) -> list[BrokerFill]:
@@ -822,72 +567,6 @@ class PaperBroker:
             ids = self._expire_day_orders(conn, now)
             return [self._to_order(r) for r in (self._get(conn, i) for i in ids) if r is not None]
 
-    # ------------------------------------------------------------------ expiry settlement
-
-    @_venue_call
-    def settle_expiries(self, day: date) -> list[BrokerEvent]:
-        """Settle every option position expiring on or before ``day`` (after ``day``'s session close):
-        ITM by at least ``itm_threshold`` against the settlement price -> long exercised / short assigned
-        (100 shares per contract at the strike), otherwise expired worthless. Idempotent."""
-        now = self.clock()
-        times = calendar.session_times(day)
-        close = times[1] if times is not None else None
-        if close is not None and now < close:
-            raise ValueError(f"cannot settle {day} expiries before that session's close ({close.isoformat()})")
-        events: list[BrokerEvent] = []
-        with self._engine.begin() as conn:
-            books = self._load(conn)
-            due = sorted((p for p in books.positions.values() if p.asset is AssetType.option and p.quantity
-                          and p.expiry is not None and p.expiry <= day), key=lambda p: p.instrument)
-            for pos in due:
-                assert pos.expiry is not None and pos.strike is not None
-                exp_times = calendar.session_times(pos.expiry)
-                if exp_times is not None and now < exp_times[1]:
-                    continue
-                settle = self.quotes.settlement_price(pos.underlying, pos.expiry)
-                events.append(self._settle_one(conn, books, pos, settle, now))
-            # working orders on contracts that no longer trade die with them
-            for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value)).mappings().all():
-                for leg in self._legs(r):
-                    spec = parse_option_symbol(leg.instrument) if leg.asset is AssetType.option else None
-                    if spec is not None and spec.expiry <= day:
-                        self._set_status(conn, r["client_order_id"], BrokerOrderStatus.expired, now,
-                                         f"contract {leg.instrument.strip()} expired")
-                        break
-            self._save(conn, books, now)
-        return events
-
-    def _settle_one(self, conn: Connection, books: _Books, pos: _Pos, settle: Decimal, now: datetime) -> BrokerEvent:
-        assert pos.strike is not None and pos.expiry is not None
-        n = pos.quantity
-        intrinsic = settle - pos.strike if pos.right == "C" else pos.strike - settle
-        itm = intrinsic >= self.config.itm_threshold
-        detail: dict[str, object] = {"settlement_price": str(settle), "strike": str(pos.strike), "right": pos.right,
-                                     "expiry": pos.expiry.isoformat(), "position": n}
-        books.realized += pos.trade(Side.sell if n > 0 else Side.buy, abs(n), ZERO)  # the option leaves at 0
-        cash, stock_qty = ZERO, 0
-        if itm:
-            kind = "exercised" if n > 0 else "assigned"
-            # long call / short put: receive shares and pay the strike; long put / short call: the reverse
-            stock_qty = (1 if pos.right == "C" else -1) * n * OPTION_MULTIPLIER
-            cash = -stock_qty * pos.strike
-            stock_leg = Leg(pos.underlying, Side.buy if stock_qty > 0 else Side.sell, 1, AssetType.stock,
-                            pos.underlying)
-            stock = self._position_for(books, stock_leg)
-            books.realized += stock.trade(stock_leg.side, abs(stock_qty), pos.strike)
-            books.cash += cash
-        else:
-            kind = "expired"
-        event = BrokerEvent(f"{kind}-{pos.expiry:%Y%m%d}-{pos.instrument.replace(' ', '')}", kind, pos.instrument,
-                            -n, _money(cash), pos.underlying if itm else None, stock_qty,
-                            pos.strike if itm else ZERO, now, detail)
-        conn.execute(_events.insert().values(
-            event_id=event.event_id, kind=kind, instrument=pos.instrument, quantity=-n, cash=str(cash),
-            stock_instrument=event.stock_instrument, stock_quantity=stock_qty, stock_price=str(event.stock_price),
-            at=_iso(now), detail=json.dumps(detail),
-        ))
-        return event
-
     # ------------------------------------------------------------------ reads
 
     @_venue_call
@@ -958,42 +637,3 @@ class PaperBroker:
                 pass
         return abs(p.cost) / (abs(p.quantity) * p.multiplier)
 
-    # ------------------------------------------------------------------ audit
-
-    def check_books(self) -> list[str]:
-        """Cross-checks of the books; empty when consistent. Cash must equal the starting cash plus every
-        recorded fill's and event's cash; positions must equal the fills and events that made them; every
-        order's filled quantity must match its fills."""
-        problems = []
-        with self._engine.connect() as conn:
-            books = self._load(conn)
-            start = Decimal(conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "starting_cash")).scalar_one())
-            fills = conn.execute(sa.select(_fills)).mappings().all()
-            events = conn.execute(sa.select(_events)).mappings().all()
-            orders = conn.execute(sa.select(_orders)).mappings().all()
-        flows = sum((Decimal(f["cash"]) for f in fills), ZERO) + sum((Decimal(e["cash"]) for e in events), ZERO)
-        if start + flows != books.cash:
-            problems.append(f"cash {books.cash} != starting cash {start} + recorded flows {flows}")
-        qty: dict[str, int] = {}
-        for f in fills:
-            qty[f["instrument"]] = qty.get(f["instrument"], 0) + (1 if f["side"] == "buy" else -1) * f["quantity"]
-        for e in events:
-            qty[e["instrument"]] = qty.get(e["instrument"], 0) + e["quantity"]
-            if e["stock_instrument"]:
-                qty[e["stock_instrument"]] = qty.get(e["stock_instrument"], 0) + e["stock_quantity"]
-        held = {k: p.quantity for k, p in books.positions.items() if p.quantity}
-        if {k: v for k, v in qty.items() if v} != held:
-            problems.append(f"positions {held} != fills and events {qty}")
-        by_order: dict[tuple[str, int], int] = {}
-        for f in fills:
-            key = (f["client_order_id"], f["leg"])
-            by_order[key] = by_order.get(key, 0) + f["quantity"]
-        for o in orders:
-            for i, leg in enumerate(self._legs(o), start=1):
-                got = by_order.get((o["client_order_id"], i), 0)
-                if got != leg.ratio * o["filled_quantity"]:
-                    problems.append(f"order {o['client_order_id']} leg {i}: fills {got} != "
-                                    f"{leg.ratio} x filled {o['filled_quantity']}")
-            if o["filled_quantity"] > o["quantity"]:
-                problems.append(f"order {o['client_order_id']} overfilled")
-        return problems
