@@ -43,13 +43,17 @@ class CandidateOutcome:
     note: str
 
 
-def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -> pd.Series:
-    """The stored daily ATM IV series up to ``as_of``, topped up from the source when it can say."""
+def iv_history(session: Session, market: MarketData | None, symbol: str, as_of: date,
+               fresh: pd.Series | None = None) -> pd.Series:
+    """The stored daily ATM IV series up to ``as_of``, topped up from the source when it can say.
+
+    ``fresh``: the source's series, already fetched outside the transaction (``fetch_iv_series``); then
+    ``market`` is not called."""
     start = as_of - timedelta(days=IV_WINDOW_DAYS)
     rows = session.exec(select(IvHistory).where(IvHistory.symbol == symbol, IvHistory.trade_date >= start,
                                                 IvHistory.trade_date <= as_of)).all()
     have = {r.trade_date for r in rows}
-    series_fn = getattr(market, "atm_iv_series", None)
+    series_fn = getattr(market, "atm_iv_series", None) if fresh is None else (lambda *_a: fresh)
     if series_fn is not None and (not rows or max(have) < as_of):
         fresh = series_fn(symbol, start, as_of)
         for day, iv in fresh.items():
@@ -63,15 +67,26 @@ def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -
     return pd.Series({r.trade_date: r.atm_iv for r in rows}, dtype="float64").sort_index()
 
 
-def build_candidates(session: Session, market: MarketData, settings: Settings, signal: Signal,
-                     now: datetime, kinds: list[str] | None = None, why: str | None = None) -> CandidateOutcome:
+def fetch_iv_series(market: MarketData, symbol: str, as_of: date) -> pd.Series | None:
+    """The source's ATM IV series for the rank window (a network call: make it outside any transaction)."""
+    series_fn = getattr(market, "atm_iv_series", None)
+    return None if series_fn is None else series_fn(symbol, as_of - timedelta(days=IV_WINDOW_DAYS), as_of)
+
+
+def build_candidates(session: Session, market: MarketData | None, settings: Settings, signal: Signal,
+                     now: datetime, kinds: list[str] | None = None, why: str | None = None,
+                     chain: pd.DataFrame | None = None, iv_fresh: pd.Series | None = None) -> CandidateOutcome:
     """Store the structures chosen for ``signal``; with ``kinds``, build those instead of the IV-rank plan
-    and make the first of them the chosen candidate (``why`` says why, in the candidate's notes)."""
-    chain = market.option_chain(signal.symbol, now)
+    and make the first of them the chosen candidate (``why`` says why, in the candidate's notes).
+
+    ``chain`` and ``iv_fresh``, fetched beforehand outside the transaction, spare the market calls."""
+    if chain is None:
+        assert market is not None, "build_candidates needs a market or a fetched chain"
+        chain = market.option_chain(signal.symbol, now)
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
     chain = enrich(chain, r=settings.risk_free_rate)
-    rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date()))
+    rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date(), fresh=iv_fresh))
     rank_or_none = None if math.isnan(rank) else rank
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}
