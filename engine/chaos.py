@@ -42,9 +42,12 @@ class ChaosConfig:
     max_rounds: int = 200
 
 
-def _env(data_dir: Path, symbols: int, failpoint: str | None) -> dict[str, str]:
+def _env(data_dir: Path, symbols: int, failpoint: str | None, db_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QM_") and k != "DATABASE_URL"}
-    env.update({"QM_DATA_DIR": str(data_dir), "QM_SIM_SYMBOLS": str(symbols), "PYTHONPATH": str(ROOT)})
+    # The child gets the parent's temporary database explicitly: whatever DATABASE_URL / QM_DATABASE_URL
+    # the operator's shell holds, both processes work on the same, throw-away, database.
+    env.update({"QM_DATA_DIR": str(data_dir), "QM_SIM_SYMBOLS": str(symbols), "PYTHONPATH": str(ROOT),
+                "QM_DATABASE_URL": db_url})
     if failpoint:
         env["QM_FAILPOINT"] = failpoint
         env["QM_FAILPOINTS_ENABLED"] = "1"  # the explicit test setting that arms failpoints
@@ -55,6 +58,38 @@ def _child_cmd(first: date, last: date) -> list[str]:
     return [sys.executable, "-m", "engine.chaos", "child", "--first", first.isoformat(), "--last", last.isoformat()]
 
 
+def _configured_url() -> str | None:
+    """The database the environment names (QM_DATABASE_URL first, as pydantic-settings reads it)."""
+    return os.environ.get("QM_DATABASE_URL") or os.environ.get("DATABASE_URL") or None
+
+
+def _temporary_database(data_dir: Path) -> tuple[str, Any]:
+    """A fresh database of the configured kind, and how to drop it: a new schema on the configured
+    PostgreSQL server, else a SQLite file in the temporary data folder (removed with it)."""
+    configured = _configured_url()
+    if configured is None or configured.startswith("sqlite"):
+        return f"sqlite:///{data_dir / 'chaos.db'}", lambda: None
+    import uuid
+
+    import sqlalchemy as sa
+
+    from engine.config import load_settings
+
+    base = str(load_settings(database_url=configured).database_url)  # normalised to postgresql+psycopg
+    base = base.split("?", 1)[0]
+    schema = f"qm_chaos_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+    return f"{base}?options=-csearch_path%3D{schema}", drop
+
+
 def run_chaos(config: ChaosConfig, echo: Any = None) -> dict[str, Any]:
     from engine.bootstrap import initialise, last_completed_session
     from engine.config import load_settings
@@ -63,8 +98,9 @@ def run_chaos(config: ChaosConfig, echo: Any = None) -> dict[str, Any]:
     say = echo or (lambda _m: None)
     rng = random.Random(config.seed)
     data_dir = Path(tempfile.mkdtemp(prefix="qm-chaos-"))
+    db_url, drop_database = _temporary_database(data_dir)
     try:
-        settings = load_settings(data_dir=data_dir, sim_symbols=config.symbols)
+        settings = load_settings(data_dir=data_dir, sim_symbols=config.symbols, database_url=db_url)
         initialise(settings, sessions=320, progress=False)
         end = last_completed_session()
         # Start far enough back that the replay can be extended while kills are still owed.
@@ -78,7 +114,7 @@ def run_chaos(config: ChaosConfig, echo: Any = None) -> dict[str, Any]:
             rounds += 1
             armed = sum(kills_by_point.values()) < config.kills
             point = f"{rng.choice(POINTS)}:{rng.randint(1, 4)}" if armed else None
-            proc = subprocess.run(_child_cmd(first, last), env=_env(data_dir, config.symbols, point), cwd=ROOT,
+            proc = subprocess.run(_child_cmd(first, last), env=_env(data_dir, config.symbols, point, db_url), cwd=ROOT,
                                   capture_output=True, text=True, timeout=900)
             if proc.returncode == -signal.SIGKILL:
                 kills_by_point[point.split(":")[0]] += 1  # type: ignore[union-attr]
@@ -93,11 +129,16 @@ def run_chaos(config: ChaosConfig, echo: Any = None) -> dict[str, Any]:
             last = calendar.next_session(last)
             say(f"child finished without reaching {point}; extending the replay to {last}")
         result = audit(settings)
+        result["database"] = db_url.split("://")[0]
         result.update({"kills": sum(kills_by_point.values()), "kills_by_point": dict(kills_by_point),
                        "restarts": rounds - 1, "sessions": config.sessions, "first": str(first), "last": str(last),
                        "completed": finished})
         return result
     finally:
+        from engine.db import get_engine
+
+        get_engine(db_url).dispose()
+        drop_database()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

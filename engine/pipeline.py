@@ -33,7 +33,7 @@ from engine.models import AccountSnapshot, Order, Position, Signal
 from engine.options import candidates
 from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
-from engine.portfolio.exposure import portfolio_risk
+from engine.portfolio.exposure import portfolio_risk_for_account
 from engine.portfolio.marks import apply_mark, leg_quotes, mark_all, positions_value
 from engine.risk import Intent
 
@@ -93,9 +93,8 @@ def run_premarket(ctx: EngineContext) -> StepReport:
                + (" (cached)" if outcome.cache_hit else ""))
     report.count("signals", run.n_signals)
     with session_scope(ctx.db) as session:
-        signals = session.exec(select(Signal).where(Signal.data_date == run.data_date, Signal.status == "new",
-                                                    Signal.strategy == scanning.STRATEGY)
-                               .order_by(Signal.score.desc(), Signal.id).limit(ctx.settings.scan_top_n)).all()
+        # Only the signals of this run (the newest for the current parameters), in the scan's rank order.
+        signals = scanning.current_signals(session, run, limit=ctx.settings.scan_top_n)
         signal_ids = [s.id for s in signals]
     for signal_id in signal_ids:
         _candidate_and_order(ctx, signal_id, now, report)
@@ -113,6 +112,8 @@ def _already_engaged(session: Session, symbol: str) -> str | None:
 
 
 def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, report: StepReport) -> None:
+    """One signal: read (short transaction), fetch chain, IV history and account (no transaction open while
+    the network answers), then build, size and route (one short transaction)."""
     with session_scope(ctx.db) as session:
         signal = session.get(Signal, signal_id)
         assert signal is not None
@@ -122,16 +123,35 @@ def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, repo
             session.add(signal)
             report.add(f"{signal.symbol}: signal skipped ({engaged})")
             return
-        outcome = candidates.build_candidates(session, ctx.market, ctx.settings, signal, now)
+        symbol = signal.symbol
+    as_of = new_york(now).date()
+    chain = ctx.market.option_chain(symbol, now)
+    if chain.empty:
+        report.add(f"{symbol}: no option candidate (no option chain)")
+        return
+    iv_fresh = candidates.fetch_iv_series(ctx.market, symbol, as_of)
+    q = ctx.market.dividend_yield(symbol, as_of)
+    try:
+        account = ctx.broker.account()
+    except BrokerUnavailable as exc:
+        account = None
+        unavailable = exc
+    with session_scope(ctx.db) as session:
+        signal = session.get(Signal, signal_id)
+        assert signal is not None
+        if _already_engaged(session, symbol):  # another process took it while we fetched
+            report.add(f"{symbol}: signal skipped (engaged meanwhile)")
+            return
+        outcome = candidates.build_candidates(session, ctx.market, ctx.settings, signal, now, chain=chain,
+                                              iv_fresh=iv_fresh, q=q)
         if outcome.structure is None or outcome.candidate_id is None:
-            report.add(f"{signal.symbol}: no option candidate ({outcome.note})")
+            report.add(f"{symbol}: no option candidate ({outcome.note})")
             return
-        try:
-            portfolio = portfolio_risk(session, ctx.broker, ctx.settings, now)
-        except BrokerUnavailable as exc:
-            report.add(f"{signal.symbol}: broker unavailable for sizing ({exc}); candidate kept, no order")
+        if account is None:
+            report.add(f"{symbol}: broker unavailable for sizing ({unavailable}); candidate kept, no order")
             return
-        sector = sectors_of(session).get(signal.symbol, "")
+        portfolio = portfolio_risk_for_account(session, account, now)
+        sector = sectors_of(session).get(symbol, "")
         fees = ctx.settings.fees.open_cost_per_contract_leg
         spec, why = candidates.entry_spec(signal, outcome.candidate_id, outcome.structure, sector, ctx.settings,
                                           portfolio, fees)
@@ -139,21 +159,22 @@ def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, repo
             # One call is over the risk budget: the same view with a defined, smaller risk is a debit spread.
             note = f"long call not sized ({why}): call debit spread instead"
             spread = candidates.build_candidates(session, ctx.market, ctx.settings, signal, now,
-                                                 kinds=["call_debit_spread"], why=note)
+                                                 kinds=["call_debit_spread"], why=note, chain=chain,
+                                                 iv_fresh=iv_fresh, q=q)
             if spread.structure is not None and spread.candidate_id is not None:
-                report.add(f"{signal.symbol}: {note}")
+                report.add(f"{symbol}: {note}")
                 outcome = spread
                 spec, why = candidates.entry_spec(signal, spread.candidate_id, spread.structure, sector,
                                                   ctx.settings, portfolio, fees)
         if spec is None:
-            report.add(f"{signal.symbol}: {outcome.structure.kind} not ordered: {why}")
+            report.add(f"{symbol}: {outcome.structure.kind} not ordered: {why}")
             signal.status = "skipped"
             session.add(signal)
             return
         order = service.propose(session, spec, ctx.settings, now)
         signal.status = "ordered"
         session.add(signal)
-        report.add(f"{signal.symbol}: {spec.structure} x{spec.quantity} limit {spec.limit_price} -> "
+        report.add(f"{symbol}: {spec.structure} x{spec.quantity} limit {spec.limit_price} -> "
                    f"{order.client_order_id} {order.status}")
         report.count("entry_orders")
 

@@ -87,6 +87,8 @@ def run_scan(settings: Settings, engine: Engine, as_of: date | None = None, max_
         if cached is not None:
             cached.cache_hits += 1
             session.add(cached)
+            # The parameters may have changed since (3 -> 5 -> 3): this run's signals become current again.
+            sync_signals(session, cached)
             return ScanOutcome(cached, True, None)
 
     started = datetime.now(timezone.utc)
@@ -133,7 +135,8 @@ def _store_run(engine: Engine, frame: pd.DataFrame, source: str, data_date: date
         session.add(run)
         session.flush()
         _insert_results(session, run.id, frame)
-        _insert_signals(session, run.id, frame, data_date)
+        session.flush()
+        sync_signals(session, run)
         run.store_seconds = time.perf_counter() - t0
         run.finished_at = datetime.now(timezone.utc)
         run.status = "ok"
@@ -168,19 +171,58 @@ def _insert_results(session: Session, run_id: int, frame: pd.DataFrame) -> None:
         session.execute(insert(ScanResult), rows[i : i + 5000])
 
 
-def _insert_signals(session: Session, run_id: int, frame: pd.DataFrame, data_date: date) -> None:
-    hits = frame[frame["signal"].fillna(False).astype(bool)]
-    for r in hits.to_dict("records"):
-        existing = session.exec(select(Signal).where(Signal.strategy == STRATEGY, Signal.symbol == r["symbol"],
-                                                     Signal.data_date == data_date)).first()
-        if existing is not None:
+SIGNAL_OPEN = "new"
+SIGNAL_RETIRED = "retired"
+
+
+def sync_signals(session: Session, run: ScanRun) -> dict[str, int]:
+    """Make the day's signals those of ``run``, the newest scan for the current parameters.
+
+    A signal ``run`` produces is (re)written from its result row and points at ``run``; a signal of the same
+    day that ``run`` no longer produces and nobody acted on yet is retired (e.g. after ``min_atr_pct`` 3 -> 5),
+    and comes back if a later scan produces it again. Signals already acted on (candidates built, ordered,
+    skipped) keep their history. The pre-market trades only signals whose ``scan_run_id`` is its run."""
+    hits = session.exec(select(ScanResult).where(ScanResult.scan_run_id == run.id, ScanResult.signal)
+                        .order_by(ScanResult.rank)).all()
+    existing = {sig.symbol: sig for sig in session.exec(select(Signal).where(
+        Signal.strategy == run.strategy, Signal.data_date == run.data_date, Signal.direction == "long")).all()}
+    counts = {"written": 0, "retired": 0}
+    produced = set()
+    for r in hits:
+        produced.add(r.symbol)
+        values = {k: v for k, v in r.model_dump().items() if k not in ("id", "scan_run_id")}
+        fields = {"scan_run_id": run.id, "score": float(r.score or 0.0), "zone": str(r.zone),
+                  "entry_price": float(r.close or 0.0), "atr": float(r.atr or 0.0), "stop": float(r.stop or 0.0),
+                  "targets": [r.target_1, r.target_2, r.target_3, r.target_4], "values": values}
+        sig = existing.get(r.symbol)
+        if sig is None:
+            session.add(Signal(strategy=run.strategy, symbol=r.symbol, data_date=run.data_date, **fields))
+        elif sig.status in (SIGNAL_OPEN, SIGNAL_RETIRED):
+            for key, value in fields.items():
+                setattr(sig, key, value)
+            sig.status = SIGNAL_OPEN
+            session.add(sig)
+        else:
             continue
-        values = {k: _clean(v) for k, v in r.items() if k not in ("date",)}
-        session.add(Signal(
-            scan_run_id=run_id, strategy=STRATEGY, symbol=r["symbol"], data_date=data_date, score=float(r["score"]),
-            zone=str(r["zone"]), entry_price=float(r["close"]), atr=float(r["atr"]), stop=float(r["stop"]),
-            targets=[float(r[f"target_{k}"]) for k in range(1, 5)], values=values,
-        ))
+        counts["written"] += 1
+    for symbol, sig in existing.items():
+        if symbol not in produced and sig.status == SIGNAL_OPEN:
+            sig.status = SIGNAL_RETIRED
+            sig.values = {**sig.values, "retired_by_scan_run": run.id}
+            session.add(sig)
+            counts["retired"] += 1
+    session.flush()
+    return counts
+
+
+def current_signals(session: Session, run: ScanRun, limit: int | None = None) -> list[Signal]:
+    """The open signals of ``run`` in the scan's own order (signals first, score, lower atr_distance)."""
+    query = (select(Signal).join(ScanResult, (ScanResult.scan_run_id == Signal.scan_run_id)
+                                 & (ScanResult.symbol == Signal.symbol))
+             .where(Signal.scan_run_id == run.id, Signal.status == SIGNAL_OPEN).order_by(ScanResult.rank))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query).all())
 
 
 def latest_run(session: Session, source: str | None = None) -> ScanRun | None:

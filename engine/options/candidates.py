@@ -43,10 +43,14 @@ class CandidateOutcome:
     note: str
 
 
-def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -> pd.Series:
+def iv_history(session: Session, market: MarketData | None, symbol: str, as_of: date,
+               fresh: pd.Series | None = None) -> pd.Series:
     """The stored daily ATM IV series of the sessions before ``as_of``, topped up from the source when it
     can say.  ``as_of`` (the decision day) itself is excluded: its closing IV is not known before its
-    close, and a row for it stored in the morning would be read back later as if it had been."""
+    close, and a row for it stored in the morning would be read back later as if it had been.
+
+    ``fresh``: the source's series, already fetched outside the transaction (``fetch_iv_series``); then
+    ``market`` is not called."""
     start = as_of - timedelta(days=IV_WINDOW_DAYS)
     last = as_of - timedelta(days=1)
 
@@ -56,7 +60,7 @@ def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -
 
     rows = stored()
     have = {r.trade_date for r in rows}
-    series_fn = getattr(market, "atm_iv_series", None)
+    series_fn = getattr(market, "atm_iv_series", None) if fresh is None else (lambda *_a: fresh)
     if series_fn is not None and (not rows or max(have) < last):
         fresh = series_fn(symbol, start, last)
         for day, iv in fresh.items():
@@ -69,16 +73,33 @@ def iv_history(session: Session, market: MarketData, symbol: str, as_of: date) -
     return pd.Series({r.trade_date: r.atm_iv for r in rows}, dtype="float64").sort_index()
 
 
-def build_candidates(session: Session, market: MarketData, settings: Settings, signal: Signal,
-                     now: datetime, kinds: list[str] | None = None, why: str | None = None) -> CandidateOutcome:
+def fetch_iv_series(market: MarketData, symbol: str, as_of: date) -> pd.Series | None:
+    """The source's ATM IV series for the rank window (a network call: make it outside any transaction)."""
+    series_fn = getattr(market, "atm_iv_series", None)
+    last = as_of - timedelta(days=1)  # the decision day's own IV is not known yet (no look-ahead)
+    return None if series_fn is None else series_fn(symbol, as_of - timedelta(days=IV_WINDOW_DAYS), last)
+
+
+def build_candidates(session: Session, market: MarketData | None, settings: Settings, signal: Signal,
+                     now: datetime, kinds: list[str] | None = None, why: str | None = None,
+                     chain: pd.DataFrame | None = None, iv_fresh: pd.Series | None = None,
+                     q: float | None = None) -> CandidateOutcome:
     """Store the structures chosen for ``signal``; with ``kinds``, build those instead of the IV-rank plan
-    and make the first of them the chosen candidate (``why`` says why, in the candidate's notes)."""
-    chain = market.option_chain(signal.symbol, now)
+    and make the first of them the chosen candidate (``why`` says why, in the candidate's notes).
+
+    ``chain``, ``iv_fresh`` and ``q`` (dividend yield), fetched beforehand outside the transaction, spare the
+    market calls."""
+    if chain is None:
+        assert market is not None, "build_candidates needs a market or a fetched chain"
+        chain = market.option_chain(signal.symbol, now)
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
     today = new_york(now).date()
-    chain = enrich(chain, r=settings.risk_free_rate, q=market.dividend_yield(signal.symbol, today))
-    rank = iv_rank(iv_history(session, market, signal.symbol, today), as_of=today)
+    if q is None:
+        assert market is not None, "build_candidates needs a market or a fetched dividend yield"
+        q = market.dividend_yield(signal.symbol, today)
+    chain = enrich(chain, r=settings.risk_free_rate, q=q)
+    rank = iv_rank(iv_history(session, market, signal.symbol, today, fresh=iv_fresh), as_of=today)
     rank_or_none = None if math.isnan(rank) else rank
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlmodel import Session, func, select
 
 from engine.config import Settings
-from engine.execution.ports import Broker
+from engine.execution.ports import Broker, BrokerAccount
 from engine.models import AccountSnapshot, Order, Position
 from engine.operator import kill_switch_on
 from engine.risk import PortfolioRisk
@@ -24,6 +24,12 @@ def portfolio_risk(session: Session, broker: Broker, settings: Settings, now: da
     account = broker.account()  # BrokerUnavailable propagates: no gate decision without the account
     return _risk(session, account.equity, account.buying_power, now, exclude_order_id,
                  _external(session, settings, exclude_external))
+
+
+def portfolio_risk_for_account(session: Session, account: BrokerAccount, now: datetime,
+                               exclude_order_id: int | None = None) -> PortfolioRisk:
+    """The gate's view with an account read beforehand (outside the transaction)."""
+    return _risk(session, account.equity, account.buying_power, now, exclude_order_id)
 
 
 def portfolio_risk_offline(session: Session, settings: Settings, now: datetime,

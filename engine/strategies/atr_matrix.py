@@ -334,8 +334,8 @@ def _empty_frame(params: ATRMatrixParams) -> pd.DataFrame:
 def scan(panel: Panel, params: ATRMatrixParams | dict | None = None, gate: bool = True) -> pd.DataFrame:
     """ATR Matrix scan of ``panel`` as of its last day: one row per symbol, ranked.
 
-    Rows are sorted by score (descending), then lower atr_distance, then panel order; excluded
-    rows come last. Bad data never raises: it excludes the symbol with a reason. ``gate=False``
+    Rows are sorted signals first, then by score (descending), then lower atr_distance, then panel
+    order; excluded rows come last. Bad data never raises: it excludes the symbol with a reason. ``gate=False``
     skips the data-quality gate (symbols without a last-day bar or whose indicators cannot be
     computed are still excluded).
     """
@@ -438,7 +438,9 @@ def scan(panel: Panel, params: ATRMatrixParams | dict | None = None, gate: bool 
         stop[excluded] = np.nan
         targets[excluded] = np.nan
 
-    order = np.lexsort((np.arange(n), atr_distance, -score, excluded))
+    # DESIGN §4: signals first, then score, then lower atr_distance (the score saturates at 1.0 for many
+    # entry-zone symbols); excluded rows last. So the table's top rows are the day's setups.
+    order = np.lexsort((np.arange(n), atr_distance, -score, ~signal, excluded))
     floats = {
         "close": close, "atr": atr, "sma20": sma20, "sma50": sma50, "sma100": sma100, "sma200": sma200,
         "ema10": ema10, "atr_distance": atr_distance, "atr_pct": atr_pct, "range_pos_20": range_pos,
