@@ -156,3 +156,19 @@ def _positive(value: Any) -> float:
     number = _number(value)
     return number if number > 0 else float("nan")
 
+
+def universal_option_results(page: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Universal-snapshot (``/v3/snapshot``) option entries in the chain snapshot's shape: ``ticker``
+    moves into ``details`` and the ``session`` volume becomes the ``day`` volume; error entries (unknown
+    tickers) and other asset types are dropped."""
+    out = []
+    for r in page:
+        if not isinstance(r, dict) or r.get("error") or r.get("type") not in (None, "options"):
+            continue
+        ticker = r.get("ticker")
+        if not isinstance(ticker, str) or not ticker.startswith("O:"):
+            continue
+        session = r.get("session") or {}
+        out.append({**r, "details": {**(r.get("details") or {}), "ticker": ticker},
+                    "day": r.get("day") or {"volume": session.get("volume")}})
+    return out

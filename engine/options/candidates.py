@@ -25,8 +25,9 @@ from engine.execution.ports import AssetType, Leg, Side
 from engine.execution.service import OrderSpec
 from engine.models import IvHistory, OptionCandidate, Signal
 from engine.options.chain import enrich
+from engine.options.chainrequest import candidate_request, fetch_chain
 from engine.options.ivrank import iv_rank
-from engine.options.selection import select_candidates
+from engine.options.selection import planned_kinds, select_candidates
 from engine.options.structures import Structure
 from engine.risk import Intent, PortfolioRisk, risk_rooms, size_for_risk
 
@@ -66,12 +67,16 @@ def build_candidates(session: Session, market: MarketData, settings: Settings, s
                      now: datetime, kinds: list[str] | None = None, why: str | None = None) -> CandidateOutcome:
     """Store the structures chosen for ``signal``; with ``kinds``, build those instead of the IV-rank plan
     and make the first of them the chosen candidate (``why`` says why, in the candidate's notes)."""
-    chain = market.option_chain(signal.symbol, now)
+    rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date()))
+    rank_or_none = None if math.isnan(rank) else rank
+    planned = kinds if kinds is not None else planned_kinds(signal.zone, rank_or_none, settings.options)
+    if not planned:
+        planned = ["long_call"]  # nothing planned for the zone: the selection explains; read a small band
+    request = candidate_request(signal.entry_price, signal.atr, new_york(now).date(), settings.options, planned)
+    chain = fetch_chain(market, signal.symbol, now, request)
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
     chain = enrich(chain, r=settings.risk_free_rate)
-    rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date()))
-    rank_or_none = None if math.isnan(rank) else rank
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}
     selection = select_candidates(view, chain, settings.options, iv_rank=rank_or_none, kinds=kinds)
@@ -142,11 +147,11 @@ def entry_spec(signal: Signal, candidate_id: int, structure: Structure, sector: 
     option_legs = sum(1 for leg in legs if leg.asset is AssetType.option)
     fees = fees_per_contract_leg * option_legs
     if limit > 0:  # debit: the most we can lose is what we pay
-        max_loss = limit * 100
+        max_loss = limit * structure.multiplier  # the deliverable: 100 shares, or an adjusted contract's
         buying_power = max_loss
     else:  # credit: width minus the credit
         natural_loss = structure.max_loss_per_contract("natural")
-        max_loss = natural_loss - (structure.net_price("natural") - limit) * 100
+        max_loss = natural_loss - (structure.net_price("natural") - limit) * structure.multiplier
         buying_power = max_loss
     if max_loss <= 0 or max_loss.is_infinite():
         return None, f"max loss {max_loss} per contract cannot be sized"
