@@ -55,14 +55,24 @@ class FillReport:
     last: str | None = None
 
     @property
-    def hit_rate(self) -> float:
-        """Sessions answered without a request / sessions wanted (1.0 when nothing was wanted)."""
+    def hit_rate(self) -> float | None:
+        """Response-cache hits / response-cache lookups (the sessions the store lacked); None when the
+        bar store answered every session and the cache was never asked."""
+        lookups = self.sessions_from_cache + self.sessions_requested
+        return self.sessions_from_cache / lookups if lookups else None
+
+    @property
+    def avoided_rate(self) -> float:
+        """Requests avoided (bar store or cache) / requests needed (one per wanted session); 1.0 when
+        nothing was wanted."""
         if not self.sessions_wanted:
             return 1.0
         return (self.sessions_in_store + self.sessions_from_cache) / self.sessions_wanted
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "hit_rate": round(self.hit_rate, 4)}
+        rate = self.hit_rate
+        return {**asdict(self), "hit_rate": None if rate is None else round(rate, 4),
+                "avoided_rate": round(self.avoided_rate, 4)}
 
 
 

@@ -195,7 +195,7 @@ def test_full_market_days_are_stored_once_and_never_requested_again(tmp_path: Pa
         again = market_for(fake, tmp_path, db=migrated_sqlite)
         second = again.backfill(days=days, end=END)
         assert len(fake.seen) == days and second.requests == 0
-        assert second.sessions_in_store == days and second.hit_rate == 1.0
+        assert second.sessions_in_store == days and second.hit_rate is None and second.avoided_rate == 1.0
         panel = again.daily_bars(date(2024, 2, 14), END)  # already stored: read, no request
         assert len(fake.seen) == days and panel.n_days == days and panel.n_symbols > 32_000
 

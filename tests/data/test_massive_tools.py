@@ -225,10 +225,12 @@ def test_status_reports_coverage_gaps_and_hit_rate(monkeypatch: pytest.MonkeyPat
     assert status["empty_sessions"] == 1 and status["expected_sessions"] == 10
     assert status["gap_dates"] == ["2024-02-22", "2024-02-23", "2024-02-26", "2024-02-27"] and status["gaps"] == 4
     assert status["symbols_last_day"] > 150 and status["requests_total"] == 6
-    assert status["cache_hit_rate"] == pytest.approx(3 / 9, abs=1e-4) and status["runs_recorded"] == 3
+    # The response cache was asked 6 times and never hit; the 3 stored sessions are avoided requests, not hits.
+    assert status["cache_hit_rate"] == 0.0 and status["runs_recorded"] == 3
+    assert status["requests_avoided_by_bar_store_total"] == 3
     assert [r["kind"] for r in status["recent_runs"]] == ["backfill"] * 3
     text = format_status(status)
-    assert "gaps vs NYSE" in text and "4 of 10 sessions" in text and "33.3%" in text and "recent runs" in text
+    assert "gaps vs NYSE" in text and "4 of 10 sessions" in text and "0.0%" in text and "recent runs" in text
 
 
 def _cli(argv: list[str]) -> int:
