@@ -305,6 +305,11 @@ def test_the_generator_is_deterministic_and_in_the_recorded_shape() -> None:
 def test_bench_data_small(capsys: pytest.CaptureFixture[str]) -> None:
     result = bench_data(symbols=500, days=6, server_process=False)
     assert result["requests_first_run"] == 6 and result["requests_second_run"] == 0
-    assert result["cache_hit_rate_second_run"] == 1.0 and result["rebuild_requests"] == 0
+    assert result["cache_hit_rate_second_run"] == 1.0 and result["cache_hits_second_run"] == 6
+    assert result["requests_store_run"] == 0 and result["requests_avoided_by_store_run"] == 6
+    # 15,000 contracts at 250 a page; a candidate build reads a band, a cycle one request per position.
+    assert result["chain_contracts"] == 15_000 and result["chain_requests_candidates_before"] == 60
+    assert result["chain_requests_candidates"] <= 4 and result["chain_requests_cycle"] == 10
+    assert result["chain_requests_cycle_before"] == 600 and all(result["targets_met"].values())
     assert result["panel_shape"] == [6, 500] and result["store_mb"] >= 0 and result["load_seconds"] < 1
     assert "massive backfill" in capsys.readouterr().out
