@@ -218,7 +218,8 @@ class FakeMassive:
         if seen.path == "/v3/reference/dividends" and self.dividends:
             rows = [d for d in self.dividends if d.get("ticker") == seen.params.get("ticker")]
             lo = seen.params.get("ex_dividend_date.gte", "")
-            rows = [d for d in rows if d["ex_dividend_date"] >= lo]
+            hi = seen.params.get("ex_dividend_date.lte", "9999")
+            rows = [d for d in rows if lo <= d["ex_dividend_date"] <= hi]
             return Reply(200, {"results": rows, "status": "OK", "request_id": "fake"})
         grouped = GROUPED.match(seen.path)
         if grouped and self.fail_grouped_after is not None:
