@@ -27,6 +27,7 @@ from engine.models import IvHistory, OptionCandidate, Signal
 from engine.options.chain import enrich
 from engine.options.chainrequest import candidate_request, fetch_chain
 from engine.options.ivrank import iv_rank
+from engine.options.ivrecord import record_chain_iv
 from engine.options.selection import planned_kinds, select_candidates
 from engine.options.structures import Structure
 from engine.risk import Intent, PortfolioRisk, risk_rooms, size_for_risk
@@ -77,6 +78,15 @@ def build_candidates(session: Session, market: MarketData, settings: Settings, s
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
     chain = enrich(chain, r=settings.risk_free_rate)
+    if getattr(market, "atm_iv_series", None) is None:  # no IV series at the source: record today's from the chain
+        record_chain_iv(session, signal.symbol, chain, new_york(now).date(), market.name)
+        rank = iv_rank(iv_history(session, market, signal.symbol, new_york(now).date()))
+        rank_or_none = None if math.isnan(rank) else rank
+        replanned = kinds if kinds is not None else planned_kinds(signal.zone, rank_or_none, settings.options)
+        wider = candidate_request(signal.entry_price, signal.atr, new_york(now).date(), settings.options,
+                                  replanned or ["long_call"])
+        if wider.contract_type != request.contract_type:  # today's IV changed the plan's rights: read them
+            chain = enrich(fetch_chain(market, signal.symbol, now, wider), r=settings.risk_free_rate)
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}
     selection = select_candidates(view, chain, settings.options, iv_rank=rank_or_none, kinds=kinds)
