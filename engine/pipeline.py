@@ -22,7 +22,7 @@ from engine import scanning
 from engine.clock import new_york
 from engine.context import EngineContext
 from engine.data import calendar
-from engine.data.sources import bar_store, fill_bar_store
+from engine.data.sources import bar_store, fill_bar_store, settle_sessions
 from engine.data.universe import sectors as sectors_of
 from engine.db import session_scope
 from engine.execution import orders as om
@@ -87,6 +87,7 @@ def run_premarket(ctx: EngineContext) -> StepReport:
     as_of = calendar.previous_session(today)
     stored = refresh_bars(ctx, as_of)
     report.count("sessions_stored", stored)
+    report.count("sessions_settled", settle_sessions(ctx.market))
     outcome = scanning.run_scan(ctx.settings, ctx.db, as_of=as_of)
     run = outcome.run
     report.add(f"scan {run.data_date}: {run.n_scanned:,} symbols, {run.n_signals} signals"
