@@ -11,6 +11,7 @@ import pandas as pd
 
 from engine.data.massive_http import SOURCE, MassiveHttp
 from engine.data.massive_parse import trailing_cash_dividends, universe_frame
+from engine.data.ratelimit import MalformedResponse
 
 UNIVERSE_TTL = 24 * 3600.0
 DIVIDEND_TTL = 24 * 3600.0
@@ -45,25 +46,6 @@ class MassiveReference(MassiveHttp):
         if self.cache is not None:
             self.cache.set(key, frame, expire=UNIVERSE_TTL, tag="reference")
         return frame
-
-    def option_contracts(self, underlying: str | None = None, as_of: date | None = None) -> pd.DataFrame:
-        """Listed option contracts (reference data, every page of ``list_options_contracts``)."""
-        results: list[dict[str, Any]] = []
-        for page in self._pages(
-            f"option contracts {underlying or 'all'}",
-            lambda: self._rest.list_options_contracts(
-                underlying_ticker=underlying, as_of=as_of.isoformat() if as_of else None, limit=1000, raw=True
-            ),
-        ):
-            results.extend(page)
-        columns = [
-            "ticker", "underlying_ticker", "contract_type", "expiration_date", "strike_price",
-            "shares_per_contract", "exercise_style", "primary_exchange",
-        ]
-        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in results], columns=columns)
-        frame["expiration_date"] = pd.to_datetime(frame["expiration_date"]).dt.date
-        return frame
-
 
     # --- dividends ----------------------------------------------------------------------------------
 
@@ -114,3 +96,13 @@ class MassiveReference(MassiveHttp):
         closes = panel.close[:, 0] if panel.n_symbols else np.array([])
         closes = closes[np.isfinite(closes)]
         return float(closes[-1]) if closes.size else None
+
+    # --- ticker details (sectors) -------------------------------------------------------------------
+
+    def ticker_details(self, symbol: str) -> dict[str, Any]:
+        """``v3/reference/tickers/{symbol}`` results (one request; the caller keeps what it needs)."""
+        body = self._call(f"ticker details {symbol}", lambda: self._rest.get_ticker_details(symbol, raw=True))
+        results = body.get("results")
+        if not isinstance(results, dict):
+            raise MalformedResponse(f"ticker details {symbol}: 'results' is not an object")
+        return results
