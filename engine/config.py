@@ -79,6 +79,18 @@ class ExitSettings(BaseModel):
     hold_to_expiry: bool = False  # no time exit: positions reach expiry and settle (run-day --hold-to-expiry)
 
 
+class ReferenceDataSettings(BaseModel):
+    """Nightly reference-data upkeep on request-metered sources (Massive), within the plan's budget."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # ticker-details requests a night for sectors (SIC codes); at 5/min, 600 take two of the night's hours
+    sector_requests_per_night: int = Field(600, ge=0, le=100_000)
+    sector_refresh_days: int = Field(180, ge=1, le=3650)  # a sector is fetched once, then refreshed this rarely
+    repair_requests_per_night: int = Field(100, ge=0, le=100_000)  # list_aggs gap repairs a night
+    repair_window_sessions: int = Field(60, ge=5, le=2520)  # how far back holes are looked for
+
+
 class FeeSettings(BaseModel):
     """What the paper broker charges (and what sizing assumes): DESIGN §9 defaults."""
 
@@ -192,6 +204,7 @@ class Settings(BaseSettings):
     options: OptionParams = OptionParams()
     exits: ExitSettings = ExitSettings()
     fees: FeeSettings = FeeSettings()
+    reference_data: ReferenceDataSettings = ReferenceDataSettings()
     risk_free_rate: float = Field(0.04, ge=-0.05, le=0.25, description="continuous rate for our own BSM numbers")
 
     # Secrets: never logged, stored or shown; pydantic masks them in repr.

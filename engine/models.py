@@ -81,6 +81,9 @@ class Instrument(SQLModel, table=True):
     list_date: date | None = None
     source: str = "sim"
     updated_at: datetime = _ts()
+    sic_code: str = Field(default="", max_length=8)  # Massive ticker details; sector is mapped from it
+    details_at: datetime | None = _ts_opt()  # when ticker details were last fetched (None: never)
+    retired_at: datetime | None = _ts_opt()  # when a nightly universe refresh found it delisted
 
 
 class BarDay(SQLModel, table=True):
@@ -91,7 +94,8 @@ class BarDay(SQLModel, table=True):
     source: str = Field(max_length=16)
     trade_date: date = Field(index=True)
     symbols: int = 0
-    stored_at: datetime = _ts()
+    stored_at: datetime = _ts()  # when the provider delivered these bars (a cached day keeps its fetch time)
+    final: bool = True  # False: fetched before the provider settled the session (re-fetched once settled)
 
 
 class IvHistory(SQLModel, table=True):

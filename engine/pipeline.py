@@ -22,7 +22,7 @@ from engine import scanning
 from engine.clock import new_york
 from engine.context import EngineContext
 from engine.data import calendar
-from engine.data.sources import bar_store, fill_bar_store
+from engine.data.sources import bar_store, fill_bar_store, settle_sessions
 from engine.data.universe import sectors as sectors_of
 from engine.db import session_scope
 from engine.execution import orders as om
@@ -31,6 +31,7 @@ from engine.execution.ports import AssetType, BrokerUnavailable, Leg
 from engine.execution.reconcile import engine_cash, reconcile
 from engine.models import AccountSnapshot, Order, Position, Signal
 from engine.options import candidates
+from engine.options.chainrequest import fetch_chain
 from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
 from engine.portfolio.exposure import portfolio_risk_for_account
@@ -87,6 +88,7 @@ def run_premarket(ctx: EngineContext) -> StepReport:
     as_of = calendar.previous_session(today)
     stored = refresh_bars(ctx, as_of)
     report.count("sessions_stored", stored)
+    report.count("sessions_settled", settle_sessions(ctx.market))
     outcome = scanning.run_scan(ctx.settings, ctx.db, as_of=as_of)
     run = outcome.run
     report.add(f"scan {run.data_date}: {run.n_scanned:,} symbols, {run.n_signals} signals"
@@ -125,11 +127,16 @@ def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, repo
             return
         symbol = signal.symbol
     as_of = new_york(now).date()
-    chain = ctx.market.option_chain(symbol, now)
+    iv_fresh = candidates.fetch_iv_series(ctx.market, symbol, as_of)
+    with session_scope(ctx.db) as session:  # the IV rank decides the structures, so which chain to ask for
+        signal = session.get(Signal, signal_id)
+        assert signal is not None
+        rank = candidates.current_iv_rank(session, ctx.market, symbol, as_of, iv_fresh)
+        request = candidates.chain_request_for(signal, rank, as_of, ctx.settings, with_fallback=True)
+    chain = fetch_chain(ctx.market, symbol, now, request)
     if chain.empty:
         report.add(f"{symbol}: no option candidate (no option chain)")
         return
-    iv_fresh = candidates.fetch_iv_series(ctx.market, symbol, as_of)
     q = ctx.market.dividend_yield(symbol, as_of)
     try:
         account = ctx.broker.account()

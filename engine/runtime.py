@@ -17,6 +17,7 @@ from engine.clock import NEW_YORK, ReplayClock
 from engine.config import Settings, SettingsError
 from engine.context import EngineContext
 from engine.data import calendar
+from engine.data.refresh import refresh_reference_data
 from engine.db import session_scope
 from engine.execution.reconcile import reconcile
 from engine.heartbeat import beat
@@ -53,6 +54,7 @@ def nightly(ctx: EngineContext) -> pipeline.StepReport:
         report.add(f"data update: {fill}")
     else:
         report.count("sessions_stored", pipeline.refresh_bars(ctx, last))
+    refresh_reference_data(ctx, report)  # Massive: universe, sectors and gap repair, within the plan's budget
     if ctx.db.url.get_backend_name() == "sqlite":
         raw = ctx.db.raw_connection()  # outside a transaction: a checkpoint cannot run inside one
         try:

@@ -11,10 +11,14 @@ What goes in it:
 - reference data (ticker universe, splits) with an expiry;
 - analysis results via ``memo`` (key: a tuple; value: anything picklable).
 
-Hit rate, as reported everywhere (``data status``, the data benchmark): lookups answered without an
-API request divided by all lookups. For daily bars one lookup is one wanted session; a session already
-in the bar store counts as a hit, so a run that finds every session stored has hit rate 1.0 and makes
-no requests.
+Two numbers, never mixed (``Counters``):
+
+- the response cache's hit rate: diskcache hits / diskcache lookups (``cache_hits``, ``cache_misses``;
+  a lookup made without a cache configured counts as a miss). A session answered by the bar store is
+  not a cache lookup at all;
+- requests avoided: of the requests a job would have needed (one per lookup), how many each source
+  answered instead (``store_hits`` for the bar store, ``cache_hits`` for the response cache), against
+  the ``requests`` actually made (every HTTP attempt, retries included).
 """
 
 from __future__ import annotations
@@ -44,23 +48,44 @@ class Counters:
     """Requests and cache lookups; a job records the difference between its start and end values."""
 
     requests: int = 0
-    cache_hits: int = 0
+    cache_hits: int = 0  # response cache (diskcache) only
     cache_misses: int = 0
+    store_hits: int = 0  # lookups answered by the bar store: requests avoided, not cache hits
 
     def __sub__(self, other: Counters) -> Counters:
         return Counters(
-            self.requests - other.requests, self.cache_hits - other.cache_hits, self.cache_misses - other.cache_misses
+            self.requests - other.requests, self.cache_hits - other.cache_hits,
+            self.cache_misses - other.cache_misses, self.store_hits - other.store_hits,
         )
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(
-            self.requests + other.requests, self.cache_hits + other.cache_hits, self.cache_misses + other.cache_misses
+            self.requests + other.requests, self.cache_hits + other.cache_hits,
+            self.cache_misses + other.cache_misses, self.store_hits + other.store_hits,
         )
 
     @property
     def hit_rate(self) -> float | None:
+        """Response-cache hits / response-cache lookups (None without lookups)."""
         lookups = self.cache_hits + self.cache_misses
         return self.cache_hits / lookups if lookups else None
+
+    @property
+    def requests_needed(self) -> int:
+        """Requests the job would have made with neither the bar store nor the cache (one per lookup)."""
+        return self.store_hits + self.cache_hits + self.cache_misses
+
+    def avoided(self) -> dict[str, Any]:
+        """Requests avoided per source, against those that would have been needed."""
+        needed = self.requests_needed
+        saved = self.store_hits + self.cache_hits
+        return {
+            "requests_needed": needed,
+            "avoided_by_bar_store": self.store_hits,
+            "avoided_by_response_cache": self.cache_hits,
+            "requests_made": self.requests,
+            "avoided_rate": round(saved / needed, 4) if needed else None,
+        }
 
 
 class DataCache:
@@ -192,6 +217,8 @@ def data_run(
         record.counters = counters() - start
         if record.counters.hit_rate is not None:
             record.detail.setdefault("hit_rate", round(record.counters.hit_rate, 4))
+        if record.counters.requests_needed:
+            record.detail.setdefault("requests_avoided", record.counters.avoided())
         if db is not None and record.id is not None:
             try:
                 with session_scope(db) as session:

@@ -42,10 +42,17 @@ from engine.data.massive_bars import (
     last_completed_session,
 )
 from engine.data.massive_http import NEW_YORK, SOURCE, MassiveHttp, MassiveKeyMissing, default_retry
-from engine.data.massive_parse import grouped_to_table, snapshot_quotes, universe_frame
+from engine.data.massive_parse import (
+    grouped_to_table,
+    snapshot_quotes,
+    universal_option_results,
+    universe_frame,
+)
 from engine.data.massive_reference import MassiveReference
 from engine.data.massive_splits import MassiveSplits, SplitReport
 from engine.data.ratelimit import MalformedResponse, RateLimiter
+
+UNIVERSAL_BATCH = 250  # tickers per universal snapshot request (the endpoint's limit)
 
 __all__ = [
     "DEFAULT_BACKFILL_DAYS",
@@ -122,9 +129,12 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
         strike_max: float | None = None,
         r: float | None = None,
         q: float = 0.0,
+        contract_type: str | None = None,
     ) -> pd.DataFrame:
         """The underlying's option chain snapshot (every page, one request per 250 contracts) in the
-        normalised chain shape (``engine.options.chain``), the provider's IV and greeks kept. With a
+        normalised chain shape (``engine.options.chain``), the provider's IV and greeks kept. The
+        expiry/strike band and ``contract_type`` ('call'/'put') are filtered by the server: a caller
+        that needs 21-60 days and strikes near the money reads a few pages, not the whole chain. With a
         risk-free rate ``r`` (and dividend yield ``q``) our own BSM numbers are added beside them
         (``chain.enrich``: calc_iv, calc_delta, ..., quote_flag)."""
         from engine.options.chain import enrich, from_polygon_snapshot
@@ -140,6 +150,10 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
             params["strike_price.gte"] = strike_min
         if strike_max is not None:
             params["strike_price.lte"] = strike_max
+        if contract_type is not None:
+            if contract_type not in ("call", "put"):
+                raise ValueError(f"contract_type must be 'call' or 'put', got {contract_type!r}")
+            params["contract_type"] = contract_type
         results: list[dict[str, Any]] = []
         for page in self._pages(
             f"option chain {underlying}",
@@ -149,3 +163,26 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
         chain = from_polygon_snapshot(results, source=SOURCE)
         return chain if r is None else enrich(chain, r=r, q=q)
 
+    def option_quotes(self, occ_symbols: Sequence[str], at: datetime) -> pd.DataFrame:
+        """Chain-shaped quotes for exactly these contracts (held positions), from the universal snapshot
+        (``/v3/snapshot?ticker.any_of=``, 250 contracts a request) instead of paging whole chains."""
+        from engine.options.chain import empty_chain, from_polygon_snapshot
+        from engine.options.occ import parse_occ
+
+        if at.tzinfo is None:
+            raise ValueError("option_quotes() needs a timezone-aware datetime")
+        wanted = list(dict.fromkeys(occ_symbols))
+        if not wanted:
+            return empty_chain()
+        tickers = [parse_occ(o).polygon() for o in wanted]
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(tickers), UNIVERSAL_BATCH):
+            batch = tickers[i : i + UNIVERSAL_BATCH]
+            for page in self._pages(
+                f"option quotes {batch[0]} (+{len(batch) - 1})",
+                lambda batch=batch: self._rest.list_universal_snapshots(  # type: ignore[misc]
+                    type="options", ticker_any_of=batch, limit=UNIVERSAL_BATCH, raw=True
+                ),
+            ):
+                results.extend(universal_option_results(page))
+        return from_polygon_snapshot(results, source=SOURCE) if results else empty_chain()

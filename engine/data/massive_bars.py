@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from typing import Any
 
 import numpy as np
@@ -55,14 +56,24 @@ class FillReport:
     last: str | None = None
 
     @property
-    def hit_rate(self) -> float:
-        """Sessions answered without a request / sessions wanted (1.0 when nothing was wanted)."""
+    def hit_rate(self) -> float | None:
+        """Response-cache hits / response-cache lookups (the sessions the store lacked); None when the
+        bar store answered every session and the cache was never asked."""
+        lookups = self.sessions_from_cache + self.sessions_requested
+        return self.sessions_from_cache / lookups if lookups else None
+
+    @property
+    def avoided_rate(self) -> float:
+        """Requests avoided (bar store or cache) / requests needed (one per wanted session); 1.0 when
+        nothing was wanted."""
         if not self.sessions_wanted:
             return 1.0
         return (self.sessions_in_store + self.sessions_from_cache) / self.sessions_wanted
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "hit_rate": round(self.hit_rate, 4)}
+        rate = self.hit_rate
+        return {**asdict(self), "hit_rate": None if rate is None else round(rate, 4),
+                "avoided_rate": round(self.avoided_rate, 4)}
 
 
 
@@ -159,6 +170,40 @@ class MassiveBars(MassiveHttp):
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def settle_sessions(self, store: BarStore | None = None) -> int:
+        """Re-fetch each stored session that was fetched before Massive settled it (the post-market
+        stores a session 30 minutes after its close; volume, VWAP and trade counts are revised later)
+        once its settle time has passed, replace its bars and mark it final. Returns sessions settled.
+        Run from the pre-market."""
+        if self.db is None:
+            return 0
+        store = self._store(store)
+        now = self._now()
+        due = sorted(b.trade_date for b in self._bar_days()
+                     if not b.final and b.symbols > 0 and settle_time(b.trade_date) <= now)
+        if not due:
+            return 0
+        with data_run(self.db, "settle", SOURCE, self.counters) as run:
+            record: list[tuple[date, int, datetime | None]] = []
+            for day in due:
+                table = self._request_day(day)
+                if table.num_rows:
+                    store.write(table.replace_schema_metadata(None))
+                    record.append((day, table.num_rows, fetched_at(table)))
+                if self.cache is not None and self._settled(day):
+                    self._cache_grouped((SOURCE, "grouped", day.isoformat(), self.adjusted), table)
+            self._record_days(record)
+            run.days_stored = len(record)
+            run.detail.update({"settled": [d.isoformat() for d, _, _ in record]})
+        return len(record)
+
+    def _request_day(self, day: date) -> pa.Table:
+        body = self._call(
+            f"grouped daily bars {day}",
+            lambda: self._rest.get_grouped_daily_aggs(day.isoformat(), adjusted=self.adjusted, raw=True),
+        )
+        return _stamped(grouped_to_table(body, day), self._now())
+
     def _day(self, day: date) -> tuple[pa.Table, bool]:
         key = (SOURCE, "grouped", day.isoformat(), self.adjusted)
         if self.cache is not None:
@@ -167,11 +212,7 @@ class MassiveBars(MassiveHttp):
                 return table_from_bytes(data), True
         else:
             self._count_uncached_miss()
-        body = self._call(
-            f"grouped daily bars {day}",
-            lambda: self._rest.get_grouped_daily_aggs(day.isoformat(), adjusted=self.adjusted, raw=True),
-        )
-        table = _stamped(grouped_to_table(body, day), self._now())
+        table = self._request_day(day)
         if self.cache is not None and self._settled(day):
             self._cache_grouped(key, table)
         return table, False
@@ -248,6 +289,10 @@ class MassiveBars(MassiveHttp):
                 row = existing.get(day) or BarDay(source=SOURCE, trade_date=day)
                 row.symbols = count
                 row.stored_at = fetched.astimezone(UTC) if fetched is not None else now
+                # Unknown fetch time (a stored day without its row, an old cache entry): final when the day
+                # was already settled by the time we saw it, else provisional.
+                unknown = fetched is not None and fetched <= UNKNOWN_FETCH
+                row.final = row.stored_at >= settle_time(day) or (unknown and self._settled(day))
                 session.add(row)
 
     def _newest_done(self, store: BarStore) -> date | None:
@@ -298,6 +343,15 @@ class _DayWriter:
                 self.report.not_yet_published.append(day.isoformat())
         self.market._record_days(record)
 
+
+
+SETTLED_AT = time_of_day(6, 0)  # New York, the calendar day after a session: Massive's revisions are in
+
+
+def settle_time(day: date) -> datetime:
+    """When a session's grouped bars are final: 06:00 New York the next calendar day (before the 08:30
+    pre-market). Bars fetched earlier (the post-market's, 30 minutes after the close) are provisional."""
+    return datetime.combine(day + timedelta(days=1), SETTLED_AT, NEW_YORK)
 
 
 _FETCHED_KEY = b"qm_fetched_at"

@@ -184,7 +184,7 @@ class MassiveHttp:
 
     def counters(self) -> Counters:
         with self._lock:
-            own = Counters(self._requests, self._store_hits, self._uncached_misses)
+            own = Counters(self._requests, 0, self._uncached_misses, self._store_hits)
         if self.cache is not None:
             own = own + Counters(0, self.cache.stats.cache_hits, self.cache.stats.cache_misses)
         return own

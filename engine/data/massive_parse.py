@@ -156,3 +156,45 @@ def _positive(value: Any) -> float:
     number = _number(value)
     return number if number > 0 else float("nan")
 
+
+def universal_option_results(page: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Universal-snapshot (``/v3/snapshot``) option entries in the chain snapshot's shape: ``ticker``
+    moves into ``details`` and the ``session`` volume becomes the ``day`` volume; error entries (unknown
+    tickers) and other asset types are dropped."""
+    out = []
+    for r in page:
+        if not isinstance(r, dict) or r.get("error") or r.get("type") not in (None, "options"):
+            continue
+        ticker = r.get("ticker")
+        if not isinstance(ticker, str) or not ticker.startswith("O:"):
+            continue
+        session = r.get("session") or {}
+        out.append({**r, "details": {**(r.get("details") or {}), "ticker": ticker},
+                    "day": r.get("day") or {"volume": session.get("volume")}})
+    return out
+
+
+CASH_DIVIDEND_TYPES = frozenset({"CD", "LT", "ST"})  # regular cash, fund capital-gain distributions
+
+
+def trailing_cash_dividends(results: Iterable[dict[str, Any]], symbol: str, start: date, end: date) -> float:
+    """Sum of ``cash_amount`` per share of ``symbol``'s recurring cash dividends that went ex in
+    [start, end] (``v3/reference/dividends`` results; specials and non-USD amounts are left out)."""
+    total = 0.0
+    seen: set[tuple[str, float]] = set()
+    for r in results:
+        if not isinstance(r, dict) or r.get("ticker") != symbol:
+            continue
+        if str(r.get("dividend_type") or "CD").upper() not in CASH_DIVIDEND_TYPES:
+            continue
+        if str(r.get("currency") or "USD").upper() != "USD":
+            continue
+        ex = r.get("ex_dividend_date")
+        amount = _number(r.get("cash_amount"))
+        if not ex or not np.isfinite(amount) or amount <= 0:
+            continue
+        day = date.fromisoformat(str(ex))
+        if start <= day <= end and (ex, amount) not in seen:  # a listing repeated across pages counts once
+            seen.add((ex, amount))
+            total += amount
+    return total

@@ -59,3 +59,10 @@ def fill_bar_store(
         if progress:
             progress(done, len(missing))
     return done
+
+
+def settle_sessions(market: MarketData) -> int:
+    """Re-fetch the sessions a source stored before they were final (Massive revises volume, VWAP and
+    trade counts after the close); 0 for sources whose bars never change."""
+    settle = getattr(market, "settle_sessions", None)
+    return int(settle()) if settle is not None else 0

@@ -4,8 +4,8 @@ Coverage comes from the bar store and the ``BarDay`` rows (first and last stored
 gaps against the NYSE calendar, sessions the provider answered empty, symbols on the last day); cost comes
 from the ``DataRun`` rows (requests, cache hits and misses, hit rate, the last run of each kind).
 
-Hit rate = lookups answered without an API request / all lookups (see ``engine.data.cache``): a session
-already in the bar store is a hit, so a run that finds everything stored has hit rate 1.0.
+The cache hit rate is the response cache's own (hits / lookups); sessions the bar store answered are
+counted apart, as requests avoided (see ``engine.data.cache``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def data_status(settings: Settings, source: str | None = None, recent_runs: int 
     out["requests_total"] = requests
     out["cache_hits_total"] = hits
     out["cache_misses_total"] = misses
-    out["cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
+    out["cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None  # response cache only
+    avoided = [(r.detail or {}).get("requests_avoided") or {} for r in runs]
+    out["requests_avoided_by_bar_store_total"] = sum(a.get("avoided_by_bar_store", 0) for a in avoided)
     out["recent_runs"] = [_run_row(r) for r in runs[:recent_runs]]
     cache_dir = settings.cache_dir
     if cache_dir.exists():
@@ -128,6 +130,7 @@ def format_status(status: dict[str, Any]) -> str:
         ("requests (all runs)", f"{status['requests_total']:,} in {status['runs_recorded']} runs"),
         ("cache hit rate", "-" if rate is None else f"{rate:.1%} ({status['cache_hits_total']:,} hits, "
          f"{status['cache_misses_total']:,} misses)"),
+        ("avoided by the bar store", f"{status.get('requests_avoided_by_bar_store_total', 0):,} requests"),
         ("cache", f"{status['cache_entries']:,} entries, {status['cache_mb']} MB"),
         ("database", status["database"]),
     ]

@@ -18,7 +18,8 @@ def sync_universe(session: Session, frame: pd.DataFrame, source: str) -> int:
     for row in frame.itertuples(index=False):
         inst = existing.get(row.symbol) or Instrument(symbol=row.symbol)
         inst.name = str(row.name or "")
-        inst.sector = str(row.sector or "")
+        if row.sector or not inst.sector:  # a listing without sectors (Massive) keeps the SIC-derived one
+            inst.sector = str(row.sector or "")
         inst.type = str(row.type or "CS")
         inst.exchange = str(row.exchange or "")
         inst.currency = str(row.currency or "USD")

@@ -22,12 +22,14 @@ from engine.config import Settings
 from engine.data.ports import MarketData
 from engine.execution import orders as om
 from engine.execution.economics import unit_economics
-from engine.execution.ports import AssetType, Leg, Side
+from engine.execution.ports import OPTION_MULTIPLIER, AssetType, Leg, Side
 from engine.execution.service import OrderSpec
 from engine.models import IvHistory, OptionCandidate, Signal
 from engine.options.chain import enrich
+from engine.options.chainrequest import ChainRequest, candidate_request, fetch_chain
 from engine.options.ivrank import iv_rank
-from engine.options.selection import select_candidates
+from engine.options.ivrecord import record_chain_iv
+from engine.options.selection import planned_kinds, select_candidates
 from engine.options.structures import Structure
 from engine.risk import Intent, PortfolioRisk, risk_rooms, size_for_risk
 
@@ -80,6 +82,25 @@ def fetch_iv_series(market: MarketData, symbol: str, as_of: date) -> pd.Series |
     return None if series_fn is None else series_fn(symbol, as_of - timedelta(days=IV_WINDOW_DAYS), last)
 
 
+def current_iv_rank(session: Session, market: MarketData | None, symbol: str, as_of: date,
+                    iv_fresh: pd.Series | None = None) -> float | None:
+    """IV rank on the decision day from the sessions before it; None while the history is too short."""
+    rank = iv_rank(iv_history(session, market, symbol, as_of, fresh=iv_fresh), as_of=as_of)
+    return None if math.isnan(rank) else rank
+
+
+def chain_request_for(signal: Signal, iv_rank_value: float | None, today: date, settings: Settings,
+                      kinds: list[str] | None = None, with_fallback: bool = False) -> ChainRequest:
+    """The filtered chain a candidate build for ``signal`` needs (expiries, strike band, rights), from the
+    structures it would try; ``with_fallback`` widens it to the call debit spread that replaces a long call
+    over the risk budget, so one request serves both."""
+    planned = kinds if kinds is not None else planned_kinds(signal.zone, iv_rank_value, settings.options)
+    planned = list(planned) or ["long_call"]  # nothing planned for the zone: the selection explains; a small band
+    if with_fallback and "long_call" in planned:
+        planned.append("call_debit_spread")
+    return candidate_request(signal.entry_price, signal.atr, today, settings.options, planned)
+
+
 def build_candidates(session: Session, market: MarketData | None, settings: Settings, signal: Signal,
                      now: datetime, kinds: list[str] | None = None, why: str | None = None,
                      chain: pd.DataFrame | None = None, iv_fresh: pd.Series | None = None,
@@ -87,20 +108,23 @@ def build_candidates(session: Session, market: MarketData | None, settings: Sett
     """Store the structures chosen for ``signal``; with ``kinds``, build those instead of the IV-rank plan
     and make the first of them the chosen candidate (``why`` says why, in the candidate's notes).
 
-    ``chain``, ``iv_fresh`` and ``q`` (dividend yield), fetched beforehand outside the transaction, spare the
-    market calls."""
+    ``chain``, ``iv_fresh`` and ``q`` (dividend yield), fetched beforehand outside the transaction
+    (``chain_request_for`` says which chain to fetch), spare the market calls."""
+    today = new_york(now).date()
+    rank_or_none = current_iv_rank(session, market, signal.symbol, today, iv_fresh)
     if chain is None:
         assert market is not None, "build_candidates needs a market or a fetched chain"
-        chain = market.option_chain(signal.symbol, now)
+        chain = fetch_chain(market, signal.symbol, now, chain_request_for(signal, rank_or_none, today, settings, kinds))
     if chain.empty:
         return CandidateOutcome(signal.id, signal.symbol, None, None, "no option chain")
-    today = new_york(now).date()
     if q is None:
         assert market is not None, "build_candidates needs a market or a fetched dividend yield"
         q = market.dividend_yield(signal.symbol, today)
     chain = enrich(chain, r=settings.risk_free_rate, q=q)
-    rank = iv_rank(iv_history(session, market, signal.symbol, today, fresh=iv_fresh), as_of=today)
-    rank_or_none = None if math.isnan(rank) else rank
+    if market is not None and getattr(market, "atm_iv_series", None) is None:
+        # No IV series at the source: record today's 30-day ATM IV from the chain. iv_history leaves the
+        # decision day out, so this row counts from the next session on (no look-ahead).
+        record_chain_iv(session, signal.symbol, chain, today, market.name)
     view = {"symbol": signal.symbol, "close": signal.entry_price, "atr": signal.atr, "stop": signal.stop,
             "targets": signal.targets, "zone": signal.zone}
     selection = select_candidates(view, chain, settings.options, iv_rank=rank_or_none, kinds=kinds)
@@ -171,6 +195,10 @@ def entry_spec(signal: Signal, candidate_id: int, structure: Structure, sector: 
     # Debit: what we pay; credit: width minus the credit (the same function measures overrides).
     econ = unit_economics(legs, limit, fees_per_contract_leg)
     max_loss, buying_power, fees = econ.max_loss_per_unit, econ.buying_power_per_unit, econ.fees_per_unit
+    if structure.multiplier != OPTION_MULTIPLIER and all(leg.asset is AssetType.option for leg in legs):
+        # An allowed adjusted contract delivers its own number of shares: every option dollar scales with it.
+        scale = Decimal(structure.multiplier) / OPTION_MULTIPLIER
+        max_loss, buying_power = max_loss * scale, buying_power * scale
     if max_loss <= 0 or max_loss.is_infinite():
         return None, f"max loss {max_loss} per contract cannot be sized"
     qty = size_for_risk(max_loss, fees, portfolio, settings.risk, signal.symbol)

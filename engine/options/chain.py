@@ -7,7 +7,9 @@ One row per contract, columns ``CHAIN_COLUMNS`` in that order:
 - ``bid/ask/mid/last`` per share, ``volume``, ``open_interest``;
 - ``iv, delta, gamma, theta, vega``: the provider's own numbers (theta per day, vega per vol point),
   NaN when the provider has none;
-- ``underlying_price``, ``quote_time`` (tz-aware UTC), ``source``.
+- ``underlying_price``, ``quote_time`` (tz-aware UTC), ``source``;
+- ``shares_per_contract``: the deliverable (100 for a standard contract; an adjusted contract after a
+  split or merger, e.g. root ``AAPL1``, delivers something else), NaN when the provider does not say.
 
 A field the provider does not send is NaN (or NaT): never invented.  The only derived value is ``mid``,
 (bid + ask) / 2 when the provider sends both sides but no mid.  ``enrich`` adds our own numbers (American
@@ -44,14 +46,14 @@ __all__ = [
 CHAIN_COLUMNS = (
     "underlying", "occ_symbol", "expiry", "dte", "strike", "right", "bid", "ask", "mid", "last",
     "volume", "open_interest", "iv", "delta", "gamma", "theta", "vega", "underlying_price",
-    "quote_time", "source",
+    "quote_time", "source", "shares_per_contract",
 )
 CALC_COLUMNS = ("calc_iv", "calc_delta", "calc_gamma", "calc_theta", "calc_vega", "calc_iv_reason", "quote_flag")
 QUOTE_FLAGS = ("ok", "crossed", "no_ask", "no_bid", "nonfinite")
 
 _NY = ZoneInfo("America/New_York")
 _FLOAT_COLUMNS = ("dte", "strike", "bid", "ask", "mid", "last", "volume", "open_interest", "iv", "delta",
-                  "gamma", "theta", "vega", "underlying_price")
+                  "gamma", "theta", "vega", "underlying_price", "shares_per_contract")
 
 
 def empty_chain() -> pd.DataFrame:
@@ -156,6 +158,7 @@ def from_polygon_snapshot(results: list[dict] | dict, *, source: str = "polygon"
             "underlying_price": _num(under.get("price")),
             "quote_time": qt,
             "source": source,
+            "shares_per_contract": _num(details.get("shares_per_contract")),
         })
     return _frame(rows)
 
@@ -235,6 +238,7 @@ def from_tastytrade_nested_chain(doc: Mapping | Iterable[dict], *, source: str =
     rows = []
     for chain in _items(doc):
         underlying = chain.get("underlying-symbol") or chain.get("root-symbol")
+        deliverable = _num(chain.get("shares-per-contract"))
         for exp in chain.get("expirations") or []:
             expiry = date.fromisoformat(exp["expiration-date"])
             dte = _num(exp.get("days-to-expiration"))
@@ -257,6 +261,7 @@ def from_tastytrade_nested_chain(doc: Mapping | Iterable[dict], *, source: str =
                                          "gamma", "theta", "vega", "underlying_price"), math.nan),
                         "quote_time": None,
                         "source": source,
+                        "shares_per_contract": deliverable,
                     })
     return _frame(rows)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -36,7 +36,9 @@ from engine.options.structures import (
     long_call,
 )
 
-__all__ = ["OptionParams", "Selection", "select_candidates"]
+__all__ = ["ROLES", "STANDARD_DELIVERABLE", "OptionParams", "Selection", "planned_kinds", "select_candidates"]
+
+STANDARD_DELIVERABLE = 100  # shares per standard US equity option contract
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class OptionParams:
     credit_short_at_or_below_stop: bool = True
     directional_zones: tuple[str, ...] = ("entry",)
     condor_zones: tuple[str, ...] = ("extended",)
+    # Adjusted contracts (after a split or merger: root AAPL1, 150 shares, or shares plus cash) are
+    # excluded unless allowed; allowed ones are priced and sized with their own deliverable.
+    allow_nonstandard_deliverables: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.dte_min <= self.dte_target_min <= self.dte_target_max <= self.dte_max):
@@ -95,7 +100,7 @@ class Selection:
         return self.structures[0] if self.structures else None
 
 
-_ROLES = {
+ROLES = {
     "long_call": ("long_call",),
     "call_debit_spread": ("long_call", "short_call"),
     "bull_put_credit_spread": ("short_put", "wing_put"),
@@ -114,6 +119,11 @@ def _finite(x: Any) -> bool:
         return x is not None and math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
+
+
+def planned_kinds(zone: str | None, iv_rank: float | None, params: OptionParams | None = None) -> list[str]:
+    """The structures ``select_candidates`` would try for this zone and IV rank (the same rule)."""
+    return _plan(zone, iv_rank, params or OptionParams())[0]
 
 
 def _plan(zone: str | None, iv_rank: float | None, p: OptionParams) -> tuple[list[str], list[str]]:
@@ -154,6 +164,8 @@ def _prepare(chain: pd.DataFrame) -> pd.DataFrame:
     delta = _column(df, "delta")
     df["_abs_delta"] = np.abs(np.where(np.isfinite(delta), delta, _column(df, "calc_delta")))
     df["_dte"] = _column(df, "dte")
+    df["_deliverable"] = _column(df, "shares_per_contract")
+    df["_root"] = df["occ_symbol"].astype(str).str[:6].str.strip()  # padded OCC: the root is 6 wide
     return df
 
 
@@ -174,6 +186,13 @@ def _base_reasons(df: pd.DataFrame, p: OptionParams, symbol: str, earnings_date:
 
     if "underlying" in df:
         put((df["underlying"] != symbol).to_numpy(), f"underlying is not {symbol}")
+    if not p.allow_nonstandard_deliverables and n:
+        spc = df["_deliverable"].to_numpy()
+        root = df["_root"].to_numpy()
+        put(np.isfinite(spc) & (spc != STANDARD_DELIVERABLE),
+            np.array([f"non-standard deliverable: {v:g} shares per contract" for v in spc], dtype=object))
+        put(root != symbol, np.array([f"non-standard deliverable: adjusted contract root {r}" for r in root],
+                                     dtype=object))
     right = df["right"].to_numpy()
     if not kinds:
         put(np.ones(n, dtype=bool), f"no structure for zone {zone!r}")
@@ -239,12 +258,12 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
     if kinds is None:
         kinds, notes = _plan(zone, iv_rank, p)
     else:  # the caller asks for these structures (e.g. a spread when one long call is over the risk budget)
-        unknown = [k for k in kinds if k not in _ROLES]
+        unknown = [k for k in kinds if k not in ROLES]
         if unknown:
-            raise ValueError(f"unknown structure kinds {unknown}; known: {sorted(_ROLES)}")
+            raise ValueError(f"unknown structure kinds {unknown}; known: {sorted(ROLES)}")
         kinds, notes = list(kinds), [f"requested: {', '.join(kinds)}"]
     df = _prepare(chain)
-    roles_needed = sorted({r for k in kinds for r in _ROLES[k]})
+    roles_needed = sorted({r for k in kinds for r in ROLES[k]})
     rights_used = {"C" if r.endswith("call") else "P" for r in roles_needed}
     reason = _base_reasons(df, p, symbol, earnings_date, rights_used, kinds, zone)
 
@@ -316,8 +335,17 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
                     legs = [wp[0], sp[0], sc[0], wc[0]]
                     built = iron_condor(*(row(i) for i in legs))
                     break
+        if built is not None:
+            spc = df["_deliverable"].to_numpy()[list(legs)]
+            known = spc[np.isfinite(spc)]
+            if known.size and len(set(known.tolist())) > 1:
+                notes.append(f"{kind}: legs deliver different share counts {sorted(set(known.tolist()))}")
+                continue
+            if known.size and known[0] != built.multiplier:  # allowed adjusted contract: its own deliverable
+                built = replace(built, multiplier=int(known[0]),
+                                notes=(*built.notes, f"deliverable {known[0]:g} shares per contract"))
         if built is None:
-            need = " + ".join(_ROLES[kind])
+            need = " + ".join(ROLES[kind])
             notes.append(f"{kind}: no eligible combination of {need} in one expiry")
             continue
         structures.append(built)

@@ -36,14 +36,12 @@ def leg_quotes(market: MarketData, underlying: str, legs: list[Leg], at: datetim
     spot = float(market.quotes([underlying], at)["last"].iloc[0])
     option_legs = [leg for leg in legs if leg.asset is AssetType.option]
     if option_legs:
-        chain = market.option_chain(underlying, at).set_index("occ_symbol")
-        missing = [leg.instrument for leg in option_legs if leg.instrument not in chain.index]
         contract_quotes = getattr(market, "option_quotes", None)
-        if missing and contract_quotes is not None:
-            # A held contract can drift out of the listed strike range; the source can still quote it.
-            extra = contract_quotes(missing, at)
-            if len(extra):
-                chain = pd.concat([chain, extra.set_index("occ_symbol")])
+        if contract_quotes is not None:
+            # Only the held contracts (one request on Massive), not every page of the whole chain.
+            chain = contract_quotes([leg.instrument for leg in option_legs], at).set_index("occ_symbol")
+        else:
+            chain = market.option_chain(underlying, at).set_index("occ_symbol")
         for leg in option_legs:
             if leg.instrument not in chain.index:
                 raise KeyError(f"{leg.instrument} is not in the {underlying} chain at {at:%Y-%m-%d %H:%M}")

@@ -39,6 +39,8 @@ from engine.bench.data import GroupedDayGenerator
 NEW_YORK = ZoneInfo("America/New_York")
 GROUPED = re.compile(r"^/v2/aggs/grouped/locale/us/market/stocks/(\d{4}-\d{2}-\d{2})$")
 AGGS = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/1/day/(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
+CHAIN = re.compile(r"^/v3/snapshot/options/([^/]+)$")
+TICKER = re.compile(r"^/v3/reference/tickers/([^/]+)$")
 API_KEY = "test-key-0123456789"
 
 
@@ -104,6 +106,11 @@ class FakeMassive:
         self.faults: dict[str, deque[Reply]] = defaultdict(deque)
         self.fail_grouped_after: int | None = None  # every grouped request after this many: 500
         self.routes: dict[str, Reply] = {}  # exact path -> reply (generated responses for one test)
+        # underlying -> option snapshot results (``option_result``): served by /v3/snapshot/options/{u}
+        # with Massive's filters and paging, and by the universal /v3/snapshot?ticker.any_of=...
+        self.chains: dict[str, list[dict[str, Any]]] = {}
+        self.tickers: dict[str, dict[str, Any]] = {}  # symbol -> v3/reference/tickers/{symbol} results
+        self.dividends: list[dict[str, Any]] = []  # v3/reference/dividends results (filtered by ticker)
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._index = _index(recorded) if recorded else {}
@@ -200,6 +207,20 @@ class FakeMassive:
                     return queue.popleft()
         if seen.path in self.routes:
             return self.routes[seen.path]
+        chain = CHAIN.match(seen.path)
+        if chain and chain.group(1) in self.chains:
+            return self._chain_page(chain.group(1), seen.params)
+        if seen.path == "/v3/snapshot" and self.chains and "ticker.any_of" in seen.params:
+            return self._universal(seen.params)
+        details = TICKER.match(seen.path)
+        if details and details.group(1) in self.tickers:
+            return Reply(200, {"results": self.tickers[details.group(1)], "status": "OK", "request_id": "fake"})
+        if seen.path == "/v3/reference/dividends" and self.dividends:
+            rows = [d for d in self.dividends if d.get("ticker") == seen.params.get("ticker")]
+            lo = seen.params.get("ex_dividend_date.gte", "")
+            hi = seen.params.get("ex_dividend_date.lte", "9999")
+            rows = [d for d in rows if lo <= d["ex_dividend_date"] <= hi]
+            return Reply(200, {"results": rows, "status": "OK", "request_id": "fake"})
         grouped = GROUPED.match(seen.path)
         if grouped and self.fail_grouped_after is not None:
             with self._lock:
@@ -223,6 +244,44 @@ class FakeMassive:
                                "adjusted": True, "results": results, "status": "OK", "request_id": "fake",
                                "count": len(results)})
         return Reply(404, {"status": "NOT_FOUND", "request_id": "fake", "message": f"no fake for {seen.path}"})
+
+    def _chain_page(self, underlying: str, params: dict[str, str]) -> Reply:
+        """Massive's chain snapshot: filters (expiration_date / strike_price .gte/.lte, contract_type),
+        ``limit`` per page (default 10, at most 250) and a ``next_url`` carrying the cursor and filters."""
+        rows = self.chains[underlying]
+        for key, field_, cmp in (
+            ("expiration_date.gte", "expiration_date", lambda a, b: a >= b),
+            ("expiration_date.lte", "expiration_date", lambda a, b: a <= b),
+            ("strike_price.gte", "strike_price", lambda a, b: a >= float(b)),
+            ("strike_price.lte", "strike_price", lambda a, b: a <= float(b)),
+            ("contract_type", "contract_type", lambda a, b: a == b),
+        ):
+            if key in params:
+                rows = [r for r in rows if cmp(r["details"][field_], params[key])]
+        limit = min(int(params.get("limit", 10)), 250)
+        offset = int(params.get("cursor", 0))
+        body: dict[str, Any] = {"results": rows[offset : offset + limit], "status": "OK", "request_id": "fake"}
+        if offset + limit < len(rows):
+            query = "&".join(f"{k}={v}" for k, v in {**params, "cursor": offset + limit}.items())
+            body["next_url"] = f"{self.base}/v3/snapshot/options/{underlying}?{query}"
+        return Reply(200, body)
+
+    def _universal(self, params: dict[str, str]) -> Reply:
+        """``/v3/snapshot?ticker.any_of=O:...``: option results in the universal shape (``ticker`` at the
+        top, ``session`` instead of ``day``), an error entry for unknown tickers (as recorded)."""
+        wanted = params["ticker.any_of"].split(",")
+        by_ticker = {r["details"]["ticker"]: r for rows in self.chains.values() for r in rows}
+        results = []
+        for t in wanted:
+            r = by_ticker.get(t)
+            if r is None:
+                results.append({"error": "NOT_FOUND", "message": "Ticker not found.", "ticker": t})
+                continue
+            details = {k: v for k, v in r["details"].items() if k != "ticker"}
+            results.append({**{k: v for k, v in r.items() if k not in ("details", "day")}, "details": details,
+                            "session": {"volume": r["day"]["volume"]}, "ticker": t, "type": "options",
+                            "market_status": "open"})
+        return Reply(200, {"results": results, "status": "OK", "request_id": "fake"})
 
     def _recorded(self, seen: Seen) -> Path | None:
         candidates = self._index.get(seen.path.lstrip("/"), [])
@@ -259,3 +318,32 @@ def daily_aggs(ticker: str, start: date, end: date, price: float = 100.0) -> lis
         c = round(price + i * 0.25, 2)
         out.append({"v": 1_000_000 + i, "vw": c, "o": c - 0.1, "c": c, "h": c + 0.5, "l": c - 0.5, "t": t, "n": 100})
     return out
+
+
+def option_result(
+    underlying: str, expiry: date, right: str, strike: float, *, bid: float, ask: float, delta: float,
+    spot: float, quoted: datetime, iv: float = 0.3, open_interest: int = 2000, volume: int = 300,
+    shares_per_contract: int = 100, root: str | None = None,
+) -> dict[str, Any]:
+    """One contract of ``/v3/snapshot/options/{underlying}`` in the recorded shape
+    (``v3/snapshot/options/AAPL.json``); ``root`` differs from the underlying for adjusted contracts."""
+    ticker = f"O:{root or underlying}{expiry:%y%m%d}{right}{round(strike * 1000):08d}"
+    ns = int(quoted.timestamp() * 1e9)
+    return {
+        "break_even_price": strike + ask,
+        "day": {"change": 0.0, "change_percent": 0.0, "close": (bid + ask) / 2, "high": ask, "last_updated": ns,
+                "low": bid, "open": bid, "previous_close": bid, "volume": volume, "vwap": (bid + ask) / 2},
+        "details": {"contract_type": "call" if right == "C" else "put", "exercise_style": "american",
+                    "expiration_date": expiry.isoformat(), "shares_per_contract": shares_per_contract,
+                    "strike_price": strike, "ticker": ticker},
+        "fmv": (bid + ask) / 2,
+        "greeks": {"delta": delta, "gamma": 0.02, "theta": -0.03, "vega": 0.2},
+        "implied_volatility": iv,
+        "last_quote": {"ask": ask, "ask_size": 10, "bid": bid, "bid_size": 10, "last_updated": ns,
+                       "midpoint": round((bid + ask) / 2, 4), "timeframe": "REAL-TIME"},
+        "last_trade": {"price": (bid + ask) / 2, "sip_timestamp": ns, "size": 1, "conditions": [209],
+                       "exchange": 309, "timeframe": "REAL-TIME"},
+        "open_interest": open_interest,
+        "underlying_asset": {"change_to_break_even": 0.0, "last_updated": ns, "price": spot, "ticker": underlying,
+                             "timeframe": "REAL-TIME"},
+    }

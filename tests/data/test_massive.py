@@ -151,18 +151,6 @@ def test_universe_marks_warrants_rights_units_preferreds_and_otc_untradable(tmp_
         assert tradable_symbols(session) == ["ADRX", "CSX", "SPYX"]
 
 
-def test_option_contracts_follow_next_url(recorded: Path, tmp_path: Path) -> None:
-    with FakeMassive(recorded) as fake:
-        frame = market_for(fake, tmp_path).option_contracts("A")
-        pages = [s for s in fake.seen if s.path == "/v3/reference/options/contracts"]
-    assert len(pages) == 2 and pages[1].params == {"cursor": "YXA9JTdCJTIySUQlMjIlM0ElMjIy"}
-    assert len(frame) > 10 and frame["ticker"].is_unique
-    assert frame["underlying_ticker"].eq("A").all() and isinstance(frame["expiration_date"].iloc[0], date)
-
-
-# --- history ---------------------------------------------------------------------------------------------
-
-
 def test_recorded_grouped_day_is_parsed_into_the_store(recorded: Path, tmp_path: Path, migrated_sqlite) -> None:
     with FakeMassive(recorded) as fake:
         market = market_for(fake, tmp_path, db=migrated_sqlite, now=datetime(2005, 4, 20, 12, tzinfo=NY))
@@ -195,7 +183,7 @@ def test_full_market_days_are_stored_once_and_never_requested_again(tmp_path: Pa
         again = market_for(fake, tmp_path, db=migrated_sqlite)
         second = again.backfill(days=days, end=END)
         assert len(fake.seen) == days and second.requests == 0
-        assert second.sessions_in_store == days and second.hit_rate == 1.0
+        assert second.sessions_in_store == days and second.hit_rate is None and second.avoided_rate == 1.0
         panel = again.daily_bars(date(2024, 2, 14), END)  # already stored: read, no request
         assert len(fake.seen) == days and panel.n_days == days and panel.n_symbols > 32_000
 

@@ -225,10 +225,12 @@ def test_status_reports_coverage_gaps_and_hit_rate(monkeypatch: pytest.MonkeyPat
     assert status["empty_sessions"] == 1 and status["expected_sessions"] == 10
     assert status["gap_dates"] == ["2024-02-22", "2024-02-23", "2024-02-26", "2024-02-27"] and status["gaps"] == 4
     assert status["symbols_last_day"] > 150 and status["requests_total"] == 6
-    assert status["cache_hit_rate"] == pytest.approx(3 / 9, abs=1e-4) and status["runs_recorded"] == 3
+    # The response cache was asked 6 times and never hit; the 3 stored sessions are avoided requests, not hits.
+    assert status["cache_hit_rate"] == 0.0 and status["runs_recorded"] == 3
+    assert status["requests_avoided_by_bar_store_total"] == 3
     assert [r["kind"] for r in status["recent_runs"]] == ["backfill"] * 3
     text = format_status(status)
-    assert "gaps vs NYSE" in text and "4 of 10 sessions" in text and "33.3%" in text and "recent runs" in text
+    assert "gaps vs NYSE" in text and "4 of 10 sessions" in text and "0.0%" in text and "recent runs" in text
 
 
 def _cli(argv: list[str]) -> int:
@@ -303,6 +305,11 @@ def test_the_generator_is_deterministic_and_in_the_recorded_shape() -> None:
 def test_bench_data_small(capsys: pytest.CaptureFixture[str]) -> None:
     result = bench_data(symbols=500, days=6, server_process=False)
     assert result["requests_first_run"] == 6 and result["requests_second_run"] == 0
-    assert result["cache_hit_rate_second_run"] == 1.0 and result["rebuild_requests"] == 0
+    assert result["cache_hit_rate_second_run"] == 1.0 and result["cache_hits_second_run"] == 6
+    assert result["requests_store_run"] == 0 and result["requests_avoided_by_store_run"] == 6
+    # 15,000 contracts at 250 a page; a candidate build reads a band, a cycle one request per position.
+    assert result["chain_contracts"] == 15_000 and result["chain_requests_candidates_before"] == 60
+    assert result["chain_requests_candidates"] <= 4 and result["chain_requests_cycle"] == 10
+    assert result["chain_requests_cycle_before"] == 600 and all(result["targets_met"].values())
     assert result["panel_shape"] == [6, 500] and result["store_mb"] >= 0 and result["load_seconds"] < 1
     assert "massive backfill" in capsys.readouterr().out

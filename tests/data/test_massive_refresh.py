@@ -1,0 +1,110 @@
+"""Issue 13 items 6 and 9: sectors from ticker details' SIC codes (recorded ``v3/reference/tickers/AAPL``)
+within a nightly request budget, a nightly universe refresh (new listings, retired names, counts in the
+nightly report) and gap repair (``list_aggs``) for holes the grouped-daily files left. Local fake server."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlmodel import Session, select
+
+from engine.config import load_settings
+from engine.data.refresh import refresh_reference_data, refresh_sectors
+from engine.data.sic import sector_for_sic
+from engine.models import Instrument
+from engine.pipeline import StepReport
+from tests.conftest import shared_data
+from tests.data.fake_massive import FakeMassive, Reply, daily_aggs
+from tests.data.test_massive import market_for
+
+NY = ZoneInfo("America/New_York")
+NIGHT = datetime(2024, 3, 8, 20, 0, tzinfo=NY)
+
+
+def _listing(*symbols: str) -> Reply:
+    rows = [{"ticker": s, "name": s, "market": "stocks", "type": "CS", "active": True, "currency_name": "usd",
+             "primary_exchange": "XNAS"} for s in symbols]
+    return Reply(200, {"results": rows, "status": "OK", "request_id": "fake", "count": len(rows)})
+
+
+def _aapl_details() -> dict:
+    return json.loads((shared_data("polygon") / "v3/reference/tickers/AAPL.json").read_text())["results"]
+
+
+def test_sic_codes_map_to_the_simulated_markets_sectors() -> None:
+    # Apple (recorded: 3571 electronic computers), Pfizer 2834, a REIT 6798, Exxon 2911, a utility 4911.
+    assert sector_for_sic(_aapl_details()["sic_code"]) == "Information Technology"
+    assert [sector_for_sic(c) for c in ("2834", "6798", "2911", "4911", "6022", "3711", "9995", "")] == [
+        "Health Care", "Real Estate", "Energy", "Utilities", "Financials", "Consumer Discretionary", "", ""]
+
+
+def test_the_nightly_refresh_adds_retires_fills_sectors_within_budget_and_reports_counts(
+    tmp_path: Path, migrated_sqlite
+) -> None:
+    settings = load_settings(data_dir=tmp_path).model_copy(update={"reference_data": load_settings(
+        data_dir=tmp_path).reference_data.model_copy(update={"sector_requests_per_night": 1})})
+    with Session(migrated_sqlite) as session:
+        session.add(Instrument(symbol="GONE", source="massive"))
+        session.commit()
+    with FakeMassive() as fake:
+        fake.routes["/v3/reference/tickers"] = _listing("AAPL", "MSFT")
+        fake.tickers["AAPL"] = _aapl_details()
+        fake.tickers["MSFT"] = {**_aapl_details(), "ticker": "MSFT", "sic_code": "7372"}
+        market = market_for(fake, tmp_path, db=migrated_sqlite, cache=False)
+        ctx = SimpleNamespace(market=market, settings=settings, db=migrated_sqlite, now=NIGHT)
+        report = StepReport("nightly", NIGHT)
+        first = refresh_reference_data(ctx, report)
+        assert first is not None and (first.listed, first.added, first.retired) == (2, 2, 1)
+        assert first.awaiting_history == 2  # no bars yet: scanned once they have min_history sessions
+        assert (first.sectors_fetched, first.sectors_pending) == (1, 1)  # the budget: one request a night
+        assert report.counts["added"] == 2 and report.counts["retired"] == 1 and "2 new" in report.lines[-1]
+        second = refresh_reference_data(ctx, StepReport("nightly", NIGHT))
+        third = refresh_reference_data(ctx, StepReport("nightly", NIGHT))
+        details_requests = fake.count("/v3/reference/tickers/")
+    assert second is not None and (second.sectors_fetched, second.sectors_pending) == (1, 0)
+    assert third is not None and third.sectors_fetched == 0  # fetched once, refreshed rarely
+    assert details_requests == 2
+    with Session(migrated_sqlite) as session:
+        rows = {i.symbol: i for i in session.exec(select(Instrument)).all()}
+    assert (rows["AAPL"].sector, rows["AAPL"].sic_code) == ("Information Technology", "3571")
+    assert rows["MSFT"].sector == "Information Technology"
+    assert not rows["GONE"].active and not rows["GONE"].tradable and rows["GONE"].retired_at is not None
+
+
+class Holey:
+    """Three tickers; BBB is missing from the grouped file of 2024-02-28 (a gap between stored bars)."""
+
+    def body(self, day: date) -> bytes:
+        tickers = ["AAA", "BBB", "CCC"] if day != date(2024, 2, 28) else ["AAA", "CCC"]
+        rows = [{"T": t, "v": 1000, "vw": 50.0, "o": 50.0, "c": 50.0, "h": 50.0, "l": 50.0, "t": 0, "n": 1}
+                for t in tickers]
+        return json.dumps({"queryCount": len(rows), "resultsCount": len(rows), "adjusted": True, "results": rows,
+                           "status": "OK", "request_id": "x", "count": len(rows)}).encode()
+
+
+def test_gap_repair_refetches_holes_the_grouped_files_left(tmp_path: Path, migrated_sqlite) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    with FakeMassive(grouped=Holey()) as fake:
+        fake.routes["/v3/reference/tickers"] = _listing("AAA", "BBB", "CCC")
+        fake.aggs = lambda ticker, start, end: daily_aggs(ticker, start, end, price=50.0)
+        market = market_for(fake, tmp_path, db=migrated_sqlite)
+        market.backfill(days=5, end=date(2024, 3, 1))  # 02-26 .. 03-01
+        before = market.store.load(dtype=np.float64)  # type: ignore[union-attr]
+        assert before.n_days == 5 and np.isnan(before.select(["BBB"]).close).sum() == 1  # 02-28
+        ctx = SimpleNamespace(market=market, settings=settings, db=migrated_sqlite, now=NIGHT)
+        out = refresh_reference_data(ctx, StepReport("nightly", NIGHT))
+        aggs = [s.path for s in fake.seen if s.path.startswith("/v2/aggs/ticker/")]
+    assert out is not None and (out.repaired_symbols, out.repaired_bars) == (1, 1)
+    assert aggs == ["/v2/aggs/ticker/BBB/range/1/day/2024-02-28/2024-02-28"]
+    after = market.store.load(dtype=np.float64).select(["BBB"]).close  # type: ignore[union-attr]
+    assert after.shape == (5, 1) and np.isfinite(after).all()
+
+
+def test_refresh_sectors_does_nothing_without_tradable_instruments(tmp_path: Path, migrated_sqlite) -> None:
+    with FakeMassive() as fake, Session(migrated_sqlite) as session:
+        assert refresh_sectors(session, market_for(fake, tmp_path), NIGHT, 10, 180) == (0, 0)
