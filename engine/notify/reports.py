@@ -607,9 +607,23 @@ def fill_report(fill: Fill, order: Order | None) -> Report:
     ))
 
 
+def last_reported_fill_id(session: Session) -> int | None:
+    """The newest fill (by row id, i.e. by when we learned of it) that already has its announcement."""
+    from sqlalchemy import exists, func, literal
+
+    from engine.models import NotificationOutbox
+
+    reported = exists().where(NotificationOutbox.idempotency_key == literal("fill:") + Fill.broker_fill_id)
+    return session.exec(select(func.max(Fill.id)).where(reported)).one()
+
+
 def fills(session: Session, now: datetime) -> list[Report]:
-    since = now - SWEEP_LOOKBACK
-    rows = session.exec(select(Fill).where(Fill.filled_at >= since).order_by(col(Fill.id))).all()
+    """Fills not announced yet: every fill recorded after the last one announced (however long the scheduler
+    was down), or the last SWEEP_LOOKBACK when nothing was ever announced."""
+    last = last_reported_fill_id(session)
+    query = select(Fill).where(col(Fill.id) > last) if last is not None else \
+        select(Fill).where(Fill.filled_at >= now - SWEEP_LOOKBACK)
+    rows = session.exec(query.order_by(col(Fill.id))).all()
     ids = sorted({f.order_id for f in rows})
     orders = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(ids)))} if ids else {}
     return [fill_report(f, orders.get(f.order_id)) for f in rows]
