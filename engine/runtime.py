@@ -17,7 +17,7 @@ from engine.clock import NEW_YORK, ReplayClock
 from engine.config import Settings, SettingsError
 from engine.context import EngineContext
 from engine.data import calendar
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.execution.reconcile import reconcile
 from engine.heartbeat import beat
 from engine.models import OperatorCommand, utcnow
@@ -89,7 +89,7 @@ def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
     """Apply the operator's stored setting changes before each job (a bad stored value keeps the last good)."""
     state.base_settings = state.base_settings or ctx.settings
     try:
-        with session_scope(ctx.db) as session:
+        with read_scope(ctx.db) as session:
             ctx.settings = effective_settings(session, state.base_settings)
     except SettingsError as exc:
         log.error("stored settings are invalid, keeping the previous ones: %s", exc)
@@ -101,7 +101,7 @@ def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None
 
     from engine.models import JobRun
 
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         last_ok = session.exec(select(func.max(JobRun.id)).where(
             JobRun.job_id == job_id, JobRun.outcome == "ok",
             *([col(JobRun.id) < before_id] if before_id is not None else []))).one() or 0
@@ -132,7 +132,7 @@ def alert_recovery(ctx: EngineContext, job_id: str) -> None:
 
     from engine.models import JobRun
 
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         newest_ok = session.exec(select(func.max(JobRun.id)).where(JobRun.job_id == job_id,
                                                                    JobRun.outcome == "ok")).one()
         previous = session.exec(select(JobRun.outcome).where(JobRun.job_id == job_id,
@@ -215,7 +215,7 @@ def missed_runs(ctx: EngineContext, now: datetime) -> list[PlannedRun]:
     today = now.astimezone(NEW_YORK).date()
     first = calendar.previous_session(today)
     due = [r for r in plan_range(first, today) if r.at <= now and r.job_id != "intraday"]
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         rows = session.exec(select(JobRun.job_id, JobRun.started_at).where(
             JobRun.outcome.in_(("ok", "error")), ~JobRun.trigger.like("replay@%"),
             JobRun.started_at >= min((r.at for r in due), default=now))).all()
@@ -350,7 +350,7 @@ def _done_runs(ctx: EngineContext, since: date) -> set[tuple[str, datetime]]:
 
     first = datetime.combine(since, datetime.min.time(), NEW_YORK)
     out = set()
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         rows = session.exec(select(JobRun.job_id, JobRun.trigger).where(
             JobRun.trigger.like("replay@%"), JobRun.outcome.in_(("ok", "error"))))
         for job_id, trigger in rows:

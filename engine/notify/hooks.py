@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from engine.db import session_scope
+from engine.db import read_scope
 from engine.models import NotificationOutbox
 from engine.notify import reports
 from engine.notify.outbox import enqueue
@@ -63,7 +63,7 @@ def newest_stored_bar(settings: Any, now: datetime) -> date | None:
 
 def _enqueued(engine: Engine, keys: list[str]) -> set[str]:
     found: set[str] = set()
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             found.update(session.exec(select(NotificationOutbox.idempotency_key)
@@ -75,7 +75,7 @@ def after_job(ctx: Any, job_id: str) -> None:
     """Called by the scheduler after a job finished without error; enqueues its reports and alerts."""
     now = ctx.now
     newest = newest_stored_bar(ctx.settings, now) if job_id in ("postmarket", "nightly") else None
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         built = build_reports(session, ctx.settings, job_id, now, newest_bar=newest)
     done = _enqueued(ctx.db, [r.key for r in built])
     fresh = [r for r in built if r.key not in done]
