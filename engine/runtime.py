@@ -7,7 +7,7 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -112,7 +112,7 @@ def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None
     return len(errors), (errors[-1].error or "") if errors else ""
 
 
-def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
+def alert_failure(ctx: EngineContext, replayed: bool = False) -> Callable[[str, str], None]:
     """One system-status alert per job and market day (a failing intraday cycle would otherwise alert ~78
     times); it carries the running count of failures, and :func:`alert_recovery` says when it works again."""
     def _alert(job_id: str, error: str) -> None:
@@ -122,6 +122,10 @@ def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
                           description=(f"{error[:3300]}\n\nFailure {count} in a row. Further failures of {job_id} "
                                        f"on {day} are counted, not alerted again; a recovery message follows "
                                        "when it succeeds."))
+        if replayed:  # a replay's failures go to the playground, marked (never to the live status channel)
+            message = replace(message, title=f"[REPLAY] {message.title}")
+            enqueue(ctx.db, "playground", message, f"replay:job-failure:{job_id}:{day}", settings=ctx.settings)
+            return
         enqueue(ctx.db, "system_status", message, f"job-failure:{job_id}:{day}", settings=ctx.settings)
     return _alert
 
@@ -171,14 +175,15 @@ def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) 
                 log.error("job %s not started: %s", job_id, exc)
                 return False
         refresh_settings(ctx, state)
-        run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx),
-                         now=None)
+        run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx),
+                         on_failure=alert_failure(ctx, replayed=state.mode == "replay"), now=None)
         if run.outcome == "ok":
             alert_recovery(ctx, job_id)
         if run.outcome in ("ok", "error"):
             # Reports and alerts are built from what the job stored, so a pre-market that failed after
             # placing orders still announces them; a failure here never fails the job.
-            record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
+            record_run(ctx.db, f"notify:{job_id}", trigger,
+                       lambda: after_job(ctx, job_id, replayed=state.mode == "replay"), now=None)
         return True
     finally:
         guard.release()

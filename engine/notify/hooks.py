@@ -18,6 +18,7 @@ enqueued (the outbox writes in its own transactions; SQLite allows one writer at
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -71,12 +72,28 @@ def _enqueued(engine: Engine, keys: list[str]) -> set[str]:
     return found
 
 
-def after_job(ctx: Any, job_id: str) -> None:
-    """Called by the scheduler after a job finished without error; enqueues its reports and alerts."""
+REPLAY_CHANNEL = "playground"
+REPLAY_MARK = "[REPLAY]"
+
+
+def as_replayed(report: reports.Report) -> reports.Report:
+    """A replayed session's report: to the playground channel only, marked as replayed in title, text and
+    key, so it can never be taken for (or collide with) a live message."""
+    msg = report.message
+    marked = replace(msg, title=f"{REPLAY_MARK} {msg.title}"[:256],
+                     content=(f"{REPLAY_MARK} replayed session, not live trading. {msg.content}").strip()[:2000],
+                     footer=f"replayed · {msg.footer}".strip(" ·")[:2048])
+    return replace(report, channel=REPLAY_CHANNEL, message=marked, key=f"replay:{report.key}")
+
+
+def after_job(ctx: Any, job_id: str, replayed: bool = False) -> None:
+    """Called by the scheduler after a job; enqueues its reports and alerts (``replayed``: as_replayed)."""
     now = ctx.now
     newest = newest_stored_bar(ctx.settings, now) if job_id in ("postmarket", "nightly") else None
     with read_scope(ctx.db) as session:
         built = build_reports(session, ctx.settings, job_id, now, newest_bar=newest)
+    if replayed:
+        built = [as_replayed(r) for r in built]
     done = _enqueued(ctx.db, [r.key for r in built])
     fresh = [r for r in built if r.key not in done]
     for report in fresh:

@@ -25,7 +25,7 @@ def _ny(y: int, m: int, d: int, hh: int, mm: int = 0) -> datetime:
 
 @pytest.fixture
 def ctx(migrated_sqlite, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(runtime, "after_job", lambda ctx, job_id: None)
+    monkeypatch.setattr(runtime, "after_job", lambda ctx, job_id, replayed=False: None)
     monkeypatch.setattr(runtime, "refresh_settings", lambda ctx, state: None)
     clock = ReplayClock(_ny(2026, 11, 3, 17))
     return EngineContext(load_settings(), migrated_sqlite, None, None, clock)  # type: ignore[arg-type]

@@ -77,9 +77,9 @@ def test_two_replays_started_together_run_each_job_once(tmp_path: Path) -> None:
     assert len(notify) == RUNS_PER_WEEK and max(notify.values()) == 1
     with Session(get_engine(url)) as s:
         keys = s.exec(select(NotificationOutbox.idempotency_key)).all()
-    kinds = Counter(k.split(":", 1)[0] for k in keys)
+    kinds = Counter(k.removeprefix("replay:").split(":", 1)[0] for k in keys)
     # one set of reports: one Morning Brew, one digest and one post-market report per session
-    for kind in ("brew", "digest", "postmarket"):
+    for kind in ("morning_brew", "digest", "postmarket"):
         assert kinds[kind] == 5, kinds
 
 
