@@ -243,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     from engine.notify.cli import add_notify_commands
 
     add_data_commands(sub)
+    from engine.cli_ops import add_ops_commands; add_ops_commands(sub)  # noqa: E702, I001
     add_notify_commands(sub)
     return parser
 

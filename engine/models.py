@@ -462,3 +462,12 @@ class OperatorAuth(SQLModel, table=True):
     failed_attempts: int = 0
     locked_until: datetime | None = _ts_opt()
     updated_at: datetime = _ts()
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed console logins per client (issue 12): repeated failures slow that client down; nobody else."""
+
+    client: str = Field(primary_key=True, max_length=128)  # the client's address as the console sees it
+    failures: int = 0
+    next_allowed_at: datetime | None = _ts_opt()
+    updated_at: datetime = _ts()
