@@ -37,7 +37,7 @@ from engine.execution import guard
 from engine.execution.guard import GuardedBroker
 from engine.lease import release
 from engine.leasekeeper import LeaseKeeper
-from engine.notify import Message, enqueue, run_worker
+from engine.notify import Message, OutboxNotifier, run_worker
 from engine.redact import install_log_redaction
 from engine.replay_target import auto_replays, replay_settings
 from engine.schedule import plan_day
@@ -74,12 +74,11 @@ def _hold_lease(keeper: LeaseKeeper, wait_seconds: float) -> bool:
 
 
 def _alert_lease_lost(ctx, state, reason: str) -> None:  # type: ignore[no-untyped-def]
+    message = Message(title="Scheduler stopped: lease lost", color=0xE74C3C, kind="lease_lost",
+                      description=f"Scheduler {state.instance} lost the scheduler lease ({reason}). It stopped "
+                                  "all jobs and exited; a scheduler that holds the lease takes over.")
     try:
-        enqueue(ctx.db, "system_status",
-                Message(title="Scheduler stopped: lease lost", color=0xE74C3C, kind="lease_lost",
-                        description=f"Scheduler {state.instance} lost the scheduler lease ({reason}). It stopped "
-                                    "all jobs and exited; a scheduler that holds the lease takes over."),
-                f"lease-lost:{state.instance}", settings=ctx.settings)
+        OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"lease-lost:{state.instance}")
     except Exception as exc:  # the database may be what failed; the log line above still says it
         log.error("could not queue the lease-lost alert: %s", str(exc).splitlines()[0])
 

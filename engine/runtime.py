@@ -21,7 +21,7 @@ from engine.db import read_scope, session_scope
 from engine.execution.reconcile import reconcile
 from engine.heartbeat import beat
 from engine.models import OperatorCommand, utcnow
-from engine.notify import Message, enqueue
+from engine.notify import Message, OutboxNotifier
 from engine.notify.hooks import after_job
 from engine.operator import pending_commands, set_approval_mode, set_kill_switch
 from engine.schedule import INTRADAY_EVERY, JOB_IDS, PlannedRun, plan_range, record_run
@@ -124,9 +124,9 @@ def alert_failure(ctx: EngineContext, replayed: bool = False) -> Callable[[str, 
                                        "when it succeeds."))
         if replayed:  # a replay's failures go to the playground, marked (never to the live status channel)
             message = replace(message, title=f"[REPLAY] {message.title}")
-            enqueue(ctx.db, "playground", message, f"replay:job-failure:{job_id}:{day}", settings=ctx.settings)
+            OutboxNotifier(ctx.db, ctx.settings).notify("playground", message, f"replay:job-failure:{job_id}:{day}")
             return
-        enqueue(ctx.db, "system_status", message, f"job-failure:{job_id}:{day}", settings=ctx.settings)
+        OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"job-failure:{job_id}:{day}")
     return _alert
 
 
@@ -150,7 +150,7 @@ def alert_recovery(ctx: EngineContext, job_id: str) -> None:
     message = Message(title=f"Job {job_id} recovered", color=0x2ECC71, kind="job_recovery",
                       description=f"{job_id} ran successfully again after {count} failed run(s). "
                                   f"Last error: {last_error[:1500]}")
-    enqueue(ctx.db, "system_status", message, f"job-recovery:{job_id}:{day}", settings=ctx.settings)
+    OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"job-recovery:{job_id}:{day}")
 
 
 def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> bool:

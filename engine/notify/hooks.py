@@ -28,7 +28,8 @@ from sqlmodel import Session, col, select
 from engine.db import read_scope
 from engine.models import NotificationOutbox
 from engine.notify import reports
-from engine.notify.outbox import enqueue
+from engine.notify.outbox import OutboxNotifier
+from engine.notify.ports import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,10 @@ def as_replayed(report: reports.Report) -> reports.Report:
     return replace(report, channel=REPLAY_CHANNEL, message=marked, key=f"replay:{report.key}")
 
 
-def after_job(ctx: Any, job_id: str, replayed: bool = False) -> None:
-    """Called by the scheduler after a job; enqueues its reports and alerts (``replayed``: as_replayed)."""
+def after_job(ctx: Any, job_id: str, replayed: bool = False, notifier: Notifier | None = None) -> None:
+    """Called by the scheduler after a job; queues its reports and alerts through the Notifier port (the
+    outbox by default). ``replayed``: every report goes out as_replayed."""
+    notifier = notifier or OutboxNotifier(ctx.db, ctx.settings)
     now = ctx.now
     newest = newest_stored_bar(ctx.settings, now) if job_id in ("postmarket", "nightly") else None
     with read_scope(ctx.db) as session:
@@ -97,7 +100,7 @@ def after_job(ctx: Any, job_id: str, replayed: bool = False) -> None:
     done = _enqueued(ctx.db, [r.key for r in built])
     fresh = [r for r in built if r.key not in done]
     for report in fresh:
-        enqueue(ctx.db, report.channel, report.message, report.key, settings=ctx.settings)
+        notifier.notify(report.channel, report.message, report.key)
     if fresh:
         log.info("%s: enqueued %d notifications (%s)", job_id, len(fresh),
                  ", ".join(sorted({r.key.split(":", 1)[0] for r in fresh})))
