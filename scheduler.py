@@ -37,8 +37,9 @@ from engine.execution import guard
 from engine.execution.guard import GuardedBroker
 from engine.lease import release
 from engine.leasekeeper import LeaseKeeper
-from engine.notify import Message, enqueue, run_worker
+from engine.notify import Message, OutboxNotifier, run_worker
 from engine.redact import install_log_redaction
+from engine.replay_target import auto_replays, replay_settings
 from engine.schedule import plan_day
 
 LEASE_NAME = "scheduler"
@@ -73,12 +74,11 @@ def _hold_lease(keeper: LeaseKeeper, wait_seconds: float) -> bool:
 
 
 def _alert_lease_lost(ctx, state, reason: str) -> None:  # type: ignore[no-untyped-def]
+    message = Message(title="Scheduler stopped: lease lost", color=0xE74C3C, kind="lease_lost",
+                      description=f"Scheduler {state.instance} lost the scheduler lease ({reason}). It stopped "
+                                  "all jobs and exited; a scheduler that holds the lease takes over.")
     try:
-        enqueue(ctx.db, "system_status",
-                Message(title="Scheduler stopped: lease lost", color=0xE74C3C, kind="lease_lost",
-                        description=f"Scheduler {state.instance} lost the scheduler lease ({reason}). It stopped "
-                                    "all jobs and exited; a scheduler that holds the lease takes over."),
-                f"lease-lost:{state.instance}", settings=ctx.settings)
+        OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"lease-lost:{state.instance}")
     except Exception as exc:  # the database may be what failed; the log line above still says it
         log.error("could not queue the lease-lost alert: %s", str(exc).splitlines()[0])
 
@@ -188,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime.mark_abandoned(ctx)
         runtime.startup_reconcile(ctx, state)
-        if args.replay or args.auto:
-            first, last = args.replay or runtime.recent_sessions(datetime.now(timezone.utc), args.sessions)
+        wall = datetime.now(timezone.utc)
+        if args.auto and not auto_replays(wall):
+            log.info("--auto: the market is open, so no replay; trading live now")
+        elif args.replay or args.auto:
+            first, last = args.replay or runtime.recent_sessions(wall, args.sessions)
             clock.freeze()
-            done = runtime.replay(ctx, clock, state, first, last, args.speed, stop=stop,
-                                  on_run=lambda r: log.info("replay %s at %s", r.job_id, r.at.isoformat()))
+            done = _replay(ctx, clock, state, first, last, args.speed, worker_stop)
             log.info("replayed %d job runs over %s..%s", done, first, last)
             if args.replay or stop.is_set():
                 return exit_code
@@ -212,6 +214,32 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # it expires on its own
                 log.error("could not release the lease (%s); it expires in %s", exc, state.lease_ttl)
     return exit_code
+
+
+def _replay(ctx, clock, state, first: date, last: date, speed: float,  # type: ignore[no-untyped-def]
+            worker_stop: threading.Event) -> int:
+    """Replay [first, last]; off the live book when live data or a real broker is configured."""
+    target, folder = replay_settings(ctx.settings)
+    if folder is not None:
+        migrate(target.db_url)
+        log.warning("replay kept apart from live (data source %s, broker %s): it runs on the simulated market "
+                    "with a paper broker into %s; see it with QM_DATA_DIR=%s streamlit run app/console.py",
+                    ctx.settings.data_source.value, ctx.settings.broker.value, target.db_url.split("///")[-1],
+                    folder)
+        replay_ctx = build_context(target, clock=clock)
+        replay_ctx.broker = GuardedBroker(replay_ctx.broker)
+        threading.Thread(target=run_worker, args=(replay_ctx.db, target, worker_stop), name="notify-replay",
+                         daemon=True).start()
+        runtime.mark_abandoned(replay_ctx)
+        runtime.startup_reconcile(replay_ctx, state)
+        base, state.base_settings = state.base_settings, target
+        try:
+            return runtime.replay(replay_ctx, clock, state, first, last, speed, stop=state.stopping,
+                                  on_run=lambda r: log.info("replay %s at %s", r.job_id, r.at.isoformat()))
+        finally:
+            state.base_settings = base
+    return runtime.replay(ctx, clock, state, first, last, speed, stop=state.stopping,
+                          on_run=lambda r: log.info("replay %s at %s", r.job_id, r.at.isoformat()))
 
 
 def _keep_lease(ctx, state, keeper: LeaseKeeper, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]

@@ -62,6 +62,12 @@ def pct(x: Any, signed: bool = False, decimals: int = 2) -> str:
     return f"{sign}{abs(v):,.{decimals}f}%"
 
 
+def delta(text: str) -> str:
+    """A st.metric delta whose arrow and colour follow its sign: Streamlit reads only an ASCII "-" as negative,
+    so the typographic minus our formatters print would show a negative change as a green up arrow."""
+    return "-" + text[1:] if text.startswith(MINUS) else text
+
+
 def num(x: Any, decimals: int = 2, signed: bool = False) -> str:
     v = _finite(x)
     if v is None:

@@ -1,8 +1,12 @@
-"""Operator authentication for the console: scrypt-hashed password, constant-time check, lock-out.
+"""Operator authentication for the console: scrypt-hashed password, constant-time check, per-client slow-down.
 
-The password comes from QM_OPERATOR_PASSWORD / .streamlit/secrets.toml, or is set on first run from
-the login page. Only its hash is stored. Failed attempts are counted in the database so a restart of
-the console does not reset a lock-out.
+The password comes from QM_OPERATOR_PASSWORD / .streamlit/secrets.toml or is set on the command line
+(``python -m engine operator set-password``); never from the login page, so whoever reaches the page first
+cannot claim the console. Only its hash is stored. Failed attempts slow down the client that makes them
+(``FREE_FAILURES`` free, then a doubling wait up to ``MAX_DELAY``), counted in the database so a console
+restart does not reset them; no client can lock the operator out. A successful login issues a signed session
+token (``issue_token``) that survives a browser reload for ``session_hours``; changing the password voids
+every token.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from engine.db import session_scope
-from engine.models import OperatorAuth, utcnow
+from engine.models import LoginThrottle, OperatorAuth, utcnow
 
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
+FREE_FAILURES = 3  # mistyped passwords cost nothing
+FIRST_DELAY = timedelta(seconds=2)  # then each failure doubles the client's wait ...
+MAX_DELAY = timedelta(minutes=5)  # ... up to this
 MIN_PASSWORD_LENGTH = 8
 _N, _R, _P = 2**14, 8, 1
 
@@ -69,35 +74,85 @@ def ensure_password(engine: Engine, configured: str | None) -> bool:
         return row.password_hash is not None
 
 
-def set_password(engine: Engine, password: str) -> None:
-    """First-run set-up (only when no password exists yet)."""
+def set_password(engine: Engine, password: str, replace: bool = False) -> None:
+    """Set the operator password (the command line; ``replace`` to change an existing one)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
     with session_scope(engine) as session:
         row = _row(session)
-        if row.password_hash is not None:
-            raise PermissionError("an operator password is already set")
+        if row.password_hash is not None and not replace:
+            raise PermissionError("an operator password is already set (use --replace to change it)")
         row.password_hash = hash_password(password)
         row.updated_at = utcnow()
 
 
-def check_login(engine: Engine, password: str, now: datetime | None = None) -> LoginResult:
+def delay_after(failures: int) -> timedelta:
+    """How long a client waits after its ``failures``-th failure in a row."""
+    if failures < FREE_FAILURES:
+        return timedelta(0)
+    return min(MAX_DELAY, FIRST_DELAY * 2 ** (failures - FREE_FAILURES))
+
+
+def check_login(engine: Engine, password: str, now: datetime | None = None, client: str = "unknown") -> LoginResult:
+    now = now or datetime.now(UTC)
+    client = (client if isinstance(client, str) and client else "unknown")[:128]
+    with session_scope(engine) as session:
+        existing = session.get(LoginThrottle, client)
+        throttle = existing or LoginThrottle(client=client, updated_at=now)
+        wait_until = throttle.next_allowed_at
+        if wait_until is not None and now < wait_until:
+            left = (wait_until - now).total_seconds()
+            return LoginResult(False, f"too many failed attempts from this client; try again in {left:.0f} s",
+                               wait_until)
+        row = _row(session)
+        if row.password_hash is None:
+            return LoginResult(False, "no operator password is set: run `python -m engine operator set-password` "
+                                      "or set QM_OPERATOR_PASSWORD")
+        if verify_password(password, row.password_hash):
+            if existing is not None:
+                session.delete(existing)  # a success clears this client's slow-down
+            return LoginResult(True, "ok")
+        throttle.failures += 1
+        delay = delay_after(throttle.failures)
+        throttle.next_allowed_at = now + delay if delay else None
+        throttle.updated_at = now
+        session.add(throttle)
+        if delay:
+            return LoginResult(False, f"wrong password; this client waits {delay.total_seconds():.0f} s before "
+                                      "the next attempt", throttle.next_allowed_at)
+        return LoginResult(False, "wrong password")
+
+
+# --- a login that survives a browser reload ------------------------------------------------------------
+
+
+def _token_key(password_hash: str) -> bytes:
+    # Keyed by the stored hash: a password change voids every token; the hash never leaves the database.
+    return hashlib.sha256(b"qm-session-token:" + password_hash.encode()).digest()
+
+
+def issue_token(engine: Engine, hours: float, now: datetime | None = None) -> str | None:
+    """A signed "operator until <expiry>" token for the session cookie; None without a password."""
     now = now or datetime.now(UTC)
     with session_scope(engine) as session:
-        row = _row(session)
-        locked = row.locked_until
-        if locked is not None and now < locked:
-            return LoginResult(False, f"too many failed attempts; locked until {locked:%H:%M:%S} UTC", locked)
-        if row.password_hash is None:
-            return LoginResult(False, "no operator password is set")
-        if verify_password(password, row.password_hash):
-            row.failed_attempts = 0
-            row.locked_until = None
-            return LoginResult(True, "ok")
-        row.failed_attempts += 1
-        if row.failed_attempts >= MAX_FAILURES:
-            row.failed_attempts = 0
-            row.locked_until = now + LOCKOUT
-            return LoginResult(False, f"wrong password; locked for {LOCKOUT.seconds // 60} minutes", row.locked_until)
-        left = MAX_FAILURES - row.failed_attempts
-        return LoginResult(False, f"wrong password ({left} attempts left before a lock-out)")
+        stored = _row(session).password_hash
+    if stored is None:
+        return None
+    expiry = int((now + timedelta(hours=hours)).timestamp())
+    nonce = secrets.token_hex(8)
+    body = f"{expiry}.{nonce}"
+    mac = hmac.new(_token_key(stored), body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{mac}"
+
+
+def verify_token(engine: Engine, token: str | None, now: datetime | None = None) -> bool:
+    if not token or token.count(".") != 2:
+        return False
+    now = now or datetime.now(UTC)
+    expiry, nonce, mac = token.split(".")
+    with session_scope(engine) as session:
+        stored = _row(session).password_hash
+    if stored is None or not expiry.isdigit():
+        return False
+    good = hmac.new(_token_key(stored), f"{expiry}.{nonce}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(good, mac) and now.timestamp() < int(expiry)

@@ -154,6 +154,15 @@ class IBKRSettings(BaseModel):
     history_start: date = date(2024, 5, 9)
 
 
+class ConsoleSettings(BaseModel):
+    """The operator console's login session (issue 12)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A login survives a browser reload this long (signed cookie); 0 = log in again after every reload.
+    session_hours: float = Field(12.0, ge=0, le=24 * 30)
+
+
 class _SecretsTomlSource(PydanticBaseSettingsSource):
     """Reads ``.streamlit/secrets.toml`` (flat keys or a ``[quantmatrix]`` table) below env and .env."""
 
@@ -206,6 +215,7 @@ class Settings(BaseSettings):
     fees: FeeSettings = FeeSettings()
     reference_data: ReferenceDataSettings = ReferenceDataSettings()
     risk_free_rate: float = Field(0.04, ge=-0.05, le=0.25, description="continuous rate for our own BSM numbers")
+    console: ConsoleSettings = ConsoleSettings()  # e.g. QM_CONSOLE__SESSION_HOURS=8
 
     # Secrets: never logged, stored or shown; pydantic masks them in repr.
     massive_api_key: SecretStr | None = None

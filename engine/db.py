@@ -16,6 +16,7 @@ from sqlmodel import Session, create_engine
 from engine.config import ROOT, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "qm_read_only"  # connection execution option set by read_scope
 
 
 def make_engine(url: str) -> Engine:
@@ -39,9 +40,15 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-            # Take the write lock at BEGIN: a deferred transaction that reads and then writes can hit
-            # SQLITE_BUSY without waiting on busy_timeout when another process wrote in between.
+        def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+            if conn.get_execution_options().get(READ_ONLY):
+                # Read-only work (read_scope): a deferred transaction is a consistent WAL snapshot that
+                # never takes the write lock, so it neither waits for writers nor makes them wait.
+                conn.exec_driver_sql("BEGIN")
+                return
+            # Work that writes takes the write lock at BEGIN: a deferred transaction that reads and then
+            # writes can hit SQLITE_BUSY without waiting on busy_timeout when another process wrote in
+            # between. Such transactions must be short: fetch from the network first, then write.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "connect")
@@ -67,6 +74,24 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A read-only unit of work: a snapshot without the write lock (SQLite), for reads that may take a
+    while or wrap slow calls. Any attempt to write through it raises instead of silently taking the lock."""
+    bound = (engine or get_engine()).execution_options(**{READ_ONLY: True})
+    with Session(bound, expire_on_commit=False) as session:
+        event.listen(session, "before_flush", _refuse_writes)
+        try:
+            yield session
+        finally:
+            session.rollback()  # nothing to commit; ends the snapshot
+
+
+def _refuse_writes(session: Session, _flush_context, _instances) -> None:  # type: ignore[no-untyped-def]
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("read_scope is read-only: write in a session_scope (a short write transaction)")
 
 
 def migrate(url: str | None = None) -> None:

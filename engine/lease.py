@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.models import Lease
 
 
@@ -41,7 +41,7 @@ def release(engine: Engine, name: str, holder: str) -> None:
 
 def holder_of(engine: Engine, name: str, now: datetime | None = None) -> str | None:
     now = now or datetime.now(UTC)
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         lease = session.get(Lease, name)
         if lease is None or lease.expires_at <= now:
             return None

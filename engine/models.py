@@ -582,3 +582,12 @@ class BacktestTrade(SQLModel, table=True):
     pnl: float = 0.0
     fill_source: str = Field(default="bars", max_length=16)  # bars | eod_chain | sim_surface
     detail: dict = _json()
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed console logins per client (issue 12): repeated failures slow that client down; nobody else."""
+
+    client: str = Field(primary_key=True, max_length=128)  # the client's address as the console sees it
+    failures: int = 0
+    next_allowed_at: datetime | None = _ts_opt()
+    updated_at: datetime = _ts()

@@ -7,7 +7,7 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,11 +18,11 @@ from engine.config import Settings, SettingsError
 from engine.context import EngineContext
 from engine.data import calendar
 from engine.data.refresh import refresh_reference_data
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.execution.reconcile import reconcile
 from engine.heartbeat import beat
 from engine.models import OperatorCommand, utcnow
-from engine.notify import Message, enqueue
+from engine.notify import Message, OutboxNotifier
 from engine.notify.hooks import after_job
 from engine.operator import pending_commands, set_approval_mode, set_kill_switch
 from engine.schedule import INTRADAY_EVERY, JOB_IDS, PlannedRun, plan_range, record_run
@@ -91,7 +91,7 @@ def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
     """Apply the operator's stored setting changes before each job (a bad stored value keeps the last good)."""
     state.base_settings = state.base_settings or ctx.settings
     try:
-        with session_scope(ctx.db) as session:
+        with read_scope(ctx.db) as session:
             ctx.settings = effective_settings(session, state.base_settings)
     except SettingsError as exc:
         log.error("stored settings are invalid, keeping the previous ones: %s", exc)
@@ -103,7 +103,7 @@ def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None
 
     from engine.models import JobRun
 
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         last_ok = session.exec(select(func.max(JobRun.id)).where(
             JobRun.job_id == job_id, JobRun.outcome == "ok",
             *([col(JobRun.id) < before_id] if before_id is not None else []))).one() or 0
@@ -114,7 +114,7 @@ def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None
     return len(errors), (errors[-1].error or "") if errors else ""
 
 
-def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
+def alert_failure(ctx: EngineContext, replayed: bool = False) -> Callable[[str, str], None]:
     """One system-status alert per job and market day (a failing intraday cycle would otherwise alert ~78
     times); it carries the running count of failures, and :func:`alert_recovery` says when it works again."""
     def _alert(job_id: str, error: str) -> None:
@@ -124,7 +124,11 @@ def alert_failure(ctx: EngineContext) -> Callable[[str, str], None]:
                           description=(f"{error[:3300]}\n\nFailure {count} in a row. Further failures of {job_id} "
                                        f"on {day} are counted, not alerted again; a recovery message follows "
                                        "when it succeeds."))
-        enqueue(ctx.db, "system_status", message, f"job-failure:{job_id}:{day}", settings=ctx.settings)
+        if replayed:  # a replay's failures go to the playground, marked (never to the live status channel)
+            message = replace(message, title=f"[REPLAY] {message.title}")
+            OutboxNotifier(ctx.db, ctx.settings).notify("playground", message, f"replay:job-failure:{job_id}:{day}")
+            return
+        OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"job-failure:{job_id}:{day}")
     return _alert
 
 
@@ -134,7 +138,7 @@ def alert_recovery(ctx: EngineContext, job_id: str) -> None:
 
     from engine.models import JobRun
 
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         newest_ok = session.exec(select(func.max(JobRun.id)).where(JobRun.job_id == job_id,
                                                                    JobRun.outcome == "ok")).one()
         previous = session.exec(select(JobRun.outcome).where(JobRun.job_id == job_id,
@@ -148,7 +152,7 @@ def alert_recovery(ctx: EngineContext, job_id: str) -> None:
     message = Message(title=f"Job {job_id} recovered", color=0x2ECC71, kind="job_recovery",
                       description=f"{job_id} ran successfully again after {count} failed run(s). "
                                   f"Last error: {last_error[:1500]}")
-    enqueue(ctx.db, "system_status", message, f"job-recovery:{job_id}:{day}", settings=ctx.settings)
+    OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"job-recovery:{job_id}:{day}")
 
 
 def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> Any:
@@ -173,14 +177,15 @@ def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) 
                 log.error("job %s not started: %s", job_id, exc)
                 return None
         refresh_settings(ctx, state)
-        run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx), on_failure=alert_failure(ctx),
-                         now=None)
+        run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx),
+                         on_failure=alert_failure(ctx, replayed=state.mode == "replay"), now=None)
         if run.outcome == "ok":
             alert_recovery(ctx, job_id)
         if run.outcome in ("ok", "error"):
             # Reports and alerts are built from what the job stored, so a pre-market that failed after
             # placing orders still announces them; a failure here never fails the job.
-            record_run(ctx.db, f"notify:{job_id}", trigger, lambda: after_job(ctx, job_id), now=None)
+            record_run(ctx.db, f"notify:{job_id}", trigger,
+                       lambda: after_job(ctx, job_id, replayed=state.mode == "replay"), now=None)
         return run
     finally:
         guard.release()
@@ -217,7 +222,7 @@ def missed_runs(ctx: EngineContext, now: datetime) -> list[PlannedRun]:
     today = now.astimezone(NEW_YORK).date()
     first = calendar.previous_session(today)
     due = [r for r in plan_range(first, today) if r.at <= now and r.job_id != "intraday"]
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         rows = session.exec(select(JobRun.job_id, JobRun.started_at).where(
             JobRun.outcome.in_(("ok", "error")), ~JobRun.trigger.like("replay@%"),
             JobRun.started_at >= min((r.at for r in due), default=now))).all()
@@ -352,7 +357,7 @@ def _done_runs(ctx: EngineContext, since: date) -> set[tuple[str, datetime]]:
 
     first = datetime.combine(since, datetime.min.time(), NEW_YORK)
     out = set()
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         rows = session.exec(select(JobRun.job_id, JobRun.trigger).where(
             JobRun.trigger.like("replay@%"), JobRun.outcome.in_(("ok", "error"))))
         for job_id, trigger in rows:

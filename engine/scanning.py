@@ -226,10 +226,9 @@ def current_signals(session: Session, run: ScanRun, limit: int | None = None) ->
 
 
 def latest_run(session: Session, source: str | None = None) -> ScanRun | None:
-    query = select(ScanRun).where(ScanRun.status == "ok")
-    if source:
-        query = query.where(ScanRun.data_source == source)
-    return session.exec(query.order_by(ScanRun.data_date.desc(), ScanRun.id.desc())).first()
+    from engine.readings import latest_scan
+
+    return latest_scan(session, source)
 
 
 def results_frame(session: Session, run_id: int, limit: int | None = None,

@@ -10,18 +10,7 @@ import streamlit as st
 
 from app import actions, data, ui
 from engine.execution.orders import IllegalTransition
-
-
-def _legs_text(legs: list[dict[str, Any]]) -> str:
-    parts = []
-    for leg in legs:
-        side = "buy" if leg.get("side") == "buy" else "sell"
-        if leg.get("asset") == "stock":
-            parts.append(f"{side} {leg.get('ratio', 1)} {leg.get('instrument')}")
-        else:
-            parts.append(f"{side} {leg.get('ratio', 1)}× {leg.get('expiry')} {float(leg.get('strike') or 0):g}"
-                         f"{leg.get('right')}")
-    return " / ".join(parts)
+from engine.readings import legs_text as _legs_text
 
 
 def gate_table(preview: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ scheduler heartbeat and next jobs, last reconciliation."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -19,9 +20,11 @@ def live_figures() -> None:
     cols = st.columns(4)
     cols[0].metric("Equity", ui.money(acct["equity"]), border=True,
                    help="from the newest account snapshot (written after each close)")
-    cols[1].metric("Today's P&L", ui.money(acct["day_pnl"], signed=True), ui.pct(acct["day_pnl_pct"], signed=True),
+    cols[1].metric("Today's P&L", ui.money(acct["day_pnl"], signed=True),
+                   ui.delta(ui.pct(acct["day_pnl_pct"], signed=True)),
                    border=True, help=f"trading date {ui.day(acct['trade_date'])}")
-    cols[2].metric("Total P&L", ui.money(acct["total_pnl"], signed=True), ui.pct(acct["total_pnl_pct"], signed=True),
+    cols[2].metric("Total P&L", ui.money(acct["total_pnl"], signed=True),
+                   ui.delta(ui.pct(acct["total_pnl_pct"], signed=True)),
                    border=True, help=f"since the starting cash of {ui.money(acct['starting_cash'])}")
     cols[3].metric("Open risk", ui.money(acct["open_risk"]),
                    f"{ui.pct(heat_pct)} of {ui.pct(limits.max_heat_pct, decimals=0)} limit", **ui.NEUTRAL,
@@ -87,9 +90,16 @@ def equity_chart() -> None:
     fig.add_trace(go.Scatter(x=history["trade_date"], y=history["equity"], mode="lines+markers", name="equity",
                              line={"color": "#3498db", "width": 2}, fill="tozeroy", fillcolor="rgba(52,152,219,0.08)",
                              hovertemplate="%{x|%a %Y-%m-%d}<br>equity $%{y:,.2f}<extra></extra>"))
+    # One bar per session, 60% of a day wide (plotly measures bar widths on a date axis in milliseconds):
+    # left to itself it stretches a lone bar across the plot.
     fig.add_trace(go.Bar(x=history["trade_date"], y=history["day_pnl"], name="day P&L", yaxis="y2",
+                         width=[0.6 * 86_400_000] * len(history),
                          marker_color=[ui.GAIN if v >= 0 else ui.LOSS for v in history["day_pnl"]], opacity=0.6,
                          hovertemplate="%{x|%a %Y-%m-%d}<br>day P&L $%{y:,.2f}<extra></extra>"))
+    first, last = pd.Timestamp(history["trade_date"].min()), pd.Timestamp(history["trade_date"].max())
+    pad_days = max(1.0, (7 - (last - first).days) / 2)  # a week at least, so one point is not a sub-second axis
+    fig.update_xaxes(type="date", tickformat="%b %d", range=[first - pd.Timedelta(days=pad_days),
+                                                             last + pd.Timedelta(days=pad_days)])
     lo, hi = float(history["equity"].min()), float(history["equity"].max())
     pad = max((hi - lo) * 0.15, hi * 0.002)
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, hovermode="x unified",

@@ -30,7 +30,8 @@ def heartbeat() -> None:
         st.warning("No scheduler has run against this database yet. Commands below wait until one starts "
                    "(`python scheduler.py`, or `make run`).", icon="⚪")
     if sched.get("market_time"):
-        st.caption(f"Scheduler clock: {ui.ny_iso(sched['market_time'])}")
+        which = "replay clock" if sched.get("mode") == "replay" else "wall clock"
+        st.caption(f"Scheduler clock ({which}): {ui.ny_iso(sched['market_time'])}")
     beats = data.heartbeats()
     others = beats[beats["component"] != "scheduler"] if not beats.empty else beats
     for r in others.itertuples():
@@ -47,11 +48,16 @@ def job_controls() -> None:
         with st.container(border=True):
             row = summary.loc[job] if job in summary.index else None
             state = "⏸ paused" if job in paused else "▶ scheduled"
+            # Say which clock each time is on: the plan and the run records are wall-clock (ET); a replaying
+            # scheduler fires the same plan on its replay clock, shown separately.
             nxt_at = nxt.loc[job, "next_run"].strftime("%a %H:%M ET") if job in nxt.index else "–"
-            last = (f"last {ui.status_label(row['last_outcome'])} {ui.ny(row['last_started'])}"
+            last = (f"last {ui.status_label(row['last_outcome'])} {ui.ny(row['last_started'])} (wall clock)"
                     if row is not None and row["last_outcome"] else "never run")
             runs = f"{int(row['runs'])} runs, {int(row['failures'])} failed" if row is not None else "0 runs"
-            st.markdown(f"**{job}** · {state} · next {nxt_at}  \n{JOB_HELP.get(job, '')}  \n:gray[{last} · {runs}]")
+            live_next = f"next live run {nxt_at} (wall clock)"
+            if sched.get("mode") == "replay" and sched.get("market_time"):
+                live_next += f" · replaying now, replay clock {ui.ny_iso(sched['market_time'])}"
+            st.markdown(f"**{job}** · {state} · {live_next}  \n{JOB_HELP.get(job, '')}  \n:gray[{last} · {runs}]")
             b = st.columns(3)
             if b[0].button("Pause", key=f"pause_{job}", icon="⏸", disabled=job in paused, width="stretch"):
                 _command("pause_job", job)

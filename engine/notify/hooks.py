@@ -18,16 +18,18 @@ enqueued (the outbox writes in its own transactions; SQLite allows one writer at
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from engine.db import session_scope
+from engine.db import read_scope
 from engine.models import NotificationOutbox
 from engine.notify import reports
-from engine.notify.outbox import enqueue
+from engine.notify.outbox import OutboxNotifier
+from engine.notify.ports import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def newest_stored_bar(settings: Any, now: datetime) -> date | None:
 
 def _enqueued(engine: Engine, keys: list[str]) -> set[str]:
     found: set[str] = set()
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             found.update(session.exec(select(NotificationOutbox.idempotency_key)
@@ -71,16 +73,34 @@ def _enqueued(engine: Engine, keys: list[str]) -> set[str]:
     return found
 
 
-def after_job(ctx: Any, job_id: str) -> None:
-    """Called by the scheduler after a job finished without error; enqueues its reports and alerts."""
+REPLAY_CHANNEL = "playground"
+REPLAY_MARK = "[REPLAY]"
+
+
+def as_replayed(report: reports.Report) -> reports.Report:
+    """A replayed session's report: to the playground channel only, marked as replayed in title, text and
+    key, so it can never be taken for (or collide with) a live message."""
+    msg = report.message
+    marked = replace(msg, title=f"{REPLAY_MARK} {msg.title}"[:256],
+                     content=(f"{REPLAY_MARK} replayed session, not live trading. {msg.content}").strip()[:2000],
+                     footer=f"replayed · {msg.footer}".strip(" ·")[:2048])
+    return replace(report, channel=REPLAY_CHANNEL, message=marked, key=f"replay:{report.key}")
+
+
+def after_job(ctx: Any, job_id: str, replayed: bool = False, notifier: Notifier | None = None) -> None:
+    """Called by the scheduler after a job; queues its reports and alerts through the Notifier port (the
+    outbox by default). ``replayed``: every report goes out as_replayed."""
+    notifier = notifier or OutboxNotifier(ctx.db, ctx.settings)
     now = ctx.now
     newest = newest_stored_bar(ctx.settings, now) if job_id in ("postmarket", "nightly") else None
-    with session_scope(ctx.db) as session:
+    with read_scope(ctx.db) as session:
         built = build_reports(session, ctx.settings, job_id, now, newest_bar=newest)
+    if replayed:
+        built = [as_replayed(r) for r in built]
     done = _enqueued(ctx.db, [r.key for r in built])
     fresh = [r for r in built if r.key not in done]
     for report in fresh:
-        enqueue(ctx.db, report.channel, report.message, report.key, settings=ctx.settings)
+        notifier.notify(report.channel, report.message, report.key)
     if fresh:
         log.info("%s: enqueued %d notifications (%s)", job_id, len(fresh),
                  ", ".join(sorted({r.key.split(":", 1)[0] for r in fresh})))

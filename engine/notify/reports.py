@@ -63,6 +63,8 @@ from engine.models import (
 from engine.notify.embeds import BLUE, GREEN, GREY, ORANGE, RED, Message
 from engine.operator import kill_switch_on
 from engine.portfolio.exposure import portfolio_risk_offline
+from engine.readings import latest_scan, latest_snapshot
+from engine.readings import nearest_expiry as option_expiry
 from engine.schedule import JOB_IDS, POSTMARKET_DELAY
 
 INDEX_PROXIES = ("SPY", "QQQ", "IWM", "DIA")
@@ -235,12 +237,6 @@ def scan_for_day(session: Session, day: date) -> ScanRun | None:
     ).first()
 
 
-def latest_scan(session: Session) -> ScanRun | None:
-    return session.exec(
-        select(ScanRun).where(ScanRun.status == "ok").order_by(col(ScanRun.data_date).desc(), col(ScanRun.id).desc())
-    ).first()
-
-
 def scan_rows(session: Session, run_id: int, symbols: Sequence[str]) -> dict[str, ScanResult]:
     if not symbols:
         return {}
@@ -257,14 +253,6 @@ def strategy_params(run: ScanRun | None, settings: Settings) -> dict[str, Any]:
     return params
 
 
-def latest_snapshot(session: Session, up_to: date | None = None) -> AccountSnapshot | None:
-    query = select(AccountSnapshot).where(AccountSnapshot.source == "engine")
-    if up_to is not None:
-        query = query.where(AccountSnapshot.trade_date <= up_to)
-    return session.exec(query.order_by(col(AccountSnapshot.trade_date).desc(), col(AccountSnapshot.at).desc(),
-                                       col(AccountSnapshot.id).desc())).first()
-
-
 def chosen_candidate(session: Session, signal_id: int) -> OptionCandidate | None:
     return session.exec(select(OptionCandidate).where(OptionCandidate.signal_id == signal_id, OptionCandidate.chosen)
                         .order_by(col(OptionCandidate.id).desc())).first()
@@ -278,11 +266,6 @@ def entry_order(session: Session, signal_id: int) -> Order | None:
 def open_positions(session: Session) -> list[Position]:
     return list(session.exec(select(Position).where(Position.status == "open").order_by(Position.symbol,
                                                                                        col(Position.id))).all())
-
-
-def option_expiry(legs: Sequence[dict[str, Any]]) -> date | None:
-    expiries = [date.fromisoformat(str(leg["expiry"])[:10]) for leg in legs if leg.get("expiry")]
-    return min(expiries) if expiries else None
 
 
 def reason_codes(reason: str) -> list[str]:
@@ -607,9 +590,23 @@ def fill_report(fill: Fill, order: Order | None) -> Report:
     ))
 
 
+def last_reported_fill_id(session: Session) -> int | None:
+    """The newest fill (by row id, i.e. by when we learned of it) that already has its announcement."""
+    from sqlalchemy import exists, func, literal
+
+    from engine.models import NotificationOutbox
+
+    reported = exists().where(NotificationOutbox.idempotency_key == literal("fill:") + Fill.broker_fill_id)
+    return session.exec(select(func.max(Fill.id)).where(reported)).one()
+
+
 def fills(session: Session, now: datetime) -> list[Report]:
-    since = now - SWEEP_LOOKBACK
-    rows = session.exec(select(Fill).where(Fill.filled_at >= since).order_by(col(Fill.id))).all()
+    """Fills not announced yet: every fill recorded after the last one announced (however long the scheduler
+    was down), or the last SWEEP_LOOKBACK when nothing was ever announced."""
+    last = last_reported_fill_id(session)
+    query = select(Fill).where(col(Fill.id) > last) if last is not None else \
+        select(Fill).where(Fill.filled_at >= now - SWEEP_LOOKBACK)
+    rows = session.exec(query.order_by(col(Fill.id))).all()
     ids = sorted({f.order_id for f in rows})
     orders = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(ids)))} if ids else {}
     return [fill_report(f, orders.get(f.order_id)) for f in rows]

@@ -37,10 +37,11 @@ def account_history(engine: Engine) -> pd.DataFrame:
 
 
 def latest_snapshot(engine: Engine) -> AccountSnapshot | None:
+    """The engine's newest snapshot, by the same rule as the reports (engine.readings)."""
+    from engine.readings import latest_snapshot as newest
+
     with Session(engine) as session:
-        return session.exec(
-            select(AccountSnapshot).order_by(AccountSnapshot.at.desc(), AccountSnapshot.id.desc())  # type: ignore[attr-defined]
-        ).first()
+        return newest(session)
 
 
 def account_summary(engine: Engine, settings: Settings) -> dict[str, Any]:

@@ -14,11 +14,8 @@ from engine.models import (
     Position,
 )
 from engine.queries._common import _f, _f0
-
-
-def _nearest_expiry(legs: list[dict[str, Any]]) -> date | None:
-    expiries = sorted(str(leg["expiry"]) for leg in legs if leg.get("expiry"))
-    return date.fromisoformat(expiries[0]) if expiries else None
+from engine.readings import legs_text as _legs_text
+from engine.readings import nearest_expiry as _nearest_expiry
 
 
 def next_action(pos: Position, underlying: float | None, today: date, close_at_dte: int,
@@ -64,21 +61,6 @@ POSITION_COLUMNS = ["id", "symbol", "sector", "strategy", "structure", "expiry",
                     "entry_price", "mark", "underlying_price", "unrealized_pnl", "realized_pnl", "pnl_pct",
                     "max_loss", "initial_risk", "r_now", "delta", "gamma", "theta", "vega", "delta_dollars", "stop",
                     "stop_distance_pct", "targets", "targets_hit", "next_action", "opened_at", "legs_text"]
-
-
-def _legs_text(legs: list[dict[str, Any]]) -> str:
-    out = []
-    for leg in legs:
-        side = "+" if leg.get("side") == "buy" else "−"
-        ratio = int(leg.get("ratio", 1) or 1)
-        qty = f"{side}{ratio if ratio != 1 else ''}"
-        if leg.get("asset") == "stock":
-            out.append(f"{qty} {leg.get('instrument')} shares")
-        else:
-            strike = leg.get("strike")
-            out.append(f"{qty} {leg.get('expiry')} {float(strike):g}{leg.get('right')}" if strike is not None
-                       else f"{qty} {leg.get('instrument')}")
-    return ", ".join(out)
 
 
 def open_positions(engine: Engine, settings: Settings, today: date | None = None) -> pd.DataFrame:

@@ -14,8 +14,8 @@ from engine.config import Settings
 from engine.data.sources import bar_store
 from engine.models import (
     ScanResult,
-    ScanRun,
 )
+from engine.readings import latest_scan as newest_scan
 
 INDEX_PROXIES = ("SPY", "QQQ", "IWM", "DIA")
 
@@ -46,8 +46,7 @@ def index_proxies(settings: Settings, lookback_days: int = 30) -> pd.DataFrame:
 
 def latest_scan(engine: Engine) -> dict[str, Any] | None:
     with Session(engine) as session:
-        run = session.exec(select(ScanRun).where(ScanRun.status == "ok")
-                           .order_by(ScanRun.data_date.desc(), ScanRun.id.desc())).first()  # type: ignore[attr-defined]
+        run = newest_scan(session)
     if run is None:
         return None
     return {"id": run.id, "strategy": run.strategy, "data_source": run.data_source, "data_date": run.data_date,

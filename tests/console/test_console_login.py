@@ -54,20 +54,23 @@ def test_wrong_password_is_refused_then_right_one_opens_the_requested_page(fille
     assert at.session_state["authenticated"]
 
 
-def test_lockout_after_repeated_failures(filled, console, db) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_failures_slow_the_client_down(filled, console, db) -> None:  # type: ignore[no-untyped-def]
+    from engine import auth
+    from engine.models import LoginThrottle
     from tests.console.conftest import PASSWORD
 
     at = console(logged_in=False).open("overview")
-    for _ in range(5):
+    for _ in range(auth.FREE_FAILURES):
         at.text_input(key="login_password").input("wrong-wrong")
         at.button(key="login_submit").click().run()
-    assert any("locked" in str(e.value) for e in at.error)
+    assert any("waits 2 s" in str(e.value) for e in at.error)
     at.text_input(key="login_password").input(PASSWORD)
     at.button(key="login_submit").click().run()
-    assert any("locked" in str(e.value) for e in at.error), "even the right password waits out the lock-out"
+    assert any("try again in" in str(e.value) for e in at.error), "this client waits out its slow-down"
     assert "authenticated" not in at.session_state
     with Session(db) as session:
-        assert session.get(OperatorAuth, 1).locked_until is not None
+        assert session.get(OperatorAuth, 1).locked_until is None  # no global lock-out any more
+        assert session.exec(select(LoginThrottle)).one().failures == auth.FREE_FAILURES
 
 
 def test_password_is_stored_hashed(filled, console, db) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +82,7 @@ def test_password_is_stored_hashed(filled, console, db) -> None:  # type: ignore
     assert stored.startswith("scrypt$") and PASSWORD not in stored
 
 
-def test_first_run_sets_the_password(empty, console, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_login_page_never_sets_the_first_password(empty, console, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import streamlit as st
 
     from engine.config import get_settings
@@ -88,15 +91,8 @@ def test_first_run_sets_the_password(empty, console, monkeypatch) -> None:  # ty
     get_settings.cache_clear()
     st.cache_resource.clear()
     at = console(logged_in=False).open("risk")
-    assert [t.label for t in at.text_input] == ["New operator password", "Repeat it"]
-    at.text_input(key="new_password").input("short")
-    at.text_input(key="new_password_repeat").input("short")
-    at.button(key="set_password_submit").click().run()
-    assert any("at least 8" in str(e.value) for e in at.error)
-    at.text_input(key="new_password").input("a-long-password")
-    at.text_input(key="new_password_repeat").input("a-long-password")
-    at.button(key="set_password_submit").click().run()
-    assert at.title[0].value == "Risk"
+    assert not at.text_input and not at.button  # nothing a visitor could use to claim the console
+    assert any("python -m engine operator set-password" in str(w.value) for w in at.warning)
 
 
 def test_log_out(filled, console) -> None:  # type: ignore[no-untyped-def]
