@@ -268,3 +268,30 @@ def test_transactions_all_pages_in_order(fake: FakeTastytrade, broker: Tastytrad
     trade = next(t for t in txns if t.type == "trade")
     assert trade.quantity == 1 and trade.price == Decimal("4.15") and trade.fees == Decimal("1.142")
     assert trade.amount == Decimal("-416.142")  # paid 415 + 1.142 fees
+
+
+def _receive_deliver(fake: FakeTastytrade, tid: int, symbol: str, itype: str, sub: str, action: str, qty: str,
+                     price: str = "0.0") -> None:
+    base = copy.deepcopy(json.loads(shared_data("tastytrade", "joaquinbejar", "doc_examples",
+                                                "transactions_listing.json").read_text())["data"]["items"][0])
+    base.update({"id": tid, "symbol": symbol, "instrument-type": itype, "underlying-symbol": symbol.split()[0],
+                 "transaction-sub-type": sub, "action": action, "quantity": qty, "price": price,
+                 "executed-at": "2026-11-30T21:00:00.000+00:00", "transaction-date": "2026-11-30",
+                 "description": f"{sub} {symbol}"})
+    fake.transactions.append(base)
+
+
+def test_expiry_and_assignment_events_from_receive_deliver_rows(fake: FakeTastytrade,
+                                                                broker: TastytradeBroker) -> None:
+    _receive_deliver(fake, 1, PUT_560, "Equity Option", "Expiration", "Sell to Close", "2")
+    _receive_deliver(fake, 2, CALL_610, "Equity Option", "Assignment", "Buy to Close", "1")
+    _receive_deliver(fake, 3, "SPY", "Equity", "Assignment", "Sell to Close", "100", "610.0")
+    events = {e.kind: e for e in broker.events()}
+    expired = events["expired"]
+    assert (expired.instrument, expired.quantity, expired.cash, expired.stock_quantity) == (PUT_560, -2, 0, 0)
+    assigned = events["assigned"]
+    # a short 610 call assigned: the short closes (+1), 100 shares leave at the strike, 61,000 comes in
+    assert (assigned.instrument, assigned.quantity, assigned.stock_instrument, assigned.stock_quantity) == (
+        CALL_610, 1, "SPY", -100)
+    assert assigned.stock_price == Decimal("610") and assigned.cash == Decimal("61000")
+    assert len(broker.events()) == 2 and assigned.event_id == "tastytrade-assigned-2"
