@@ -295,3 +295,19 @@ def test_expiry_and_assignment_events_from_receive_deliver_rows(fake: FakeTastyt
         CALL_610, 1, "SPY", -100)
     assert assigned.stock_price == Decimal("610") and assigned.cash == Decimal("61000")
     assert len(broker.events()) == 2 and assigned.event_id == "tastytrade-assigned-2"
+
+
+def test_a_5xx_on_the_token_refresh_is_retried(fake: FakeTastytrade) -> None:
+    original = fake._oauth
+    calls = {"n": 0}
+
+    def flaky(request: httpx2.Request) -> httpx2.Response:
+        calls["n"] += 1
+        return httpx2.Response(503, text="busy") if calls["n"] == 1 else original(request)
+
+    fake._oauth = flaky  # type: ignore[method-assign]
+    b = make(fake)
+    try:
+        assert b.account_number == ACCOUNT and calls["n"] == 2
+    finally:
+        b.close()

@@ -160,7 +160,7 @@ class TastytradeBroker:
 
     async def _dry_run(self, order: LimitOrder) -> dict[str, Any]:
         url = f"/accounts/{self.account_number}/orders/dry-run"
-        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+        return await self._session._post(url, content=order.model_dump_json(exclude_none=True, by_alias=True))
 
     def submit(self, gate_pass: Any) -> BrokerOrder:
         if not is_gate_pass(gate_pass):
@@ -183,7 +183,7 @@ class TastytradeBroker:
 
     async def _place(self, order: LimitOrder) -> dict[str, Any]:
         url = f"/accounts/{self.account_number}/orders"
-        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+        return await self._session._post(url, content=order.model_dump_json(exclude_none=True, by_alias=True))
 
     @staticmethod
     async def _parse(data: dict[str, Any]) -> PlacedOrder:
@@ -312,7 +312,7 @@ class TastytradeBroker:
     async def _replace(self, order_id: int, order: LimitOrder) -> None:
         # As the SDK's replace_order sends it (no legs: they cannot change); its answer is not used.
         await self._session._put(f"/accounts/{self.account_number}/orders/{order_id}",
-                                 data=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
+                                 content=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
 
     async def _replacement_of(self, old_id: int, client_order_id: str) -> int | None:
         candidates = [o for o in await self._live_orders()
