@@ -4,6 +4,7 @@ resolved by reconciliation without a second order, fills land per leg with their
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -133,9 +134,15 @@ def test_a_timeout_mid_order_is_reconciled_without_a_duplicate(env, fake: FakeTa
 def test_a_timeout_before_the_broker_acted_is_sent_once_after_reconciliation(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
                                                                             broker: TastytradeBroker) -> None:
     settings, db = env
+    clock = {"now": NOW}
+    broker._now = lambda: clock["now"]
     fake.fail_next_place = "timeout_before_create"
     cid = _submit(settings, db, broker, _condor_spec()).client_order_id
     assert _order(db, cid).status == "submitting" and not fake.orders
+    run = reconcile(db, broker, Decimal("100000"), NOW)  # too soon: it may still be in flight
+    assert _order(db, cid).status == "submitting"
+    assert any(d["kind"] == "broker_unavailable" and "not visible yet" in d["detail"] for d in run.differences)
+    clock["now"] = NOW + timedelta(seconds=61)
     reconcile(db, broker, Decimal("100000"), NOW)  # proves it absent: back to approved, same id
     assert _order(db, cid).status == "approved"
     report = service.submit_approved(db, settings, broker, NOW)

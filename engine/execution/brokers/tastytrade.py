@@ -62,13 +62,16 @@ class TastytradeBroker:
     def __init__(self, config: TastytradeSettings, *, transport: httpx2.AsyncBaseTransport | None = None,
                  timeout_seconds: float = 10.0, request_budget_seconds: float = 20.0, backoff_seconds: float = 0.5,
                  history_days: int = 7, now: Callable[[], datetime] | None = None,
-                 fees_grace: timedelta = timedelta(minutes=10)) -> None:
+                 fees_grace: timedelta = timedelta(minutes=10), absent_after: timedelta = timedelta(seconds=60)
+                 ) -> None:
         if not config.configured:
             raise ValueError("tastytrade needs QM_TASTYTRADE__CLIENT_SECRET and QM_TASTYTRADE__REFRESH_TOKEN")
         self.config = config
         self.environment = "sandbox" if config.sandbox else "production"
         self.history_days = history_days
         self.fees_grace = fees_grace
+        self.absent_after = absent_after
+        self._unknown_since: dict[str, datetime] = {}  # client order id -> when a placement's outcome was lost
         self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._legs: dict[str, tuple[Leg, ...]] = {}  # client order id -> legs, for unit conversion
         self._ids: dict[str, int] = {}  # client order id -> newest broker order id known
@@ -173,7 +176,12 @@ class TastytradeBroker:
             return existing
         intent = gate_pass.intent.value if hasattr(gate_pass.intent, "value") else str(gate_pass.intent)
         tt = self._order_for(cid, legs, gate_pass.quantity, gate_pass.limit_price, intent, gate_pass.time_in_force)
-        data = self._call(self._place, tt, write=True)
+        try:
+            data = self._call(self._place, tt, write=True)
+        except BrokerUnavailable:
+            self._unknown_since.setdefault(cid, self._now())
+            raise
+        self._unknown_since.pop(cid, None)
         if data.get("errors"):
             raise BrokerRejected("tastytrade refused: " + "; ".join(
                 f"{m.get('code')}: {m.get('message')}" for m in data["errors"]))
@@ -239,6 +247,12 @@ class TastytradeBroker:
     def order(self, client_order_id: str) -> BrokerOrder | None:
         newest, chain = self._newest(client_order_id)
         if newest is None:
+            lost = self._unknown_since.get(client_order_id)
+            if lost is not None and self._now() - lost < self.absent_after:
+                # An order whose placement timed out may still be in flight at the broker: "absent" only
+                # once it has had time to appear, or the engine would send it a second time.
+                raise BrokerUnavailable(f"tastytrade: {client_order_id} not visible yet after a lost answer; "
+                                        f"absent only after {self.absent_after.total_seconds():.0f}s")
             return None
         answer = tto.to_broker_order(client_order_id, newest, self._legs.get(client_order_id))
         if len(chain) > 1:  # fills of the replaced orders count for the structure too
