@@ -311,3 +311,15 @@ def test_a_5xx_on_the_token_refresh_is_retried(fake: FakeTastytrade) -> None:
         assert b.account_number == ACCOUNT and calls["n"] == 2
     finally:
         b.close()
+
+
+def test_live_orders_history_and_accounts(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.fill_mode = "never"
+    for i in range(3):
+        broker.submit(_passed(_order(f"qm-h-{i}", (Leg(PUT_560, Side.buy),), 1 + i, "0.80")))
+    assert broker.accounts() == [ACCOUNT]
+    live = broker.live_orders()
+    assert [(o.client_order_id, o.quantity, o.status) for o in live] == [
+        (f"qm-h-{i}", 1 + i, BrokerOrderStatus.working) for i in range(3)]
+    history = broker.order_history()  # two pages of two at the fake
+    assert [o.client_order_id for o in history] == ["qm-h-0", "qm-h-1", "qm-h-2"]

@@ -261,6 +261,23 @@ class TastytradeBroker:
                                  fills, answer.avg_fill_price, answer.reason)
         return answer
 
+    def live_orders(self) -> list[BrokerOrder]:
+        """Today's orders at the broker (all of them, the engine's carry their client order id)."""
+        return [tto.to_broker_order(o.external_identifier or "", o, self._legs.get(o.external_identifier or ""))
+                for o in self._call(self._live_orders)]
+
+    def order_history(self) -> list[BrokerOrder]:
+        """Orders of the last ``history_days`` (every page)."""
+        return [tto.to_broker_order(o.external_identifier or "", o, self._legs.get(o.external_identifier or ""))
+                for o in self._call(self._order_history)]
+
+    def accounts(self) -> list[str]:
+        """The open account numbers of this login."""
+        return [a.account_number for a in self._call(self._accounts)]
+
+    async def _accounts(self) -> list[Account]:
+        return await Account.get(self._session)
+
     def _fill_units(self, client_order_id: str, chain: list[PlacedOrder]) -> int:
         return sum(tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)).filled_quantity
                    for o in chain)
