@@ -165,3 +165,19 @@ def test_partial_fills_then_the_rest(env, fake: FakeTastytrade, broker: Tastytra
     reconcile(db, broker, Decimal("100000"), NOW)
     order = _order(db, cid)
     assert order.status == "filled" and order.filled_quantity == 4 and order.avg_fill_price == Decimal("4.15")
+
+
+def test_an_event_on_an_external_position_moves_no_engine_cash(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
+                                                               broker: TastytradeBroker) -> None:
+    from engine.execution.reconcile import engine_cash
+    from engine.models import Transaction
+    from tests.execution.test_tastytrade_adapter import _receive_deliver
+
+    _, db = env
+    _receive_deliver(fake, 2, CALL_610, "Equity Option", "Assignment", "Buy to Close", "1")
+    _receive_deliver(fake, 3, "SPY", "Equity", "Assignment", "Sell to Close", "100", "610.0")
+    reconcile(db, broker, Decimal("100000"), NOW)
+    with Session(db) as s:
+        assert s.exec(select(Position)).all() == []  # no stock position for the engine to manage
+        assert [t.type for t in s.exec(select(Transaction)).all()] == ["assigned_external"]
+        assert engine_cash(s, Decimal("100000")) == Decimal("100000")
