@@ -323,3 +323,18 @@ def test_live_orders_history_and_accounts(fake: FakeTastytrade, broker: Tastytra
         (f"qm-h-{i}", 1 + i, BrokerOrderStatus.working) for i in range(3)]
     history = broker.order_history()  # two pages of two at the fake
     assert [o.client_order_id for o in history] == ["qm-h-0", "qm-h-1", "qm-h-2"]
+
+
+def test_an_unreadable_placement_answer_leaves_the_order_unknown(fake: FakeTastytrade,
+                                                                 broker: TastytradeBroker) -> None:
+    original = fake._place
+
+    def garbled(request: httpx2.Request) -> httpx2.Response:
+        original(request)  # the broker did create the order
+        return httpx2.Response(201, json={"data": {"unexpected": True}})
+
+    fake._place = garbled  # type: ignore[method-assign]
+    with pytest.raises(BrokerUnavailable, match="not understood"):
+        broker.submit(_passed(_order("qm-garbled", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    found = broker.order("qm-garbled")
+    assert found is not None and found.status is BrokerOrderStatus.filled

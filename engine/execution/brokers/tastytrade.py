@@ -185,7 +185,7 @@ class TastytradeBroker:
         if data.get("errors"):
             raise BrokerRejected("tastytrade refused: " + "; ".join(
                 f"{m.get('code')}: {m.get('message')}" for m in data["errors"]))
-        placed = self._call(self._parse, data["order"])
+        placed = self._call(self._parse, data)
         self._ids[cid] = placed.id
         return tto.to_broker_order(cid, placed, legs)
 
@@ -195,7 +195,7 @@ class TastytradeBroker:
 
     @staticmethod
     async def _parse(data: dict[str, Any]) -> PlacedOrder:
-        return tto.LenientPlacedOrder(**data)
+        return tto.LenientPlacedOrder(**data["order"])  # KeyError / ValidationError: outcome unknown
 
     async def _get_order(self, order_id: int) -> PlacedOrder:
         return tto.LenientPlacedOrder(**await self._session._get(f"/accounts/{self.account_number}/orders/{order_id}"))
