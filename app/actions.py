@@ -141,3 +141,21 @@ def scan_now(progress: Callable[[str], None]):  # type: ignore[no-untyped-def]
     outcome = run_scan(effective(), db(), progress=progress)
     refresh()
     return outcome
+
+
+def adopt_external(underlying: str, reason: str = "") -> str:
+    """Make the external positions of one underlying the engine's, through the risk gate (issue 14)."""
+    from engine.portfolio.exposure import portfolio_risk_offline
+    from engine.portfolio.sync import adopt
+
+    current = effective()
+    with session_scope(db()) as session:
+        result = adopt(session, current.broker.value, underlying,
+                       lambda u: portfolio_risk_offline(session, current, now(), exclude_external=u),
+                       current.risk, now(), actor=ACTOR)
+        if not result.adopted:
+            session.rollback()
+    refresh()
+    if not result.adopted:
+        raise ValueError(result.message)
+    return result.message + (f" ({reason.strip()})" if reason.strip() else "")

@@ -334,3 +334,52 @@ def overrides() -> pd.DataFrame:
 def effective_risk_limits():  # type: ignore[no-untyped-def]
     """The risk limits in force (environment plus the operator's stored changes)."""
     return effective().risk
+
+
+# --- broker (issue 14): the last sync and the shared transactions table ---------------------------------
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def _broker_header(key: str) -> dict[str, Any]:
+    from engine.queries import broker as q
+
+    return q.header(reader(), settings())
+
+
+def broker_header() -> dict[str, Any]:
+    return _broker_header(db_key())
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def _broker_overview(key: str) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    from engine.queries import broker as q
+
+    return (q.broker_overview(reader(), settings()), q.positions_side_by_side(reader(), settings()),
+            q.external_by_underlying(reader(), settings()))
+
+
+def broker_overview() -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    return _broker_overview(db_key())
+
+
+@st.cache_data(ttl=SLOW, show_spinner=False)
+def _transactions(key: str, start: date | None, end: date | None, symbol: str, types: tuple[str, ...]
+                  ) -> pd.DataFrame:
+    from engine.queries import broker as q
+
+    return q.transactions(reader(), start, end, symbol or None, list(types) or None)
+
+
+def transactions(start: date | None, end: date | None, symbol: str, types: list[str]) -> pd.DataFrame:
+    return _transactions(db_key(), start, end, symbol, tuple(types))
+
+
+@st.cache_data(ttl=SLOW, show_spinner=False)
+def _transaction_types(key: str) -> list[str]:
+    from engine.queries import broker as q
+
+    return q.transaction_types(reader())
+
+
+def transaction_types() -> list[str]:
+    return _transaction_types(db_key())

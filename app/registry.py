@@ -34,6 +34,8 @@ PAGES: list[PageSpec] = [
     PageSpec("positions", "Positions", "📊", "positions", "Portfolio"),
     PageSpec("risk", "Risk", "🛡️", "risk", "Portfolio"),
     PageSpec("orders", "Orders and fills", "📒", "orders", "Portfolio"),
+    PageSpec("broker", "Broker", "🏦", "broker", "Portfolio"),
+    PageSpec("transactions", "Transactions", "🧾", "transactions", "Portfolio"),
     PageSpec("alerts", "Alerts", "🔔", "alerts", "Operations"),
     PageSpec("system", "System", "⚙️", "system", "Operations"),
     PageSpec("settings", "Settings", "🔧", "settings", "Operations"),

@@ -157,8 +157,22 @@ def to_local(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def page_header(title: str, caption: str | None = None) -> None:
     st.title(title)
+    environment_line()
     if caption:
         st.caption(caption)
+
+
+ENV_ICONS = {"paper": "🧪", "sandbox": "🧪", "production": "🔴", "live": "🔴"}
+
+
+def environment_line() -> None:
+    """Which money this console is looking at, on every page: broker, environment and account."""
+    from app import data
+
+    h = data.broker_header()
+    icon = ENV_ICONS.get(h["environment"], "🔌")
+    st.caption(f"{icon} **{h['environment'].upper()}** · broker {h['broker']} · account {h['account']} · "
+               f"trading mode {h['trading_mode']}")
 
 
 def dollar_col(label: str | None = None, help: str | None = None) -> Any:

@@ -61,7 +61,20 @@ def nightly(ctx: EngineContext) -> pipeline.StepReport:
             raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             raw.close()
+    _sync_broker(ctx, report)
     return report
+
+
+def _sync_broker(ctx: EngineContext, report: pipeline.StepReport) -> None:
+    """A real broker's account: positions, balances, transactions (last, so a broker outage fails the job
+    visibly after the data upkeep is done)."""
+    from engine.portfolio.sync import SyncableBroker, sync
+
+    if isinstance(ctx.broker, SyncableBroker):
+        done = sync(ctx.db, ctx.broker, ctx.now)
+        report.add(f"broker sync {done.broker} {done.account}: {len(done.positions)} positions, "
+                   f"{done.transactions_new} new transactions, {len(done.differences)} differences")
+        report.count("transactions_new", done.transactions_new)
 
 
 JOBS: dict[str, Callable[[EngineContext], Any]] = {

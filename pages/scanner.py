@@ -198,7 +198,7 @@ def chart_view(frame: pd.DataFrame, data_date) -> None:  # type: ignore[no-untyp
 def render() -> None:
     left, right = st.columns([5, 1], vertical_alignment="bottom")
     with left:
-        st.title("Scanner")
+        ui.page_header("Scanner")
     with right:
         clicked = st.button("Scan now", key="scan_now", type="primary", icon="🔄", width="stretch",
                             help="Runs the ATR Matrix scan over the stored bars in this process, as the scheduler does")

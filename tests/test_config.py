@@ -105,3 +105,37 @@ def test_secrets_toml_is_read_below_environment(monkeypatch: pytest.MonkeyPatch,
     assert s.approval_mode is ApprovalMode.semi
     monkeypatch.setenv("QM_APPROVAL_MODE", "manual")
     assert Settings().approval_mode is ApprovalMode.manual
+
+
+def test_tastytrade_settings_are_nested_with_exact_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config import TastytradeSettings
+
+    assert load_settings().tastytrade == TastytradeSettings()  # nothing needed for paper
+    assert TastytradeSettings().sandbox is True
+    monkeypatch.setenv("QM_TASTYTRADE__CLIENT_SECRET", "cs-value")
+    monkeypatch.setenv("QM_TASTYTRADE__REFRESH_TOKEN", "rt-value")
+    monkeypatch.setenv("QM_TASTYTRADE__ACCOUNT_NUMBER", "5WX00042")
+    monkeypatch.setenv("QM_TASTYTRADE__SANDBOX", "false")
+    monkeypatch.setenv("QM_TASTYTRADE__API_URL", "http://127.0.0.1:8099/")
+    tt = load_settings().tastytrade
+    assert tt.client_secret is not None and tt.client_secret.get_secret_value() == "cs-value"
+    assert tt.refresh_token is not None and tt.refresh_token.get_secret_value() == "rt-value"
+    assert tt.account_number == "5WX00042" and tt.sandbox is False and tt.api_url == "http://127.0.0.1:8099"
+    assert "cs-value" not in repr(tt) and "rt-value" not in repr(tt)
+    monkeypatch.setenv("QM_TASTYTRADE__API_URL", "ftp://x")
+    with pytest.raises(SettingsError, match=r"tastytrade.api_url \(QM_TASTYTRADE__API_URL\)"):
+        load_settings()
+
+
+def test_tastytrade_production_needs_the_live_opt_in_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.execution.brokers.tastytrade_factory import check_tastytrade_settings
+
+    with pytest.raises(SettingsError, match="QM_TASTYTRADE__CLIENT_SECRET and QM_TASTYTRADE__REFRESH_TOKEN"):
+        check_tastytrade_settings(load_settings(broker="tastytrade"))
+    creds = {"client_secret": "c", "refresh_token": "r"}
+    check_tastytrade_settings(load_settings(broker="tastytrade", tastytrade=creds))  # sandbox: fine in paper mode
+    with pytest.raises(SettingsError, match="QM_TRADING_MODE=live"):
+        check_tastytrade_settings(load_settings(broker="tastytrade", tastytrade={**creds, "sandbox": False}))
+    live = load_settings(broker="tastytrade", tastytrade={**creds, "sandbox": False}, trading_mode="live",
+                         live_trading_confirmed=True)
+    check_tastytrade_settings(live)

@@ -102,7 +102,18 @@ def _apply_event(session: Session, broker_name: str, ev: BrokerEvent, now: datet
     position's deliveries net: cash received minus what the structure cost is its realized P&L when no
     stock is left (e.g. a debit spread with both legs in the money); stock that is left (a long call
     exercised, a short put assigned) becomes a stock position carrying the whole net cost as its basis
-    (the option premium folded in, as IRS Publication 550 does), the position's levels and its risk."""
+    (the option premium folded in, as IRS Publication 550 does), the position's levels and its risk.
+
+    An event on a position the engine does not hold (an external one at a real broker) is recorded only:
+    it moves no engine cash and creates no position for the engine to manage."""
+    held = any(Leg.from_dict(d).instrument == ev.instrument
+               for pos in session.exec(select(Position).where(Position.status == "open")).all() for d in pos.legs)
+    if not held:
+        session.add(Transaction(broker=broker_name, account="paper", broker_txn_id=ev.event_id,
+                                type=f"{ev.kind}_external", symbol=ev.instrument, quantity=Decimal(ev.quantity),
+                                amount=ev.cash, executed_at=ev.at or now,
+                                raw={k: str(v) for k, v in ev.detail.items()}))
+        return
     session.add(Transaction(broker=broker_name, account="paper", broker_txn_id=ev.event_id, type=ev.kind,
                             symbol=ev.instrument, quantity=Decimal(ev.quantity), amount=ev.cash,
                             executed_at=ev.at or now,

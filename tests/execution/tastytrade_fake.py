@@ -291,8 +291,26 @@ class FakeTastytrade:
             fees = self._fees([{**leg, "quantity": qty}])
             self.cash += value - fees
             self._book(leg, qty, prices[i], value, fees, order_id, now, fill_id)
+            self._move_position(leg, sign * qty, prices[i])
         if self._filled_units(order) >= units:
             order.update({"status": "Filled", "cancellable": False, "editable": False, "terminal-at": _iso(now)})
+
+    def _move_position(self, leg: dict[str, Any], change: int, price: Decimal) -> None:
+        """The account's position in this instrument after a fill (average open price of what remains)."""
+        current = next((p for p in self.positions if p["symbol"] == leg["symbol"]), None)
+        held = 0 if current is None else int(current["quantity"]) * (-1 if current["quantity-direction"] == "Short"
+                                                                        else 1)
+        avg = Decimal(current["average-open-price"]) if current is not None else Decimal(0)
+        after = held + change
+        if current is not None:
+            self.positions.remove(current)
+        if after == 0:
+            return
+        if held == 0 or (held > 0) != (after > 0):
+            avg = price
+        elif abs(after) > abs(held):
+            avg = (avg * abs(held) + price * abs(change)) / abs(after)
+        self.position(leg["symbol"], after, str(avg), str(price), leg["instrument-type"], leg["symbol"].split()[0])
 
     def _filled_units(self, order: dict[str, Any]) -> int:
         first = order["legs"][0]

@@ -268,3 +268,73 @@ def test_transactions_all_pages_in_order(fake: FakeTastytrade, broker: Tastytrad
     trade = next(t for t in txns if t.type == "trade")
     assert trade.quantity == 1 and trade.price == Decimal("4.15") and trade.fees == Decimal("1.142")
     assert trade.amount == Decimal("-416.142")  # paid 415 + 1.142 fees
+
+
+def _receive_deliver(fake: FakeTastytrade, tid: int, symbol: str, itype: str, sub: str, action: str, qty: str,
+                     price: str = "0.0") -> None:
+    base = copy.deepcopy(json.loads(shared_data("tastytrade", "joaquinbejar", "doc_examples",
+                                                "transactions_listing.json").read_text())["data"]["items"][0])
+    base.update({"id": tid, "symbol": symbol, "instrument-type": itype, "underlying-symbol": symbol.split()[0],
+                 "transaction-sub-type": sub, "action": action, "quantity": qty, "price": price,
+                 "executed-at": "2026-11-30T21:00:00.000+00:00", "transaction-date": "2026-11-30",
+                 "description": f"{sub} {symbol}"})
+    fake.transactions.append(base)
+
+
+def test_expiry_and_assignment_events_from_receive_deliver_rows(fake: FakeTastytrade,
+                                                                broker: TastytradeBroker) -> None:
+    _receive_deliver(fake, 1, PUT_560, "Equity Option", "Expiration", "Sell to Close", "2")
+    _receive_deliver(fake, 2, CALL_610, "Equity Option", "Assignment", "Buy to Close", "1")
+    _receive_deliver(fake, 3, "SPY", "Equity", "Assignment", "Sell to Close", "100", "610.0")
+    events = {e.kind: e for e in broker.events()}
+    expired = events["expired"]
+    assert (expired.instrument, expired.quantity, expired.cash, expired.stock_quantity) == (PUT_560, -2, 0, 0)
+    assigned = events["assigned"]
+    # a short 610 call assigned: the short closes (+1), 100 shares leave at the strike, 61,000 comes in
+    assert (assigned.instrument, assigned.quantity, assigned.stock_instrument, assigned.stock_quantity) == (
+        CALL_610, 1, "SPY", -100)
+    assert assigned.stock_price == Decimal("610") and assigned.cash == Decimal("61000")
+    assert len(broker.events()) == 2 and assigned.event_id == "tastytrade-assigned-2"
+
+
+def test_a_5xx_on_the_token_refresh_is_retried(fake: FakeTastytrade) -> None:
+    original = fake._oauth
+    calls = {"n": 0}
+
+    def flaky(request: httpx2.Request) -> httpx2.Response:
+        calls["n"] += 1
+        return httpx2.Response(503, text="busy") if calls["n"] == 1 else original(request)
+
+    fake._oauth = flaky  # type: ignore[method-assign]
+    b = make(fake)
+    try:
+        assert b.account_number == ACCOUNT and calls["n"] == 2
+    finally:
+        b.close()
+
+
+def test_live_orders_history_and_accounts(fake: FakeTastytrade, broker: TastytradeBroker) -> None:
+    fake.fill_mode = "never"
+    for i in range(3):
+        broker.submit(_passed(_order(f"qm-h-{i}", (Leg(PUT_560, Side.buy),), 1 + i, "0.80")))
+    assert broker.accounts() == [ACCOUNT]
+    live = broker.live_orders()
+    assert [(o.client_order_id, o.quantity, o.status) for o in live] == [
+        (f"qm-h-{i}", 1 + i, BrokerOrderStatus.working) for i in range(3)]
+    history = broker.order_history()  # two pages of two at the fake
+    assert [o.client_order_id for o in history] == ["qm-h-0", "qm-h-1", "qm-h-2"]
+
+
+def test_an_unreadable_placement_answer_leaves_the_order_unknown(fake: FakeTastytrade,
+                                                                 broker: TastytradeBroker) -> None:
+    original = fake._place
+
+    def garbled(request: httpx2.Request) -> httpx2.Response:
+        original(request)  # the broker did create the order
+        return httpx2.Response(201, json={"data": {"unexpected": True}})
+
+    fake._place = garbled  # type: ignore[method-assign]
+    with pytest.raises(BrokerUnavailable, match="not understood"):
+        broker.submit(_passed(_order("qm-garbled", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    found = broker.order("qm-garbled")
+    assert found is not None and found.status is BrokerOrderStatus.filled

@@ -4,6 +4,7 @@ resolved by reconciliation without a second order, fills land per leg with their
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -133,9 +134,15 @@ def test_a_timeout_mid_order_is_reconciled_without_a_duplicate(env, fake: FakeTa
 def test_a_timeout_before_the_broker_acted_is_sent_once_after_reconciliation(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
                                                                             broker: TastytradeBroker) -> None:
     settings, db = env
+    clock = {"now": NOW}
+    broker._now = lambda: clock["now"]
     fake.fail_next_place = "timeout_before_create"
     cid = _submit(settings, db, broker, _condor_spec()).client_order_id
     assert _order(db, cid).status == "submitting" and not fake.orders
+    run = reconcile(db, broker, Decimal("100000"), NOW)  # too soon: it may still be in flight
+    assert _order(db, cid).status == "submitting"
+    assert any(d["kind"] == "broker_unavailable" and "not visible yet" in d["detail"] for d in run.differences)
+    clock["now"] = NOW + timedelta(seconds=61)
     reconcile(db, broker, Decimal("100000"), NOW)  # proves it absent: back to approved, same id
     assert _order(db, cid).status == "approved"
     report = service.submit_approved(db, settings, broker, NOW)
@@ -158,3 +165,19 @@ def test_partial_fills_then_the_rest(env, fake: FakeTastytrade, broker: Tastytra
     reconcile(db, broker, Decimal("100000"), NOW)
     order = _order(db, cid)
     assert order.status == "filled" and order.filled_quantity == 4 and order.avg_fill_price == Decimal("4.15")
+
+
+def test_an_event_on_an_external_position_moves_no_engine_cash(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
+                                                               broker: TastytradeBroker) -> None:
+    from engine.execution.reconcile import engine_cash
+    from engine.models import Transaction
+    from tests.execution.test_tastytrade_adapter import _receive_deliver
+
+    _, db = env
+    _receive_deliver(fake, 2, CALL_610, "Equity Option", "Assignment", "Buy to Close", "1")
+    _receive_deliver(fake, 3, "SPY", "Equity", "Assignment", "Sell to Close", "100", "610.0")
+    reconcile(db, broker, Decimal("100000"), NOW)
+    with Session(db) as s:
+        assert s.exec(select(Position)).all() == []  # no stock position for the engine to manage
+        assert [t.type for t in s.exec(select(Transaction)).all()] == ["assigned_external"]
+        assert engine_cash(s, Decimal("100000")) == Decimal("100000")

@@ -117,3 +117,13 @@ def test_mixed_payoffs_take_the_limits_sign() -> None:
     assert derive_price_effect(legs) is None
     assert wire_price(build_order("qm-rr", legs, 1, Decimal("0.35"), "open"))[1] == "Debit"
     assert wire_price(build_order("qm-rr", legs, 1, Decimal("-0.35"), "open"))[1] == "Credit"
+
+
+def test_time_in_force_day_and_gtc_and_bad_values() -> None:
+    legs = order_legs(_structures()["long_call"])
+    assert build_order("qm-d", legs, 1, Decimal("4.15"), "open").time_in_force.value == "Day"
+    assert build_order("qm-g", legs, 1, Decimal("4.15"), "open", "gtc").time_in_force.value == "GTC"
+    with pytest.raises(ValueError, match="time_in_force"):
+        build_order("qm-x", legs, 1, Decimal("4.15"), "open", "ioc")
+    with pytest.raises(ValueError, match="quantity"):
+        build_order("qm-x", legs, 0, Decimal("4.15"), "open")

@@ -62,13 +62,16 @@ class TastytradeBroker:
     def __init__(self, config: TastytradeSettings, *, transport: httpx2.AsyncBaseTransport | None = None,
                  timeout_seconds: float = 10.0, request_budget_seconds: float = 20.0, backoff_seconds: float = 0.5,
                  history_days: int = 7, now: Callable[[], datetime] | None = None,
-                 fees_grace: timedelta = timedelta(minutes=10)) -> None:
+                 fees_grace: timedelta = timedelta(minutes=10), absent_after: timedelta = timedelta(seconds=60)
+                 ) -> None:
         if not config.configured:
             raise ValueError("tastytrade needs QM_TASTYTRADE__CLIENT_SECRET and QM_TASTYTRADE__REFRESH_TOKEN")
         self.config = config
         self.environment = "sandbox" if config.sandbox else "production"
         self.history_days = history_days
         self.fees_grace = fees_grace
+        self.absent_after = absent_after
+        self._unknown_since: dict[str, datetime] = {}  # client order id -> when a placement's outcome was lost
         self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._legs: dict[str, tuple[Leg, ...]] = {}  # client order id -> legs, for unit conversion
         self._ids: dict[str, int] = {}  # client order id -> newest broker order id known
@@ -160,7 +163,7 @@ class TastytradeBroker:
 
     async def _dry_run(self, order: LimitOrder) -> dict[str, Any]:
         url = f"/accounts/{self.account_number}/orders/dry-run"
-        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+        return await self._session._post(url, content=order.model_dump_json(exclude_none=True, by_alias=True))
 
     def submit(self, gate_pass: Any) -> BrokerOrder:
         if not is_gate_pass(gate_pass):
@@ -173,21 +176,26 @@ class TastytradeBroker:
             return existing
         intent = gate_pass.intent.value if hasattr(gate_pass.intent, "value") else str(gate_pass.intent)
         tt = self._order_for(cid, legs, gate_pass.quantity, gate_pass.limit_price, intent, gate_pass.time_in_force)
-        data = self._call(self._place, tt, write=True)
+        try:
+            data = self._call(self._place, tt, write=True)
+        except BrokerUnavailable:
+            self._unknown_since.setdefault(cid, self._now())
+            raise
+        self._unknown_since.pop(cid, None)
         if data.get("errors"):
             raise BrokerRejected("tastytrade refused: " + "; ".join(
                 f"{m.get('code')}: {m.get('message')}" for m in data["errors"]))
-        placed = self._call(self._parse, data["order"])
+        placed = self._call(self._parse, data)
         self._ids[cid] = placed.id
         return tto.to_broker_order(cid, placed, legs)
 
     async def _place(self, order: LimitOrder) -> dict[str, Any]:
         url = f"/accounts/{self.account_number}/orders"
-        return await self._session._post(url, data=order.model_dump_json(exclude_none=True, by_alias=True))
+        return await self._session._post(url, content=order.model_dump_json(exclude_none=True, by_alias=True))
 
     @staticmethod
     async def _parse(data: dict[str, Any]) -> PlacedOrder:
-        return tto.LenientPlacedOrder(**data)
+        return tto.LenientPlacedOrder(**data["order"])  # KeyError / ValidationError: outcome unknown
 
     async def _get_order(self, order_id: int) -> PlacedOrder:
         return tto.LenientPlacedOrder(**await self._session._get(f"/accounts/{self.account_number}/orders/{order_id}"))
@@ -239,6 +247,12 @@ class TastytradeBroker:
     def order(self, client_order_id: str) -> BrokerOrder | None:
         newest, chain = self._newest(client_order_id)
         if newest is None:
+            lost = self._unknown_since.get(client_order_id)
+            if lost is not None and self._now() - lost < self.absent_after:
+                # An order whose placement timed out may still be in flight at the broker: "absent" only
+                # once it has had time to appear, or the engine would send it a second time.
+                raise BrokerUnavailable(f"tastytrade: {client_order_id} not visible yet after a lost answer; "
+                                        f"absent only after {self.absent_after.total_seconds():.0f}s")
             return None
         answer = tto.to_broker_order(client_order_id, newest, self._legs.get(client_order_id))
         if len(chain) > 1:  # fills of the replaced orders count for the structure too
@@ -246,6 +260,23 @@ class TastytradeBroker:
             answer = BrokerOrder(answer.client_order_id, answer.broker_order_id, answer.status, answer.quantity,
                                  fills, answer.avg_fill_price, answer.reason)
         return answer
+
+    def live_orders(self) -> list[BrokerOrder]:
+        """Today's orders at the broker (all of them, the engine's carry their client order id)."""
+        return [tto.to_broker_order(o.external_identifier or "", o, self._legs.get(o.external_identifier or ""))
+                for o in self._call(self._live_orders)]
+
+    def order_history(self) -> list[BrokerOrder]:
+        """Orders of the last ``history_days`` (every page)."""
+        return [tto.to_broker_order(o.external_identifier or "", o, self._legs.get(o.external_identifier or ""))
+                for o in self._call(self._order_history)]
+
+    def accounts(self) -> list[str]:
+        """The open account numbers of this login."""
+        return [a.account_number for a in self._call(self._accounts)]
+
+    async def _accounts(self) -> list[Account]:
+        return await Account.get(self._session)
 
     def _fill_units(self, client_order_id: str, chain: list[PlacedOrder]) -> int:
         return sum(tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)).filled_quantity
@@ -312,7 +343,7 @@ class TastytradeBroker:
     async def _replace(self, order_id: int, order: LimitOrder) -> None:
         # As the SDK's replace_order sends it (no legs: they cannot change); its answer is not used.
         await self._session._put(f"/accounts/{self.account_number}/orders/{order_id}",
-                                 data=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
+                                 content=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
 
     async def _replacement_of(self, old_id: int, client_order_id: str) -> int | None:
         candidates = [o for o in await self._live_orders()

@@ -7,8 +7,9 @@ leaves an order's fate unknown, so the wrapper decides per answer:
   (a rate-limited request was not processed);
 - 401 on an API call: the access token expired early or was revoked: one forced refresh, then resent;
 - the refresh itself refused (400/401 from ``/oauth/token``): ``TastytradeAuthError`` naming the setting;
-- 5xx on GET: retried within the budget; 5xx on POST/PUT/DELETE: ``TastytradeServerError`` (the broker may
-  or may not have acted: the order stays in flight until reconciliation).
+- 5xx on GET or on the token refresh: retried within the budget; 5xx on other POST/PUT/DELETE:
+  ``TastytradeServerError`` (the broker may or may not have acted: the order stays in flight until
+  reconciliation).
 Timeouts and connection errors come from httpx2 itself and mean the same as a 5xx on a write.
 """
 
@@ -60,7 +61,8 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
         while True:
             response = await self._inner.handle_async_request(request)
             status = response.status_code
-            if status == 429 or (status >= 500 and request.method == "GET"):
+            # GETs and the token refresh change nothing at the broker: a 5xx on them is safe to resend.
+            if status == 429 or (status >= 500 and (request.method == "GET" or is_token)):
                 delay = self._delay(response, attempt)
                 if attempt < self.max_retries and time.monotonic() + delay <= deadline:
                     await response.aread()
