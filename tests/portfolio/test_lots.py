@@ -198,3 +198,18 @@ def test_lots_report_json_shape(tmp_path: Path, capsys) -> None:  # type: ignore
     assert all(set(o) == {"symbol", "quantity", "acquired", "holding_period_start", "basis",
                           "wash_sale_adjustment"} for o in out["open"])
     assert [o["basis"] for o in out["open"]] == ["3250.00", "1375.00", "200.65"]
+
+
+def test_broker_figures_are_compared_and_each_difference_has_a_cause() -> None:
+    events = [trade(at(2025, 1, 2), "10", "10", "b", fees="1"),
+              trade(at(2025, 1, 3), "-5", "12", "s-match", fees="1", broker_pnl=D("8.50"), closes_only=True),
+              trade(at(2025, 1, 4), "-5", "12", "s-nofee", fees="1", broker_pnl=D("10")),
+              trade(at(2025, 1, 5), "-5", "12", "s-orphan", inst=Instrument("OLD"), broker_pnl=D("3"),
+                    closes_only=True)]
+    r = compute_lots(events)
+    by_id = {c.closing_trade_id: c for c in r.checks}
+    assert by_id["s-match"].cause == "" and by_id["s-match"].our_pnl == D("8.5")
+    assert by_id["s-nofee"].cause == "the broker's figure excludes commissions: ours includes 1.50 of them"
+    assert by_id["s-orphan"].cause.startswith("opening lot before the imported history (5 units")
+    assert [c.closing_trade_id for c in r.differences] == ["s-nofee", "s-orphan"]
+    assert not [lot for lot in r.open_lots if lot.instrument.symbol == "OLD"]  # a close never opens a short

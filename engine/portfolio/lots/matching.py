@@ -87,6 +87,7 @@ class LotMatcher:
             if remaining == 0:
                 share = cash_left  # the last piece takes the rounding remainder: cash adds up exactly
             cash_left -= share
+            piece.fees += event.fees * take / abs(event.quantity)
             if fold:
                 folded += piece.open_cash + share
                 piece.close_cash = -piece.open_cash  # realized zero here: the P&L lives in the stock lot
@@ -101,7 +102,9 @@ class LotMatcher:
             if event.closes_only:
                 self.result.unmatched.append((event, remaining))
             else:
-                lots.append(self._new_lot(event, remaining, cash_left))
+                lot = self._new_lot(event, remaining, cash_left)
+                lot.fees = event.fees * abs(remaining) / abs(event.quantity)
+                lots.append(lot)
         return folded
 
     def _order(self, lots: list[Lot], event: TradeEvent) -> list[Lot]:
@@ -127,11 +130,12 @@ class LotMatcher:
             return piece
         sign = 1 if lot.quantity > 0 else -1
         frac = units / abs(lot.quantity)
-        cash = lot.open_cash * frac
+        cash, fees = lot.open_cash * frac, lot.fees * frac
         piece = Lot(**{**lot.__dict__, "lot_id": self._next_id(lot.opening_trade_id),
-                       "quantity": sign * units, "open_cash": cash})
+                       "quantity": sign * units, "open_cash": cash, "fees": fees})
         lot.quantity -= sign * units
         lot.open_cash -= cash
+        lot.fees -= fees
         return piece
 
     def _new_lot(self, event: TradeEvent, quantity: Decimal, cash: Decimal) -> Lot:

@@ -107,6 +107,7 @@ class Lot:
     close_kind: CloseKind | None = None
     wash_sale_disallowed: Decimal = ZERO  # of this lot's own loss
     replacement_used: Decimal = ZERO  # share-equivalents of this lot already used as a replacement
+    fees: Decimal = ZERO  # commissions and fees inside open_cash and close_cash (for the broker comparison)
 
     @property
     def acquired(self) -> date:
