@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from engine.ibkr.flex_parse import parse_flex_date, parse_flex_datetime, to_decimal
 from engine.models import Transaction
+from engine.options.occ import parse_occ
 from engine.portfolio.lots.model import (
     Asset,
     CloseKind,
@@ -49,8 +50,17 @@ def instrument_of(raw: dict, symbol: str) -> Instrument:
     if category == "OPT":
         expiry = parse_flex_date(raw.get("expiry")) if raw.get("expiry") else None
         underlying = raw.get("underlyingSymbol") or (symbol[:-15].strip() if len(symbol) > 15 else symbol)
-        return Instrument(symbol, Asset.option, underlying, multiplier, raw.get("putCall") or None,
-                          _d(raw, "strike"), expiry)
+        right, strike = raw.get("putCall") or None, _d(raw, "strike")
+        if expiry is None or right is None or strike is None:
+            # Minimal statements carry only the OCC symbol: the contract terms are in it.
+            try:
+                occ = parse_occ(symbol)
+            except ValueError:
+                pass
+            else:
+                expiry, right, strike = expiry or occ.expiry, right or occ.right, strike or occ.strike
+                underlying = raw.get("underlyingSymbol") or occ.root
+        return Instrument(symbol, Asset.option, underlying, multiplier, right, strike, expiry)
     if category == "STK":
         return Instrument(symbol, Asset.stock, symbol, multiplier)
     return Instrument(symbol, Asset.other, raw.get("underlyingSymbol") or symbol, multiplier)
@@ -146,7 +156,12 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
     for e in events:
         if id(e) in used:
             continue
-        out.append(paired.get(id(e), e))
+        e = paired.get(id(e), e)
+        inst = e.instrument
+        if (e.delivery is None and e.kind is CloseKind.trade and inst.asset is Asset.option and e.price == 0
+                and inst.expiry is not None and e.at.date() >= inst.expiry):
+            e = TradeEvent(**{**e.__dict__, "kind": CloseKind.expire})  # worthless at expiry: a close at zero
+        out.append(e)
     return out
 
 
