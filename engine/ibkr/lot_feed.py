@@ -14,6 +14,7 @@ What the statement needs before the lot engine can use it:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -28,9 +29,12 @@ from engine.portfolio.lots.model import (
     CloseKind,
     Instrument,
     LotPick,
+    RenameEvent,
     SplitEvent,
     TradeEvent,
 )
+
+log = logging.getLogger(__name__)
 
 _SPLIT = re.compile(r"SPLIT\s+(\d+(?:\.\d+)?)\s+FOR\s+(\d+(?:\.\d+)?)", re.I)
 SKIP_ASSETS = frozenset({"CASH"})
@@ -165,41 +169,73 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
     return out
 
 
-def _splits(rows: Iterable[Transaction]) -> list[SplitEvent]:
-    seen: set[tuple[str, str, object, Decimal]] = set()
-    out: list[SplitEvent] = []
-    for txn in rows:
-        m = _SPLIT.search(txn.raw.get("description") or "")
-        if m is None:
-            continue
-        ratio = Decimal(m[1]) / Decimal(m[2])
-        base = (txn.symbol or "").removesuffix(".OLD")
-        key = (txn.account, base, txn.executed_at.date(), ratio)
-        if key in seen:
-            continue
-        seen.add(key)
-        # The split applies to lots held at the start of its day.
-        at = datetime.combine(txn.executed_at.date(), datetime.min.time(), tzinfo=UTC)
-        out.append(SplitEvent(base, at, ratio, txn.account))
-    return out
+_RATIO = re.compile(r"(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s+(?:Split|Reverse)", re.I)
+_RENAME = re.compile(r"CUSIP/ISIN CHANGE|TENDERED TO|NAME CHANGE|SYMBOL CHANGE", re.I)
+_DISPOSAL_TYPES = frozenset({"TC", "TO", "BM"})  # cash merger, tender for cash, bond maturity
 
 
-def _cash_mergers(rows: Iterable[Transaction]) -> list[TradeEvent]:
-    out = []
+def _detail_rows(rows: list[Transaction]) -> list[Transaction]:
+    """IBKR repeats corporate actions as SUMMARY and DETAIL rows: use the details where they exist."""
+    detailed = {(t.account, t.symbol, t.executed_at.date()) for t in rows
+                if (t.raw.get("levelOfDetail") or "").upper() == "DETAIL"}
+    return [t for t in rows if (t.raw.get("levelOfDetail") or "").upper() != "SUMMARY"
+            or (t.account, t.symbol, t.executed_at.date()) not in detailed]
+
+
+def _day_start(txn: Transaction) -> datetime:
+    # A corporate action applies to the lots held at the start of its day.
+    return datetime.combine(txn.executed_at.date(), datetime.min.time(), tzinfo=UTC)
+
+
+def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
+    """Splits, symbol changes and cash disposals; the rest (spinoffs, rights, stock dividends) is logged."""
+    rows = _detail_rows(rows)
+    out: list[TradeEvent | SplitEvent | RenameEvent] = []
+    seen: set[tuple[object, ...]] = set()
+    used: set[int] = set()
     for txn in rows:
-        raw = txn.raw
-        if raw.get("type") != "TC" or txn.quantity >= 0 or raw.get("assetCategory") not in ("STK", None, ""):
+        raw, desc = txn.raw, txn.raw.get("description") or ""
+        code = (raw.get("type") or "").upper()
+        m = _SPLIT.search(desc) or _RATIO.search(desc)
+        if m is not None or code in ("FS", "RS"):
+            base = (txn.symbol or "").removesuffix(".OLD")
+            ratio = Decimal(m[1]) / Decimal(m[2]) if m is not None else None
+            key = ("split", txn.account, base, txn.executed_at.date(), ratio)
+            if key not in seen:
+                seen.add(key)
+                delta = None if ratio is not None else Decimal(txn.quantity)
+                out.append(SplitEvent(base, _day_start(txn), ratio, txn.account, delta))
+            continue
+        if _RENAME.search(desc) or code == "IC":
+            if id(txn) in used or txn.quantity >= 0:
+                continue
+            for other in rows:
+                if (id(other) not in used and other is not txn and other.account == txn.account
+                        and other.executed_at == txn.executed_at and other.quantity > 0
+                        and other.symbol != txn.symbol):
+                    used |= {id(txn), id(other)}
+                    ratio = Decimal(other.quantity) / -Decimal(txn.quantity)
+                    out.append(RenameEvent(txn.account, txn.symbol or "", other.symbol or "", _day_start(txn), ratio))
+                    break
             continue
         proceeds = _d(raw, "proceeds") or Decimal(0)
-        out.append(TradeEvent(
-            account=txn.account, instrument=instrument_of(raw, txn.symbol or ""), at=txn.executed_at,
-            quantity=Decimal(txn.quantity), price=proceeds / -Decimal(txn.quantity), trade_id=_trade_id(txn),
-            currency=txn.currency, gross=proceeds, closes_only=True, broker_pnl=_d(raw, "fifoPnlRealized"),
-            txn_id=txn.id))
+        if txn.quantity < 0 and proceeds > 0 and (code in _DISPOSAL_TYPES or "MERGED" in desc.upper()):
+            key = ("sale", txn.account, txn.symbol, txn.executed_at.date(), txn.quantity)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(TradeEvent(
+                account=txn.account, instrument=instrument_of(raw, txn.symbol or ""), at=txn.executed_at,
+                quantity=Decimal(txn.quantity), price=proceeds / -Decimal(txn.quantity), trade_id=_trade_id(txn),
+                currency=txn.currency, gross=proceeds, closes_only=True, broker_pnl=_d(raw, "fifoPnlRealized"),
+                txn_id=txn.id))
+            continue
+        log.info("corporate action %s %s (%s) on %s is not applied to lots", code or "?", txn.symbol,
+                 desc[:60], txn.executed_at.date())
     return out
 
 
-def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent]:
+def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
     rows = list(rows)
     trades = [t for t in rows if t.type == "trade" and t.raw.get("assetCategory") not in SKIP_ASSETS
               and (t.raw.get("levelOfDetail") or "").upper() in EXECUTION_LEVELS]
@@ -213,4 +249,4 @@ def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent]:
     txns = {_trade_id(t): t for t in trades}
     events = _pair_deliveries([_event(t, picks) for t in trades], txns)
     corp = [t for t in rows if t.type == "corporate_action"]
-    return [*_splits(corp), *_cash_mergers(corp), *events]
+    return [*_corporate_actions(corp), *events]

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, SplitEvent, TradeEvent
+from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, TradeEvent
 
 UNMATCHED = "opening lot before the imported history ({units} units closed with no lot to close)"
 FOLDED_OPTION = "premium folded into the stock lot (IRS Pub 550); the broker realizes it on the option"
@@ -16,7 +16,7 @@ NO_FEES = "the broker's figure excludes commissions: ours includes {fees} of the
 WASH_BASIS = "basis includes a disallowed wash-sale loss carried from an earlier sale"
 
 
-def check_against_broker(events: Iterable[TradeEvent | SplitEvent], result: LotResult) -> list[PnlDifference]:
+def check_against_broker(events: Iterable[object], result: LotResult) -> list[PnlDifference]:
     realized: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     fees: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     washed: set[tuple[str, str]] = set()

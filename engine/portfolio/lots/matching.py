@@ -23,17 +23,18 @@ from engine.portfolio.lots.model import (
     CloseKind,
     Lot,
     LotResult,
+    RenameEvent,
     SplitEvent,
     TradeEvent,
 )
 
-Event = TradeEvent | SplitEvent
+Event = TradeEvent | SplitEvent | RenameEvent
 
 
 def _sort_key(item: tuple[int, Event]) -> tuple[datetime, int, int]:
     seq, event = item
     # A split takes effect before the day's trades; otherwise statement order.
-    return (event.at, 0 if isinstance(event, SplitEvent) else 1, seq)
+    return (event.at, 1 if isinstance(event, TradeEvent) else 0, seq)
 
 
 class LotMatcher:
@@ -46,6 +47,8 @@ class LotMatcher:
         for _seq, event in sorted(enumerate(events), key=_sort_key):
             if isinstance(event, SplitEvent):
                 self._split(event)
+            elif isinstance(event, RenameEvent):
+                self._rename(event)
             else:
                 self._trade(event)
         if expire_through is not None:
@@ -58,8 +61,26 @@ class LotMatcher:
         for (account, symbol), lots in self._open.items():
             if symbol != event.symbol or (event.account is not None and account != event.account):
                 continue
+            ratio = event.ratio
+            if ratio is None:
+                held = sum((lot.quantity for lot in lots), ZERO)
+                if held == 0 or event.delta is None:
+                    self.result.notes.append(f"split of {symbol} on {event.at.date()} with no stated ratio and "
+                                             "no lots held: not applied")
+                    continue
+                ratio = (held + event.delta) / held
             for lot in lots:
-                lot.quantity *= event.ratio
+                lot.quantity *= ratio
+
+    def _rename(self, event: RenameEvent) -> None:
+        lots = self._open.pop((event.account, event.old), [])
+        target = self._open[(event.account, event.new)]
+        for lot in lots:
+            inst = lot.instrument
+            lot.instrument = type(inst)(event.new, inst.asset, event.new if inst.asset is Asset.stock
+                                        else inst.underlying, inst.multiplier, inst.right, inst.strike, inst.expiry)
+            lot.quantity *= event.ratio
+            target.append(lot)
 
     def _trade(self, event: TradeEvent, extra_cash: Decimal = ZERO) -> None:
         if event.kind in (CloseKind.exercise, CloseKind.assign) and event.delivery is not None:

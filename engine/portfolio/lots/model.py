@@ -82,8 +82,21 @@ class TradeEvent:
 class SplitEvent:
     symbol: str
     at: datetime
-    ratio: Decimal  # new shares per old share (2 for a 2-for-1, 0.04 for a 1-for-25)
+    ratio: Decimal | None  # new shares per old share (2 for a 2-for-1, 0.04 for a 1-for-25)
     account: str | None = None  # None: every account holding the symbol
+    delta: Decimal | None = None  # when the ratio is not stated: shares added (+) or removed (-) in total
+
+
+@dataclass(frozen=True)
+class RenameEvent:
+    """A symbol change that is not a disposal (CUSIP/ISIN change, 1-for-1 tender exchange): lots move to
+    the new symbol with their basis and acquisition dates, ``ratio`` new shares per old share."""
+
+    account: str
+    old: str
+    new: str
+    at: datetime
+    ratio: Decimal = Decimal(1)
 
 
 @dataclass
