@@ -213,3 +213,55 @@ def test_broker_figures_are_compared_and_each_difference_has_a_cause() -> None:
     assert by_id["s-orphan"].cause.startswith("opening lot before the imported history (5 units")
     assert [c.closing_trade_id for c in r.differences] == ["s-nofee", "s-orphan"]
     assert not [lot for lot in r.open_lots if lot.instrument.symbol == "OLD"]  # a close never opens a short
+
+
+def test_a_replacement_share_replaces_only_once() -> None:
+    r = compute_lots([trade(at(2025, 1, 2), "100", "50", "l1"), trade(at(2025, 1, 5), "100", "50", "l2"),
+                      trade(at(2025, 3, 1), "-100", "40", "s1"), trade(at(2025, 3, 2), "-100", "40", "s2"),
+                      trade(at(2025, 3, 10), "100", "41", "r")])
+    assert closed(r, "s1")[0].wash_sale_disallowed == D("1000")
+    assert closed(r, "s2")[0].wash_sale_disallowed == 0  # r already replaced s1's shares
+    (rep,) = r.open_lots
+    assert rep.basis == D("5100")
+
+
+def test_option_loss_is_washed_by_the_same_contract_bought_back() -> None:
+    r = compute_lots([trade(at(2025, 5, 1), "1", "3", "o1", CALL), trade(at(2025, 5, 10), "-1", "1", "o2", CALL),
+                      trade(at(2025, 5, 20), "1", "1.5", "o3", CALL)])
+    assert closed(r, "o2")[0].wash_sale_disallowed == D("200")
+    (again,) = r.open_lots
+    assert again.basis == D("350") and again.holding_period_start == date(2025, 5, 11)
+
+
+def test_paper_fills_feed_the_lot_engine() -> None:
+    from engine.models import Fill
+    from engine.portfolio.lots.sources import paper_events
+
+    fills = [Fill(broker_fill_id="f1", order_id=1, client_order_id="c1", instrument="XYZ   250620C00050000",
+                  side="buy", quantity=2, multiplier=100, price=D("1.50"), commission=D("2"), fees=D("0.2"),
+                  filled_at=at(2025, 5, 1)),
+             Fill(broker_fill_id="f2", order_id=2, client_order_id="c2", instrument="XYZ   250620C00050000",
+                  side="sell", quantity=2, multiplier=100, price=D("2.50"), commission=D("0"), fees=D("0.2"),
+                  filled_at=at(2025, 5, 8))]
+    r = compute_lots(paper_events(fills))
+    (lot,) = r.closed_lots
+    assert (lot.basis, lot.proceeds, lot.realized, lot.account) == (D("302.2"), D("499.8"), D("197.6"), "paper")
+
+
+def test_csv_rows_with_bad_values_name_the_row_field_and_value(tmp_path: Path) -> None:
+    import pytest
+
+    from engine.portfolio.lots.csv_trades import CsvTradeError, read_trades_csv
+
+    cases = {"2025-13-01,XYZ,buy,1,1,0": "row 1: date='2025-13-01'",
+             "2025-01-02,XYZ,hold,1,1,0": "row 1: side='hold'",
+             "2025-01-02,XYZ,buy,-5,1,0": "row 1: quantity='-5'",
+             "2025-01-02,XYZ,buy,1,abc,0": "row 1: price='abc'"}
+    for row, message in cases.items():
+        path = tmp_path / "t.csv"
+        path.write_text("date,symbol,side,quantity,price,fees\n" + row + "\n")
+        with pytest.raises(CsvTradeError, match=message.replace("(", r"\(")):
+            read_trades_csv(path, "a")
+    path.write_text("day,symbol,side,quantity,price,fees\n")
+    with pytest.raises(CsvTradeError, match="header must be date,symbol,side,quantity,price,fees"):
+        read_trades_csv(path, "a")
