@@ -265,3 +265,22 @@ def test_csv_rows_with_bad_values_name_the_row_field_and_value(tmp_path: Path) -
     path.write_text("day,symbol,side,quantity,price,fees\n")
     with pytest.raises(CsvTradeError, match="header must be date,symbol,side,quantity,price,fees"):
         read_trades_csv(path, "a")
+
+
+def test_plain_broker_rows_with_actions_and_an_expiration() -> None:
+    """Rows as a broker like tastytrade reports them: positive quantities with a buy/sell action, and an
+    expiration row with no side that removes whatever is open at zero."""
+    from engine.models import Transaction
+    from engine.portfolio.lots.sources import generic_events
+
+    occ = "XYZ   250620P00050000"
+    rows = [Transaction(id=1, broker="tastytrade", account="5WX1", broker_txn_id="1", type="Trade", symbol=occ,
+                        quantity=D(2), price=D("1.10"), fees=D("2.28"), executed_at=at(2025, 6, 2),
+                        raw={"action": "Sell to Open", "transaction_sub_type": "Sell to Open"}),
+            Transaction(id=2, broker="tastytrade", account="5WX1", broker_txn_id="2", type="Receive Deliver",
+                        symbol=occ, quantity=D(2), price=D(0), fees=D(0), executed_at=at(2025, 6, 20),
+                        raw={"transaction_sub_type": "Expiration"})]
+    r = compute_lots(generic_events(rows))
+    (lot,) = r.closed_lots
+    assert (lot.quantity, lot.proceeds, lot.basis, lot.realized) == (D(-2), D("217.72"), D(0), D("217.72"))
+    assert lot.close_kind is CloseKind.expire and lot.sold == date(2025, 6, 20) and not r.open_lots

@@ -94,6 +94,11 @@ class LotMatcher:
         """Close opposite lots with this execution; open a lot with what is left. Returns the folded cash."""
         key = (event.account, event.instrument.symbol)
         lots = self._open[key]
+        if event.side_from_position:
+            held = sum((lot.quantity for lot in lots), ZERO)
+            sign = -1 if held > 0 else 1
+            event = TradeEvent(**{**event.__dict__, "quantity": sign * abs(event.quantity),
+                                  "side_from_position": False, "closes_only": True})
         remaining = event.quantity
         total_cash = event.net_cash + extra_cash
         cash_left = total_cash

@@ -66,6 +66,7 @@ class TradeEvent:
     gross: Decimal | None = None  # signed cash before fees when the broker states it (bonds: % of par)
     kind: CloseKind = CloseKind.trade
     closes_only: bool = False  # the broker says this closes (IBKR openCloseIndicator C): never opens a lot
+    side_from_position: bool = False  # an expiry/removal with no side: it closes whatever is open
     lot_ids: tuple[str, ...] = ()  # specific identification: opening trade ids, in the order to use them
     lot_picks: tuple[LotPick, ...] = ()  # the broker's own lot choice
     delivery: TradeEvent | None = None  # exercise/assignment: the stock bought or sold at the strike

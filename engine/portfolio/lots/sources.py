@@ -11,9 +11,10 @@ from sqlmodel import Session, select
 
 from engine.models import Fill, Transaction
 from engine.options.occ import parse_occ
-from engine.portfolio.lots.model import Asset, Instrument, RenameEvent, SplitEvent, TradeEvent
+from engine.portfolio.lots.model import Asset, CloseKind, Instrument, RenameEvent, SplitEvent, TradeEvent
 
-TRADE_TYPES = frozenset({"trade"})
+TRADE_TYPES = frozenset({"trade", "receive deliver", "receive_deliver"})
+REMOVALS = frozenset({"expiration", "expire", "expired"})  # an option removed at zero on its expiry
 
 
 def instrument_for_symbol(symbol: str, multiplier: Decimal | None = None) -> Instrument:
@@ -30,18 +31,31 @@ def instrument_for_symbol(symbol: str, multiplier: Decimal | None = None) -> Ins
     return Instrument(text.upper(), Asset.stock, text.upper(), multiplier or Decimal(1))
 
 
+def _side(raw: dict) -> int:
+    """+1 buy, -1 sell from a broker's action text (tastytrade "Buy to Open", "Sell to Close"), 0 unknown."""
+    action = str(raw.get("action") or "").lower()
+    return 1 if action.startswith("buy") else -1 if action.startswith("sell") else 0
+
+
 def generic_events(rows: Iterable[Transaction]) -> list[TradeEvent]:
-    """Trades of brokers that store plain rows (tastytrade, CSV): signed quantity, price per share."""
+    """Trades of brokers that store plain rows (tastytrade, CSV): quantity signed or with a buy/sell action,
+    price per share; an expiration row closes whatever is open at zero."""
     out = []
     for txn in rows:
-        if txn.type not in TRADE_TYPES or not txn.symbol or txn.quantity == 0:
+        raw = txn.raw if isinstance(txn.raw, dict) else {}
+        if txn.type.lower() not in TRADE_TYPES or not txn.symbol or txn.quantity == 0:
             continue
-        mult = txn.raw.get("multiplier") if isinstance(txn.raw, dict) else None
+        mult = raw.get("multiplier")
         inst = instrument_for_symbol(txn.symbol, Decimal(str(mult)) if mult else None)
-        trade_id = str(txn.raw.get("row")) if txn.broker == "csv" and txn.raw.get("row") else txn.broker_txn_id
-        out.append(TradeEvent(account=txn.account, instrument=inst, at=txn.executed_at,
-                              quantity=Decimal(txn.quantity), price=Decimal(txn.price), fees=Decimal(txn.fees),
-                              trade_id=trade_id, currency=txn.currency, txn_id=txn.id))
+        trade_id = str(raw.get("row")) if txn.broker == "csv" and raw.get("row") else txn.broker_txn_id
+        sub = str(raw.get("transaction_sub_type") or raw.get("sub_type") or "").lower()
+        side = _side(raw)
+        quantity = Decimal(txn.quantity) if side == 0 else side * abs(Decimal(txn.quantity))
+        removal = sub in REMOVALS and side == 0
+        out.append(TradeEvent(account=txn.account, instrument=inst, at=txn.executed_at, quantity=quantity,
+                              price=Decimal(txn.price), fees=Decimal(txn.fees), trade_id=trade_id,
+                              currency=txn.currency, txn_id=txn.id, side_from_position=removal,
+                              kind=CloseKind.expire if sub in REMOVALS else CloseKind.trade))
     return out
 
 
