@@ -98,7 +98,7 @@ def _event(txn: Transaction, picks: dict[tuple[str, str], list[LotPick]]) -> Tra
         gross=Decimal(txn.amount) if raw.get("proceeds") not in (None, "") else None, kind=kind,
         closes_only=(raw.get("openCloseIndicator") or "").strip() == "C",
         lot_picks=tuple(picks.get((txn.account, raw.get("tradeID") or ""), ())),
-        broker_pnl=_d(raw, "fifoPnlRealized"), txn_id=txn.id,
+        broker_pnl=_d(raw, "fifoPnlRealized"), txn_id=txn.id, broker="ibkr",
     )
 
 
@@ -228,7 +228,7 @@ def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent 
                 account=txn.account, instrument=instrument_of(raw, txn.symbol or ""), at=txn.executed_at,
                 quantity=Decimal(txn.quantity), price=proceeds / -Decimal(txn.quantity), trade_id=_trade_id(txn),
                 currency=txn.currency, gross=proceeds, closes_only=True, broker_pnl=_d(raw, "fifoPnlRealized"),
-                txn_id=txn.id))
+                txn_id=txn.id, broker="ibkr"))
             continue
         log.info("corporate action %s %s (%s) on %s is not applied to lots", code or "?", txn.symbol,
                  desc[:60], txn.executed_at.date())

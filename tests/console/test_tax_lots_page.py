@@ -19,6 +19,12 @@ def test_tax_lots_page_shows_lots_wash_sales_and_differences(empty, console, db,
     import_trades_csv(db, csv_path, "taxable")
     import_statement(db, parse_flex(shared_data("ibkr_flex", "synthetic_ib-flex", "activity_backfill.xml")))
     rebuild_lots(db)
+    from sqlmodel import Session, select
+
+    from engine.models import TaxLot
+
+    with Session(db) as s:
+        assert {(t.account, t.broker) for t in s.exec(select(TaxLot))} == {("taxable", "csv"), ("U1234567", "ibkr")}
     at = console().open("tax_lots")
     assert not at.exception, [e.value for e in at.exception]
     frames = [df.value for df in at.dataframe]

@@ -167,7 +167,8 @@ class LotMatcher:
     def _new_lot(self, event: TradeEvent, quantity: Decimal, cash: Decimal) -> Lot:
         return Lot(lot_id=self._next_id(event.trade_id), account=event.account, instrument=event.instrument,
                    quantity=quantity, acquired_at=event.at, open_cash=cash, opening_trade_id=event.trade_id,
-                   currency=event.currency, open_txn_id=event.txn_id, holding_period_start=event.at.date())
+                   currency=event.currency, open_txn_id=event.txn_id, holding_period_start=event.at.date(),
+                   broker=event.broker)
 
     def _next_id(self, trade_id: str) -> str:
         self._ids[trade_id] += 1

@@ -72,6 +72,7 @@ class TradeEvent:
     delivery: TradeEvent | None = None  # exercise/assignment: the stock bought or sold at the strike
     broker_pnl: Decimal | None = None  # the broker's realized P&L for this execution, when reported
     txn_id: int | None = None  # our Transaction row
+    broker: str = ""  # ibkr | tastytrade | csv | paper: which feed the row came from
 
     @property
     def net_cash(self) -> Decimal:
@@ -122,6 +123,7 @@ class Lot:
     wash_sale_disallowed: Decimal = ZERO  # of this lot's own loss
     replacement_used: Decimal = ZERO  # share-equivalents of this lot already used as a replacement
     fees: Decimal = ZERO  # commissions and fees inside open_cash and close_cash (for the broker comparison)
+    broker: str = ""
 
     @property
     def acquired(self) -> date:

@@ -54,7 +54,7 @@ def generic_events(rows: Iterable[Transaction]) -> list[TradeEvent]:
         removal = sub in REMOVALS and side == 0
         out.append(TradeEvent(account=txn.account, instrument=inst, at=txn.executed_at, quantity=quantity,
                               price=Decimal(txn.price), fees=Decimal(txn.fees), trade_id=trade_id,
-                              currency=txn.currency, txn_id=txn.id, side_from_position=removal,
+                              currency=txn.currency, txn_id=txn.id, side_from_position=removal, broker=txn.broker,
                               kind=CloseKind.expire if sub in REMOVALS else CloseKind.trade))
     return out
 
@@ -66,7 +66,7 @@ def paper_events(fills: Iterable[Fill], account: str = "paper") -> list[TradeEve
         qty = Decimal(f.quantity) * (1 if f.side == "buy" else -1)
         out.append(TradeEvent(account=account, instrument=inst, at=f.filled_at, quantity=qty,
                               price=Decimal(f.price), fees=Decimal(f.commission) + Decimal(f.fees),
-                              trade_id=f.broker_fill_id))
+                              trade_id=f.broker_fill_id, broker="paper"))
     return out
 
 
