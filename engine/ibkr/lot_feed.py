@@ -18,13 +18,14 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, time
 from decimal import Decimal
 
 from engine.ibkr.flex_parse import parse_flex_date, parse_flex_datetime, to_decimal
 from engine.models import Transaction
 from engine.options.occ import parse_occ
 from engine.portfolio.lots.model import (
+    NEW_YORK,
     Asset,
     CloseKind,
     Instrument,
@@ -32,6 +33,7 @@ from engine.portfolio.lots.model import (
     RenameEvent,
     SplitEvent,
     TradeEvent,
+    trade_day,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
     stock_by_day: dict[tuple[str, str, object], list[TradeEvent]] = defaultdict(list)
     for e in events:
         if e.instrument.asset is Asset.stock:
-            stock_by_day[(e.account, e.instrument.symbol, e.at.date())].append(e)
+            stock_by_day[(e.account, e.instrument.symbol, trade_day(e.at))].append(e)
     used: set[int] = set()
     out: list[TradeEvent] = []
     paired: dict[int, TradeEvent] = {}
@@ -148,7 +150,7 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
         # Long call exercised / short put assigned: stock bought; long put exercised / short call assigned: sold.
         closing_long = e.quantity < 0
         buys_stock = (inst.right == "C") == closing_long
-        for s in stock_by_day.get((e.account, inst.base, e.at.date()), []):
+        for s in stock_by_day.get((e.account, inst.base, trade_day(e.at)), []):
             if id(s) in used or s.price != inst.strike or abs(s.quantity) != units:
                 continue
             if (s.quantity > 0) != buys_stock:
@@ -163,7 +165,7 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
         e = paired.get(id(e), e)
         inst = e.instrument
         if (e.delivery is None and e.kind is CloseKind.trade and inst.asset is Asset.option and e.price == 0
-                and inst.expiry is not None and e.at.date() >= inst.expiry):
+                and inst.expiry is not None and trade_day(e.at) >= inst.expiry):
             e = TradeEvent(**{**e.__dict__, "kind": CloseKind.expire})  # worthless at expiry: a close at zero
         out.append(e)
     return out
@@ -176,15 +178,15 @@ _DISPOSAL_TYPES = frozenset({"TC", "TO", "BM"})  # cash merger, tender for cash,
 
 def _detail_rows(rows: list[Transaction]) -> list[Transaction]:
     """IBKR repeats corporate actions as SUMMARY and DETAIL rows: use the details where they exist."""
-    detailed = {(t.account, t.symbol, t.executed_at.date()) for t in rows
+    detailed = {(t.account, t.symbol, trade_day(t.executed_at)) for t in rows
                 if (t.raw.get("levelOfDetail") or "").upper() == "DETAIL"}
     return [t for t in rows if (t.raw.get("levelOfDetail") or "").upper() != "SUMMARY"
-            or (t.account, t.symbol, t.executed_at.date()) not in detailed]
+            or (t.account, t.symbol, trade_day(t.executed_at)) not in detailed]
 
 
 def _day_start(txn: Transaction) -> datetime:
     # A corporate action applies to the lots held at the start of its day.
-    return datetime.combine(txn.executed_at.date(), datetime.min.time(), tzinfo=UTC)
+    return datetime.combine(trade_day(txn.executed_at), time(0, 0), tzinfo=NEW_YORK)
 
 
 def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
@@ -200,7 +202,7 @@ def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent 
         if m is not None or code in ("FS", "RS"):
             base = (txn.symbol or "").removesuffix(".OLD")
             ratio = Decimal(m[1]) / Decimal(m[2]) if m is not None else None
-            key = ("split", txn.account, base, txn.executed_at.date(), ratio)
+            key = ("split", txn.account, base, trade_day(txn.executed_at), ratio)
             if key not in seen:
                 seen.add(key)
                 delta = None if ratio is not None else Decimal(txn.quantity)
@@ -220,7 +222,7 @@ def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent 
             continue
         proceeds = _d(raw, "proceeds") or Decimal(0)
         if txn.quantity < 0 and proceeds > 0 and (code in _DISPOSAL_TYPES or "MERGED" in desc.upper()):
-            key = ("sale", txn.account, txn.symbol, txn.executed_at.date(), txn.quantity)
+            key = ("sale", txn.account, txn.symbol, trade_day(txn.executed_at), txn.quantity)
             if key in seen:
                 continue
             seen.add(key)
@@ -231,7 +233,7 @@ def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent 
                 txn_id=txn.id, broker="ibkr"))
             continue
         log.info("corporate action %s %s (%s) on %s is not applied to lots", code or "?", txn.symbol,
-                 desc[:60], txn.executed_at.date())
+                 desc[:60], trade_day(txn.executed_at))
     return out
 
 
@@ -244,7 +246,7 @@ def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent | R
         if t.type == "lot" and t.raw.get("tradeID"):
             opened = parse_flex_datetime(t.raw.get("openDateTime") or t.raw.get("tradeDate"))
             if opened is not None:
-                picks[(t.account, t.raw["tradeID"])].append(LotPick(opened.date(), abs(Decimal(t.quantity))))
+                picks[(t.account, t.raw["tradeID"])].append(LotPick(trade_day(opened), abs(Decimal(t.quantity))))
     trades = _drop_cancelled(sorted(trades, key=lambda t: (t.executed_at, t.id or 0)))
     txns = {_trade_id(t): t for t in trades}
     events = _pair_deliveries([_event(t, picks) for t in trades], txns)

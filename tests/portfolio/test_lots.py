@@ -284,3 +284,20 @@ def test_plain_broker_rows_with_actions_and_an_expiration() -> None:
     (lot,) = r.closed_lots
     assert (lot.quantity, lot.proceeds, lot.basis, lot.realized) == (D(-2), D("217.72"), D(0), D("217.72"))
     assert lot.close_kind is CloseKind.expire and lot.sold == date(2025, 6, 20) and not r.open_lots
+
+
+def test_broker_lot_picks_take_their_quantities() -> None:
+    # IBKR closed 5 of the 2 Jan lot and 5 of the 3 Feb lot (not 10 of the first).
+    buys = [trade(at(2024, 1, 2), "10", "10", "b1"), trade(at(2024, 2, 3), "10", "20", "b2")]
+    picks = (LotPick(date(2024, 1, 2), D(5)), LotPick(date(2024, 2, 3), D(5)))
+    r = compute_lots([*buys, trade(at(2024, 3, 1), "-10", "15", "s", lot_picks=picks)])
+    sold = sorted(closed(r, "s"), key=lambda lot: lot.acquired)
+    assert [(lot.opening_trade_id, lot.quantity) for lot in sold] == [("b1", 5), ("b2", 5)]
+    assert sum(lot.realized for lot in sold) == D("0")
+
+
+def test_after_hours_fill_keeps_its_new_york_date() -> None:
+    # 19:30 New York on 31 Dec 2024 is 00:30 UTC on 1 Jan 2025: the sale belongs to 2024.
+    late = datetime(2025, 1, 1, 0, 30, tzinfo=UTC)
+    r = compute_lots([trade(at(2024, 6, 3), "1", "10", "b"), trade(late, "-1", "12", "s")])
+    assert r.closed_lots[0].sold == date(2024, 12, 31)

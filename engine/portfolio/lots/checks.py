@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, TradeEvent
+from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, TradeEvent, trade_day
 
 UNMATCHED = "opening lot before the imported history ({units} units closed with no lot to close)"
 FOLDED_OPTION = "premium folded into the stock lot (IRS Pub 550); the broker realizes it on the option"
@@ -53,7 +53,7 @@ def check_against_broker(events: Iterable[object], result: LotResult) -> list[Pn
                     cause = NO_FEES.format(fees=fees[key].quantize(CENT))
                 else:
                     cause = "unexplained"
-            day = leg.at.date()
+            day = trade_day(leg.at)
             checks.append(PnlDifference(leg.account, leg.trade_id, leg.instrument.symbol, day, leg.broker_pnl,
                                         ours, cause))
     return checks

@@ -26,6 +26,7 @@ from engine.portfolio.lots.model import (
     RenameEvent,
     SplitEvent,
     TradeEvent,
+    trade_day,
 )
 
 Event = TradeEvent | SplitEvent | RenameEvent
@@ -65,7 +66,7 @@ class LotMatcher:
             if ratio is None:
                 held = sum((lot.quantity for lot in lots), ZERO)
                 if held == 0 or event.delta is None:
-                    self.result.notes.append(f"split of {symbol} on {event.at.date()} with no stated ratio and "
+                    self.result.notes.append(f"split of {symbol} on {trade_day(event.at)} with no stated ratio and "
                                              "no lots held: not applied")
                     continue
                 ratio = (held + event.delta) / held
@@ -103,10 +104,12 @@ class LotMatcher:
         total_cash = event.net_cash + extra_cash
         cash_left = total_cash
         folded = ZERO
-        for lot in self._order(lots, event):
-            if remaining == 0 or (lot.quantity > 0) == (remaining > 0):
-                break
-            take = min(abs(lot.quantity), abs(remaining))
+        for lot, cap in self._plan(lots, event):
+            if remaining == 0 or lot.quantity == 0 or (lot.quantity > 0) == (remaining > 0):
+                continue
+            take = min(abs(lot.quantity), abs(remaining), cap)
+            if take <= 0:
+                continue
             piece = self._take(lot, take, lots)
             share = total_cash * take / abs(event.quantity)
             remaining += take if remaining < 0 else -take
@@ -133,20 +136,28 @@ class LotMatcher:
                 lots.append(lot)
         return folded
 
-    def _order(self, lots: list[Lot], event: TradeEvent) -> list[Lot]:
-        if event.lot_ids:
+    def _plan(self, lots: list[Lot], event: TradeEvent) -> list[tuple[Lot, Decimal]]:
+        """Which lots to close and at most how much of each, in order; FIFO takes up whatever is left."""
+        fifo = sorted(lots, key=lambda lot: lot.acquired_at)  # stable: statement order within one time
+        unlimited = abs(event.quantity)
+        plan: list[tuple[Lot, Decimal]] = []
+        if event.lot_ids:  # specific identification: the named lots, in the order named
             rank = {tid: i for i, tid in enumerate(event.lot_ids)}
-            named = [lot for lot in lots if lot.opening_trade_id in rank]
-            named.sort(key=lambda lot: (rank[lot.opening_trade_id], lot.acquired_at))
-            return named + [lot for lot in lots if lot.opening_trade_id not in rank]
-        if event.lot_picks:
-            picked: list[Lot] = []
-            for pick in event.lot_picks:
-                for lot in lots:
-                    if lot.acquired == pick.opened and lot not in picked:
-                        picked.append(lot)
-            return picked + [lot for lot in lots if lot not in picked]
-        return sorted(lots, key=lambda lot: lot.acquired_at)  # FIFO (stable: statement order within a time)
+            named = sorted((lot for lot in fifo if lot.opening_trade_id in rank),
+                           key=lambda lot: rank[lot.opening_trade_id])
+            plan += [(lot, unlimited) for lot in named]
+        for pick in event.lot_picks:  # the broker's lots: this many units from the lots opened that day
+            left = pick.quantity
+            for lot in fifo:
+                if left <= 0:
+                    break
+                if lot.acquired == pick.opened:
+                    used = sum((cap for planned, cap in plan if planned is lot), ZERO)
+                    take = min(abs(lot.quantity) - used, left)
+                    if take > 0:
+                        plan.append((lot, take))
+                        left -= take
+        return plan + [(lot, unlimited) for lot in fifo]
 
     def _take(self, lot: Lot, units: Decimal, lots: list[Lot]) -> Lot:
         """Split ``units`` off an open lot (the whole lot when units cover it)."""
@@ -167,7 +178,7 @@ class LotMatcher:
     def _new_lot(self, event: TradeEvent, quantity: Decimal, cash: Decimal) -> Lot:
         return Lot(lot_id=self._next_id(event.trade_id), account=event.account, instrument=event.instrument,
                    quantity=quantity, acquired_at=event.at, open_cash=cash, opening_trade_id=event.trade_id,
-                   currency=event.currency, open_txn_id=event.txn_id, holding_period_start=event.at.date(),
+                   currency=event.currency, open_txn_id=event.txn_id, holding_period_start=trade_day(event.at),
                    broker=event.broker)
 
     def _next_id(self, trade_id: str) -> str:

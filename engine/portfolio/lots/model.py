@@ -12,9 +12,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def trade_day(at: datetime) -> date:
+    """The exchange (New York) date of a moment: an 19:30 ET after-hours fill is still that day (and that tax
+    year), though it is already tomorrow in UTC."""
+    return at.astimezone(NEW_YORK).date() if at.tzinfo is not None else at.date()
 
 
 class Asset(StrEnum):
@@ -127,11 +135,11 @@ class Lot:
 
     @property
     def acquired(self) -> date:
-        return self.acquired_at.date()
+        return trade_day(self.acquired_at)
 
     @property
     def sold(self) -> date | None:
-        return None if self.closed_at is None else self.closed_at.date()
+        return None if self.closed_at is None else trade_day(self.closed_at)
 
     @property
     def is_long(self) -> bool:
@@ -167,7 +175,7 @@ class Lot:
         if not self.is_long:
             return "short"  # written options and short sales: short-term (Pub 550)
         start = self.holding_period_start or self.acquired
-        return "long" if self.closed_at.date() > _anniversary(start) else "short"
+        return "long" if trade_day(self.closed_at) > _anniversary(start) else "short"
 
 
 def _anniversary(day: date) -> date:
