@@ -35,7 +35,7 @@ def save_lots(db: Engine, result: LotResult) -> None:
             session.add(TaxLot(
                 broker=lot.broker or "other", account=lot.account[:32], symbol=lot.instrument.symbol[:32],
                 method="FIFO", open_txn_id=lot.open_txn_id, open_date=lot.acquired, quantity=abs(lot.quantity),
-                cost_basis=lot.basis, close_date=lot.sold, proceeds=lot.proceeds, realized_pnl=lot.realized,
+                cost_basis=_open_basis(lot), close_date=lot.sold, proceeds=lot.proceeds, realized_pnl=lot.realized,
                 holding_period=lot.term, wash_sale=bool(lot.wash_sale_disallowed or lot.wash_sale_adjustment),
                 broker_reported_pnl=checks.get((lot.account, lot.closing_trade_id or "")),
                 lot_key=lot.lot_id[:96], asset=lot.instrument.asset.value,
@@ -56,6 +56,12 @@ def save_lots(db: Engine, result: LotResult) -> None:
                 symbol=c.symbol[:32], trade_date=c.day, broker_pnl=c.broker_pnl, our_pnl=c.our_pnl,
                 difference=c.difference, cause=c.cause))
         session.commit()
+
+
+def _open_basis(lot: Lot) -> Decimal:
+    """Basis as shown: for a short lot still open, minus the credit received (so mark value - basis is the
+    unrealized P&L for long and short alike)."""
+    return lot.basis if lot.is_long or lot.closed_at is not None else -lot.open_cash
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -79,7 +85,7 @@ def open_row(lot: Lot) -> dict[str, Any]:
     start = lot.holding_period_start or lot.acquired
     return {"symbol": lot.instrument.symbol, "quantity": _qty(lot.quantity) if lot.is_long
             else "-" + _qty(lot.quantity), "acquired": lot.acquired.isoformat(),
-            "holding_period_start": start.isoformat(), "basis": _money(lot.basis if lot.is_long else -lot.open_cash),
+            "holding_period_start": start.isoformat(), "basis": _money(_open_basis(lot)),
             "wash_sale_adjustment": _money(lot.wash_sale_adjustment)}
 
 
