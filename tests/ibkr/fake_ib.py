@@ -123,6 +123,13 @@ class FakeIB:
         self.calls.append("reqCompletedOrders")
         return []
 
+    def reqPositions(self) -> list[Position]:
+        self.calls.append("reqPositions")
+        return list(self._positions)
+
+    def reqAccountSummary(self) -> None:
+        self.calls.append("reqAccountSummary")
+
     def reqExecutions(self, execFilter: object = None) -> list[Fill]:
         self.calls.append("reqExecutions")
         for f in self.server_fills:

@@ -83,6 +83,8 @@ class IBClient(Protocol):
     def reqAllOpenOrders(self) -> list[Trade]: ...
     def reqCompletedOrders(self, apiOnly: bool) -> list[Trade]: ...
     def reqExecutions(self, execFilter: Any = ...) -> list[Any]: ...
+    def reqPositions(self) -> list[Any]: ...
+    def reqAccountSummary(self) -> Any: ...
 
 
 def _dec(value: Any) -> Decimal:
@@ -153,7 +155,10 @@ class IBKRBroker:
             self.resync()
 
     def resync(self) -> None:
-        """Re-query open and completed orders and the executions (after a reconnect or farm drop)."""
+        """After a reconnect or a farm drop: subscribe to positions and account values again, and re-query
+        open and completed orders and the executions, so nothing that happened meanwhile is missed."""
+        self.ib.reqPositions()
+        self.ib.reqAccountSummary()
         self.ib.reqAllOpenOrders()
         self.ib.reqCompletedOrders(False)
         self.ib.reqExecutions()
