@@ -36,6 +36,7 @@ PAGES: list[PageSpec] = [
     PageSpec("orders", "Orders and fills", "📒", "orders", "Portfolio"),
     PageSpec("broker", "Broker", "🏦", "broker", "Portfolio"),
     PageSpec("transactions", "Transactions", "🧾", "transactions", "Portfolio"),
+    PageSpec("tax_lots", "Tax lots", "📑", "tax-lots", "Portfolio"),
     PageSpec("alerts", "Alerts", "🔔", "alerts", "Operations"),
     PageSpec("system", "System", "⚙️", "system", "Operations"),
     PageSpec("settings", "Settings", "🔧", "settings", "Operations"),

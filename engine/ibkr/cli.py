@@ -70,7 +70,8 @@ def _cmd_flex_download(args: argparse.Namespace) -> int:
     except FlexDownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"saved {out['file']}")
+    for f in out["files"]:
+        print(f"saved {f}")
     _print_counts(out["counts"])
     for w in out["warnings"]:
         print(f"  warning: {w}")

@@ -5,6 +5,10 @@
    progress" (and the throttling codes 1018/1001) while IBKR is still building it: wait and ask again, a
    bounded number of times. Any other error code stops with IBKR's message.
 
+A date range can be asked for with ``fd``/``td`` (yyyymmdd) on SendRequest; IBKR caps one request at 365
+days, so a history from ``QM_IBKR__HISTORY_START`` is fetched window by window (``history_windows``).
+Code 1003 ("statement not available") on a window before the account existed is an empty window.
+
 The token is a secret: it is sent only as a query parameter and never appears in an error or a log line.
 """
 
@@ -14,16 +18,31 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import requests
 from pydantic import SecretStr
 
 RETRY_CODES = frozenset({"1019", "1018", "1001", "1021"})  # in progress, too many requests, try again
 API_VERSION = "3"
+MAX_WINDOW_DAYS = 365
+NOT_AVAILABLE = "1003"
+
+
+def history_windows(start: date, end: date) -> list[tuple[date, date]]:
+    """Consecutive windows of at most 365 days covering start..end (inclusive)."""
+    out = []
+    while start <= end:
+        stop = min(end, start + timedelta(days=MAX_WINDOW_DAYS - 1))
+        out.append((start, stop))
+        start = stop + timedelta(days=1)
+    return out
 
 
 class FlexDownloadError(RuntimeError):
-    pass
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -49,14 +68,19 @@ class FlexClient:
             raise FlexDownloadError(f"Flex Web Service {url} answered HTTP {resp.status_code}")
         return resp.content
 
-    def send_request(self) -> tuple[str, str]:
-        """Step 1: returns (reference code, GetStatement URL)."""
+    def send_request(self, from_date: date | None = None, to_date: date | None = None) -> tuple[str, str]:
+        """Step 1: returns (reference code, GetStatement URL). Without dates, the query's own period."""
         url = self.base_url.rstrip("/") + "/SendRequest"
-        body = self._get(url, {"t": self.token.get_secret_value(), "q": self.query_id, "v": API_VERSION})
+        params = {"t": self.token.get_secret_value(), "q": self.query_id, "v": API_VERSION}
+        if from_date is not None and to_date is not None:
+            if (to_date - from_date).days >= MAX_WINDOW_DAYS:
+                raise ValueError(f"Flex window {from_date}..{to_date} exceeds IBKR's {MAX_WINDOW_DAYS}-day limit")
+            params |= {"fd": f"{from_date:%Y%m%d}", "td": f"{to_date:%Y%m%d}"}
+        body = self._get(url, params)
         root = _xml(body, "SendRequest")
         status = (root.findtext("Status") or "").strip()
         if status != "Success":
-            raise FlexDownloadError(f"SendRequest failed: {_error(root)}")
+            raise FlexDownloadError(f"SendRequest failed: {_error(root)}", (root.findtext("ErrorCode") or "").strip())
         ref = (root.findtext("ReferenceCode") or "").strip()
         if not ref:
             raise FlexDownloadError("SendRequest answered Success without a ReferenceCode")
@@ -79,8 +103,8 @@ class FlexClient:
                 self.sleep(self.poll_wait_s)
         raise FlexDownloadError(f"statement not ready after {self.poll_attempts} attempts: {last}")
 
-    def download(self) -> bytes:
-        ref, url = self.send_request()
+    def download(self, from_date: date | None = None, to_date: date | None = None) -> bytes:
+        ref, url = self.send_request(from_date, to_date)
         return self.get_statement(ref, url)
 
 

@@ -27,7 +27,7 @@ CASH_TYPES = {  # IBKR CashTransaction.type -> our transaction type
     "broker interest received": "interest", "broker interest paid": "interest", "bond interest received":
     "interest", "bond interest paid": "interest", "other fees": "fee", "commission adjustments": "fee",
     "deposits/withdrawals": "transfer", "deposits & withdrawals": "transfer", "advisor fees": "fee",
-    "price adjustments": "adjustment",
+    "price adjustments": "adjustment", "bond interest": "interest",
 }
 TYPE_BY_KIND = {"Trade": "trade", "Lot": "lot", "CorporateAction": "corporate_action", "OptionEAE": "option_eae"}
 

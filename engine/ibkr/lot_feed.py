@@ -14,22 +14,29 @@ What the statement needs before the lot engine can use it:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, time
 from decimal import Decimal
 
 from engine.ibkr.flex_parse import parse_flex_date, parse_flex_datetime, to_decimal
 from engine.models import Transaction
+from engine.options.occ import parse_occ
 from engine.portfolio.lots.model import (
+    NEW_YORK,
     Asset,
     CloseKind,
     Instrument,
     LotPick,
+    RenameEvent,
     SplitEvent,
     TradeEvent,
+    trade_day,
 )
+
+log = logging.getLogger(__name__)
 
 _SPLIT = re.compile(r"SPLIT\s+(\d+(?:\.\d+)?)\s+FOR\s+(\d+(?:\.\d+)?)", re.I)
 SKIP_ASSETS = frozenset({"CASH"})
@@ -49,8 +56,17 @@ def instrument_of(raw: dict, symbol: str) -> Instrument:
     if category == "OPT":
         expiry = parse_flex_date(raw.get("expiry")) if raw.get("expiry") else None
         underlying = raw.get("underlyingSymbol") or (symbol[:-15].strip() if len(symbol) > 15 else symbol)
-        return Instrument(symbol, Asset.option, underlying, multiplier, raw.get("putCall") or None,
-                          _d(raw, "strike"), expiry)
+        right, strike = raw.get("putCall") or None, _d(raw, "strike")
+        if expiry is None or right is None or strike is None:
+            # Minimal statements carry only the OCC symbol: the contract terms are in it.
+            try:
+                occ = parse_occ(symbol)
+            except ValueError:
+                pass
+            else:
+                expiry, right, strike = expiry or occ.expiry, right or occ.right, strike or occ.strike
+                underlying = raw.get("underlyingSymbol") or occ.root
+        return Instrument(symbol, Asset.option, underlying, multiplier, right, strike, expiry)
     if category == "STK":
         return Instrument(symbol, Asset.stock, symbol, multiplier)
     return Instrument(symbol, Asset.other, raw.get("underlyingSymbol") or symbol, multiplier)
@@ -84,7 +100,7 @@ def _event(txn: Transaction, picks: dict[tuple[str, str], list[LotPick]]) -> Tra
         gross=Decimal(txn.amount) if raw.get("proceeds") not in (None, "") else None, kind=kind,
         closes_only=(raw.get("openCloseIndicator") or "").strip() == "C",
         lot_picks=tuple(picks.get((txn.account, raw.get("tradeID") or ""), ())),
-        broker_pnl=_d(raw, "fifoPnlRealized"), txn_id=txn.id,
+        broker_pnl=_d(raw, "fifoPnlRealized"), txn_id=txn.id, broker="ibkr",
     )
 
 
@@ -117,7 +133,7 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
     stock_by_day: dict[tuple[str, str, object], list[TradeEvent]] = defaultdict(list)
     for e in events:
         if e.instrument.asset is Asset.stock:
-            stock_by_day[(e.account, e.instrument.symbol, e.at.date())].append(e)
+            stock_by_day[(e.account, e.instrument.symbol, trade_day(e.at))].append(e)
     used: set[int] = set()
     out: list[TradeEvent] = []
     paired: dict[int, TradeEvent] = {}
@@ -134,7 +150,7 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
         # Long call exercised / short put assigned: stock bought; long put exercised / short call assigned: sold.
         closing_long = e.quantity < 0
         buys_stock = (inst.right == "C") == closing_long
-        for s in stock_by_day.get((e.account, inst.base, e.at.date()), []):
+        for s in stock_by_day.get((e.account, inst.base, trade_day(e.at)), []):
             if id(s) in used or s.price != inst.strike or abs(s.quantity) != units:
                 continue
             if (s.quantity > 0) != buys_stock:
@@ -146,45 +162,82 @@ def _pair_deliveries(events: list[TradeEvent], txns: dict[str, Transaction]) -> 
     for e in events:
         if id(e) in used:
             continue
-        out.append(paired.get(id(e), e))
+        e = paired.get(id(e), e)
+        inst = e.instrument
+        if (e.delivery is None and e.kind is CloseKind.trade and inst.asset is Asset.option and e.price == 0
+                and inst.expiry is not None and trade_day(e.at) >= inst.expiry):
+            e = TradeEvent(**{**e.__dict__, "kind": CloseKind.expire})  # worthless at expiry: a close at zero
+        out.append(e)
     return out
 
 
-def _splits(rows: Iterable[Transaction]) -> list[SplitEvent]:
-    seen: set[tuple[str, str, object, Decimal]] = set()
-    out: list[SplitEvent] = []
-    for txn in rows:
-        m = _SPLIT.search(txn.raw.get("description") or "")
-        if m is None:
-            continue
-        ratio = Decimal(m[1]) / Decimal(m[2])
-        base = (txn.symbol or "").removesuffix(".OLD")
-        key = (txn.account, base, txn.executed_at.date(), ratio)
-        if key in seen:
-            continue
-        seen.add(key)
-        # The split applies to lots held at the start of its day.
-        at = datetime.combine(txn.executed_at.date(), datetime.min.time(), tzinfo=UTC)
-        out.append(SplitEvent(base, at, ratio, txn.account))
-    return out
+_RATIO = re.compile(r"(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s+(?:Split|Reverse)", re.I)
+_RENAME = re.compile(r"CUSIP/ISIN CHANGE|TENDERED TO|NAME CHANGE|SYMBOL CHANGE", re.I)
+_DISPOSAL_TYPES = frozenset({"TC", "TO", "BM"})  # cash merger, tender for cash, bond maturity
 
 
-def _cash_mergers(rows: Iterable[Transaction]) -> list[TradeEvent]:
-    out = []
+def _detail_rows(rows: list[Transaction]) -> list[Transaction]:
+    """IBKR repeats corporate actions as SUMMARY and DETAIL rows: use the details where they exist."""
+    detailed = {(t.account, t.symbol, trade_day(t.executed_at)) for t in rows
+                if (t.raw.get("levelOfDetail") or "").upper() == "DETAIL"}
+    return [t for t in rows if (t.raw.get("levelOfDetail") or "").upper() != "SUMMARY"
+            or (t.account, t.symbol, trade_day(t.executed_at)) not in detailed]
+
+
+def _day_start(txn: Transaction) -> datetime:
+    # A corporate action applies to the lots held at the start of its day.
+    return datetime.combine(trade_day(txn.executed_at), time(0, 0), tzinfo=NEW_YORK)
+
+
+def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
+    """Splits, symbol changes and cash disposals; the rest (spinoffs, rights, stock dividends) is logged."""
+    rows = _detail_rows(rows)
+    out: list[TradeEvent | SplitEvent | RenameEvent] = []
+    seen: set[tuple[object, ...]] = set()
+    used: set[int] = set()
     for txn in rows:
-        raw = txn.raw
-        if raw.get("type") != "TC" or txn.quantity >= 0 or raw.get("assetCategory") not in ("STK", None, ""):
+        raw, desc = txn.raw, txn.raw.get("description") or ""
+        code = (raw.get("type") or "").upper()
+        m = _SPLIT.search(desc) or _RATIO.search(desc)
+        if m is not None or code in ("FS", "RS"):
+            base = (txn.symbol or "").removesuffix(".OLD")
+            ratio = Decimal(m[1]) / Decimal(m[2]) if m is not None else None
+            key = ("split", txn.account, base, trade_day(txn.executed_at), ratio)
+            if key not in seen:
+                seen.add(key)
+                delta = None if ratio is not None else Decimal(txn.quantity)
+                out.append(SplitEvent(base, _day_start(txn), ratio, txn.account, delta))
+            continue
+        if _RENAME.search(desc) or code == "IC":
+            if id(txn) in used or txn.quantity >= 0:
+                continue
+            for other in rows:
+                if (id(other) not in used and other is not txn and other.account == txn.account
+                        and other.executed_at == txn.executed_at and other.quantity > 0
+                        and other.symbol != txn.symbol):
+                    used |= {id(txn), id(other)}
+                    ratio = Decimal(other.quantity) / -Decimal(txn.quantity)
+                    out.append(RenameEvent(txn.account, txn.symbol or "", other.symbol or "", _day_start(txn), ratio))
+                    break
             continue
         proceeds = _d(raw, "proceeds") or Decimal(0)
-        out.append(TradeEvent(
-            account=txn.account, instrument=instrument_of(raw, txn.symbol or ""), at=txn.executed_at,
-            quantity=Decimal(txn.quantity), price=proceeds / -Decimal(txn.quantity), trade_id=_trade_id(txn),
-            currency=txn.currency, gross=proceeds, closes_only=True, broker_pnl=_d(raw, "fifoPnlRealized"),
-            txn_id=txn.id))
+        if txn.quantity < 0 and proceeds > 0 and (code in _DISPOSAL_TYPES or "MERGED" in desc.upper()):
+            key = ("sale", txn.account, txn.symbol, trade_day(txn.executed_at), txn.quantity)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(TradeEvent(
+                account=txn.account, instrument=instrument_of(raw, txn.symbol or ""), at=txn.executed_at,
+                quantity=Decimal(txn.quantity), price=proceeds / -Decimal(txn.quantity), trade_id=_trade_id(txn),
+                currency=txn.currency, gross=proceeds, closes_only=True, broker_pnl=_d(raw, "fifoPnlRealized"),
+                txn_id=txn.id, broker="ibkr"))
+            continue
+        log.info("corporate action %s %s (%s) on %s is not applied to lots", code or "?", txn.symbol,
+                 desc[:60], trade_day(txn.executed_at))
     return out
 
 
-def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent]:
+def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
     rows = list(rows)
     trades = [t for t in rows if t.type == "trade" and t.raw.get("assetCategory") not in SKIP_ASSETS
               and (t.raw.get("levelOfDetail") or "").upper() in EXECUTION_LEVELS]
@@ -193,9 +246,9 @@ def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent]:
         if t.type == "lot" and t.raw.get("tradeID"):
             opened = parse_flex_datetime(t.raw.get("openDateTime") or t.raw.get("tradeDate"))
             if opened is not None:
-                picks[(t.account, t.raw["tradeID"])].append(LotPick(opened.date(), abs(Decimal(t.quantity))))
+                picks[(t.account, t.raw["tradeID"])].append(LotPick(trade_day(opened), abs(Decimal(t.quantity))))
     trades = _drop_cancelled(sorted(trades, key=lambda t: (t.executed_at, t.id or 0)))
     txns = {_trade_id(t): t for t in trades}
     events = _pair_deliveries([_event(t, picks) for t in trades], txns)
     corp = [t for t in rows if t.type == "corporate_action"]
-    return [*_splits(corp), *_cash_mergers(corp), *events]
+    return [*_corporate_actions(corp), *events]

@@ -41,6 +41,7 @@ class FakeIB:
         self.placed: list[tuple[Contract, Order]] = []
         self.on_place: Callable[[Trade], None] = lambda trade: self.ack(trade)
         self.what_if = OrderState(initMarginChange="1200.5", equityWithLoanChange="-10", commission=1.3)
+        self.what_if_error: tuple[int, str] | None = None
         self.calls: list[str] = []
         self._next_id = 100
         self._con_id = 5000
@@ -100,6 +101,9 @@ class FakeIB:
 
     def whatIfOrder(self, contract: Contract, order: Order) -> OrderState:
         self.calls.append("whatIfOrder")
+        if self.what_if_error is not None:
+            self.errorEvent.emit(777, *self.what_if_error, None)  # under the request's own id
+            return OrderState()
         return self.what_if
 
     def trades(self) -> list[Trade]:
@@ -118,6 +122,13 @@ class FakeIB:
     def reqCompletedOrders(self, apiOnly: bool) -> list[Trade]:
         self.calls.append("reqCompletedOrders")
         return []
+
+    def reqPositions(self) -> list[Position]:
+        self.calls.append("reqPositions")
+        return list(self._positions)
+
+    def reqAccountSummary(self) -> None:
+        self.calls.append("reqAccountSummary")
 
     def reqExecutions(self, execFilter: object = None) -> list[Fill]:
         self.calls.append("reqExecutions")

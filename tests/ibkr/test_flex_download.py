@@ -128,7 +128,38 @@ def test_cli_flex_download_imports_the_statement(service: FakeFlexService, monke
     get_settings.cache_clear()
     assert main(["flex", "download"]) == 0
     out = capsys.readouterr().out
-    assert "Trade                 6 read       6 new" in out
-    assert TOKEN not in out
+    assert "       6 new" in out and TOKEN not in out
+    sends = [p for p, _ in service.requests if p.endswith("/SendRequest")]
+    assert len(sends) >= 3  # 2024-05-09 to yesterday: more than two years, 365 days a request
     assert main(["flex", "download"]) == 0
-    assert "Trade                 6 read       0 new" in capsys.readouterr().out
+    assert " 0 new" in capsys.readouterr().out
+
+
+def test_history_is_fetched_in_365_day_windows_and_resumes(service: FakeFlexService,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import date
+
+    from engine.config import get_settings
+    from engine.ibkr.sync import flex_history
+
+    service.pending = 0
+    monkeypatch.setenv("QM_IBKR__FLEX_TOKEN", TOKEN)
+    monkeypatch.setenv("QM_IBKR__FLEX_QUERY_ID", "123456")
+    monkeypatch.setenv("QM_IBKR__FLEX_URL", service.url + "/FlexWebService")
+    get_settings.cache_clear()
+    out = flex_history(get_settings(), today=date(2025, 6, 1))
+    windows = [(q["fd"][0], q["td"][0]) for p, q in service.requests if p.endswith("/SendRequest")]
+    assert windows == [("20240509", "20250508"), ("20250509", "20250531")]
+    assert out["counts"]["Trade"] == {"read": 12, "new": 6}
+    service.requests.clear()
+    flex_history(get_settings(), today=date(2025, 6, 1))
+    windows = [(q["fd"][0], q["td"][0]) for p, q in service.requests if p.endswith("/SendRequest")]
+    assert windows == [("20241227", "20250531")]  # a week before the newest stored trade (3 Jan 2025)
+
+
+def test_window_before_the_account_existed_is_empty(service: FakeFlexService) -> None:
+    service.send_answer = _resp("Fail", code="1003", message="Statement is not available.")
+    c, _ = client(service)
+    with pytest.raises(FlexDownloadError) as exc:
+        c.download()
+    assert exc.value.code == "1003"

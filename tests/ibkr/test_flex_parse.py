@@ -118,3 +118,23 @@ def test_trade_fields_land_in_the_transaction(migrated_sqlite) -> None:  # type:
     assert txn.quantity == 100 and txn.price == pytest.approx(185.5)
     assert txn.amount == -18550 and txn.fees == 1
     assert txn.executed_at == datetime(2025, 1, 15, 14, 30, 15, tzinfo=UTC)
+
+
+def test_cash_transactions_land_by_type(migrated_sqlite) -> None:  # type: ignore[no-untyped-def]
+    from sqlmodel import Session, select
+
+    path = shared_data("ibkr_flex", "synthetic_ib-flex", "activity_cash.xml")
+    import_statement(migrated_sqlite, parse_flex(path))
+    doc = minidom.parse(str(path))
+    expected: Counter[str] = Counter()
+    names = {"Dividends": "dividend", "Payment In Lieu Of Dividends": "dividend", "Withholding Tax": "withholding",
+             "Broker Interest Received": "interest", "Broker Interest Paid": "interest", "Other Fees": "fee",
+             "Deposits/Withdrawals": "transfer", "Deposits & Withdrawals": "transfer", "Bond Interest": "interest",
+             "Bond Interest Received": "interest", "Advisor Fees": "fee",
+             "Commission Adjustments": "fee"}
+    for el in doc.getElementsByTagName("CashTransaction"):
+        if el.attributes.length:
+            expected[names.get(el.getAttribute("type"), "cash")] += 1
+    with Session(migrated_sqlite) as s:
+        got = Counter(t.type for t in s.exec(select(Transaction)))
+    assert got == expected and {"dividend", "withholding", "interest", "fee"} <= set(got)

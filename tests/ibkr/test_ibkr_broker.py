@@ -127,6 +127,22 @@ def test_error_first_is_a_rejection(broker: IBKRBroker, ib: FakeIB) -> None:
     assert broker.order("c-7").status is BrokerOrderStatus.rejected  # type: ignore[union-attr]
 
 
+def test_price_off_the_tick_grid_on_a_new_order_is_a_rejection(broker: IBKRBroker, ib: FakeIB) -> None:
+    ib.on_place = lambda trade: ib.error(trade, 110, "The price does not conform to the minimum price variation")
+    with pytest.raises(BrokerRejected, match="110"):
+        broker.submit(gate("c-7b", [CALL_150], 1, "2.403"))
+
+
+def test_farm_notice_after_acknowledgement_keeps_the_order_working(broker: IBKRBroker, ib: FakeIB) -> None:
+    def answer(trade):  # type: ignore[no-untyped-def]
+        ib.ack(trade)
+        ib.error(trade, 2104, "Market data farm connection is OK:usfarm")
+        ib.error(trade, 399, "Order Message: Warning: your order will not be placed at the exchange until ...")
+
+    ib.on_place = answer
+    assert broker.submit(gate("c-7c", [CALL_150], 1, "2.40")).status is BrokerOrderStatus.working
+
+
 def test_cancel_after_acknowledgement_is_a_cancellation(broker: IBKRBroker, ib: FakeIB) -> None:
     broker.submit(gate("c-8", [CALL_150], 1, "2.40"))
     assert broker.cancel("c-8").status is BrokerOrderStatus.cancelled
@@ -156,7 +172,7 @@ def test_reconnect_resubscribes_and_requeries_executions_so_no_fill_is_lost(brok
     ib.fill(leg, "late", "BOT", 1, 2.40, 0.65, "c-10", server_only=True)  # filled while we were cut off
     ib.errorEvent.emit(-1, 1101, "Connectivity restored - data lost", None)
     assert [f.fill_id for f in broker.fills("c-10")] == ["late"]
-    assert "reqExecutions" in ib.calls and "reqAllOpenOrders" in ib.calls
+    assert {"reqExecutions", "reqAllOpenOrders", "reqPositions", "reqAccountSummary"} <= set(ib.calls)
     ib.errorEvent.emit(-1, 2103, "Market data farm connection is broken:usfarm", None)
     n = ib.calls.count("reqExecutions")
     assert [f.fill_id for f in broker.fills("c-10")] == ["late"]  # re-queried, not duplicated
@@ -200,6 +216,10 @@ def test_preview_uses_what_if(broker: IBKRBroker, ib: FakeIB) -> None:
     ib.what_if = OrderState(warningText="Order size exceeds limit")
     bad = broker.preview(proposed("c-14", [CALL_150], 1, "2.40"))
     assert bad.errors and "exceeds" in bad.errors[0]
+    ib.what_if_error = (201, "Order rejected - reason: YOUR ORDER IS NOT ACCEPTED. INSUFFICIENT EQUITY")
+    refused = broker.preview(proposed("c-15", [CALL_150], 1, "2.40"))
+    assert any(e.startswith("201: Order rejected") for e in refused.errors)
+    assert "placeOrder" not in ib.calls
 
 
 def test_positions_and_account_from_ib_objects(broker: IBKRBroker, ib: FakeIB) -> None:

@@ -198,3 +198,106 @@ def test_lots_report_json_shape(tmp_path: Path, capsys) -> None:  # type: ignore
     assert all(set(o) == {"symbol", "quantity", "acquired", "holding_period_start", "basis",
                           "wash_sale_adjustment"} for o in out["open"])
     assert [o["basis"] for o in out["open"]] == ["3250.00", "1375.00", "200.65"]
+
+
+def test_broker_figures_are_compared_and_each_difference_has_a_cause() -> None:
+    events = [trade(at(2025, 1, 2), "10", "10", "b", fees="1"),
+              trade(at(2025, 1, 3), "-5", "12", "s-match", fees="1", broker_pnl=D("8.50"), closes_only=True),
+              trade(at(2025, 1, 4), "-5", "12", "s-nofee", fees="1", broker_pnl=D("10")),
+              trade(at(2025, 1, 5), "-5", "12", "s-orphan", inst=Instrument("OLD"), broker_pnl=D("3"),
+                    closes_only=True)]
+    r = compute_lots(events)
+    by_id = {c.closing_trade_id: c for c in r.checks}
+    assert by_id["s-match"].cause == "" and by_id["s-match"].our_pnl == D("8.5")
+    assert by_id["s-nofee"].cause == "the broker's figure excludes commissions: ours includes 1.50 of them"
+    assert by_id["s-orphan"].cause.startswith("opening lot before the imported history (5 units")
+    assert [c.closing_trade_id for c in r.differences] == ["s-nofee", "s-orphan"]
+    assert not [lot for lot in r.open_lots if lot.instrument.symbol == "OLD"]  # a close never opens a short
+
+
+def test_a_replacement_share_replaces_only_once() -> None:
+    r = compute_lots([trade(at(2025, 1, 2), "100", "50", "l1"), trade(at(2025, 1, 5), "100", "50", "l2"),
+                      trade(at(2025, 3, 1), "-100", "40", "s1"), trade(at(2025, 3, 2), "-100", "40", "s2"),
+                      trade(at(2025, 3, 10), "100", "41", "r")])
+    assert closed(r, "s1")[0].wash_sale_disallowed == D("1000")
+    assert closed(r, "s2")[0].wash_sale_disallowed == 0  # r already replaced s1's shares
+    (rep,) = r.open_lots
+    assert rep.basis == D("5100")
+
+
+def test_option_loss_is_washed_by_the_same_contract_bought_back() -> None:
+    r = compute_lots([trade(at(2025, 5, 1), "1", "3", "o1", CALL), trade(at(2025, 5, 10), "-1", "1", "o2", CALL),
+                      trade(at(2025, 5, 20), "1", "1.5", "o3", CALL)])
+    assert closed(r, "o2")[0].wash_sale_disallowed == D("200")
+    (again,) = r.open_lots
+    assert again.basis == D("350") and again.holding_period_start == date(2025, 5, 11)
+
+
+def test_paper_fills_feed_the_lot_engine() -> None:
+    from engine.models import Fill
+    from engine.portfolio.lots.sources import paper_events
+
+    fills = [Fill(broker_fill_id="f1", order_id=1, client_order_id="c1", instrument="XYZ   250620C00050000",
+                  side="buy", quantity=2, multiplier=100, price=D("1.50"), commission=D("2"), fees=D("0.2"),
+                  filled_at=at(2025, 5, 1)),
+             Fill(broker_fill_id="f2", order_id=2, client_order_id="c2", instrument="XYZ   250620C00050000",
+                  side="sell", quantity=2, multiplier=100, price=D("2.50"), commission=D("0"), fees=D("0.2"),
+                  filled_at=at(2025, 5, 8))]
+    r = compute_lots(paper_events(fills))
+    (lot,) = r.closed_lots
+    assert (lot.basis, lot.proceeds, lot.realized, lot.account) == (D("302.2"), D("499.8"), D("197.6"), "paper")
+
+
+def test_csv_rows_with_bad_values_name_the_row_field_and_value(tmp_path: Path) -> None:
+    import pytest
+
+    from engine.portfolio.lots.csv_trades import CsvTradeError, read_trades_csv
+
+    cases = {"2025-13-01,XYZ,buy,1,1,0": "row 1: date='2025-13-01'",
+             "2025-01-02,XYZ,hold,1,1,0": "row 1: side='hold'",
+             "2025-01-02,XYZ,buy,-5,1,0": "row 1: quantity='-5'",
+             "2025-01-02,XYZ,buy,1,abc,0": "row 1: price='abc'"}
+    for row, message in cases.items():
+        path = tmp_path / "t.csv"
+        path.write_text("date,symbol,side,quantity,price,fees\n" + row + "\n")
+        with pytest.raises(CsvTradeError, match=message.replace("(", r"\(")):
+            read_trades_csv(path, "a")
+    path.write_text("day,symbol,side,quantity,price,fees\n")
+    with pytest.raises(CsvTradeError, match="header must be date,symbol,side,quantity,price,fees"):
+        read_trades_csv(path, "a")
+
+
+def test_plain_broker_rows_with_actions_and_an_expiration() -> None:
+    """Rows as a broker like tastytrade reports them: positive quantities with a buy/sell action, and an
+    expiration row with no side that removes whatever is open at zero."""
+    from engine.models import Transaction
+    from engine.portfolio.lots.sources import generic_events
+
+    occ = "XYZ   250620P00050000"
+    rows = [Transaction(id=1, broker="tastytrade", account="5WX1", broker_txn_id="1", type="Trade", symbol=occ,
+                        quantity=D(2), price=D("1.10"), fees=D("2.28"), executed_at=at(2025, 6, 2),
+                        raw={"action": "Sell to Open", "transaction_sub_type": "Sell to Open"}),
+            Transaction(id=2, broker="tastytrade", account="5WX1", broker_txn_id="2", type="Receive Deliver",
+                        symbol=occ, quantity=D(2), price=D(0), fees=D(0), executed_at=at(2025, 6, 20),
+                        raw={"transaction_sub_type": "Expiration"})]
+    r = compute_lots(generic_events(rows))
+    (lot,) = r.closed_lots
+    assert (lot.quantity, lot.proceeds, lot.basis, lot.realized) == (D(-2), D("217.72"), D(0), D("217.72"))
+    assert lot.close_kind is CloseKind.expire and lot.sold == date(2025, 6, 20) and not r.open_lots
+
+
+def test_broker_lot_picks_take_their_quantities() -> None:
+    # IBKR closed 5 of the 2 Jan lot and 5 of the 3 Feb lot (not 10 of the first).
+    buys = [trade(at(2024, 1, 2), "10", "10", "b1"), trade(at(2024, 2, 3), "10", "20", "b2")]
+    picks = (LotPick(date(2024, 1, 2), D(5)), LotPick(date(2024, 2, 3), D(5)))
+    r = compute_lots([*buys, trade(at(2024, 3, 1), "-10", "15", "s", lot_picks=picks)])
+    sold = sorted(closed(r, "s"), key=lambda lot: lot.acquired)
+    assert [(lot.opening_trade_id, lot.quantity) for lot in sold] == [("b1", 5), ("b2", 5)]
+    assert sum(lot.realized for lot in sold) == D("0")
+
+
+def test_after_hours_fill_keeps_its_new_york_date() -> None:
+    # 19:30 New York on 31 Dec 2024 is 00:30 UTC on 1 Jan 2025: the sale belongs to 2024.
+    late = datetime(2025, 1, 1, 0, 30, tzinfo=UTC)
+    r = compute_lots([trade(at(2024, 6, 3), "1", "10", "b"), trade(late, "-1", "12", "s")])
+    assert r.closed_lots[0].sold == date(2024, 12, 31)

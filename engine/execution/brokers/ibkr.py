@@ -83,6 +83,8 @@ class IBClient(Protocol):
     def reqAllOpenOrders(self) -> list[Trade]: ...
     def reqCompletedOrders(self, apiOnly: bool) -> list[Trade]: ...
     def reqExecutions(self, execFilter: Any = ...) -> list[Any]: ...
+    def reqPositions(self) -> list[Any]: ...
+    def reqAccountSummary(self) -> Any: ...
 
 
 def _dec(value: Any) -> Decimal:
@@ -102,6 +104,7 @@ class IBKRBroker:
         self._settle_s = settle_s
         self._currency = currency
         self._errors: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        self._recent: list[tuple[int, int, str]] = []  # every message, in order (for request-scoped errors)
         self._needs_resync = False
         self._contracts: dict[str, Contract] = {}
         ib.errorEvent += self._on_error
@@ -132,6 +135,7 @@ class IBKRBroker:
     def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
         if req_id and req_id > 0:
             self._errors[req_id].append((code, message))
+        self._recent = [*self._recent[-199:], (req_id, code, message)]
         if code in RESYNC_CODES:
             self._needs_resync = True
 
@@ -151,7 +155,10 @@ class IBKRBroker:
             self.resync()
 
     def resync(self) -> None:
-        """Re-query open and completed orders and the executions (after a reconnect or farm drop)."""
+        """After a reconnect or a farm drop: subscribe to positions and account values again, and re-query
+        open and completed orders and the executions, so nothing that happened meanwhile is missed."""
+        self.ib.reqPositions()
+        self.ib.reqAccountSummary()
         self.ib.reqAllOpenOrders()
         self.ib.reqCompletedOrders(False)
         self.ib.reqExecutions()
@@ -267,12 +274,13 @@ class IBKRBroker:
                                              order.time_in_force, order.underlying)
         except (ValueError, BrokerRejected) as exc:
             return BrokerPreview(Decimal("0"), Decimal("0"), errors=(str(exc),))
+        seen = len(self._recent)
         state = self.ib.whatIfOrder(contract, ib_order)
         raw = {k: getattr(state, k, None) for k in ("status", "initMarginChange", "maintMarginChange",
                                                      "equityWithLoanChange", "commission", "minCommission",
                                                      "maxCommission", "commissionCurrency", "warningText")}
-        errors: list[str] = [f"{c}: {m}" for c, m in self._errors.get(ib_order.orderId, [])
-                             if not is_informational(c)]
+        # whatIfOrder runs under its own request id: the errors are the ones that arrived during the call.
+        errors: list[str] = [f"{c}: {m}" for r, c, m in self._recent[seen:] if r != -1 and not is_informational(c)]
         warnings = (state.warningText,) if getattr(state, "warningText", "") else ()
         if not getattr(state, "initMarginChange", ""):
             errors.append("whatIfOrder returned no margin impact" + (f": {warnings[0]}" if warnings else ""))

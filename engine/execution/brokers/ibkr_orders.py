@@ -19,10 +19,11 @@ from engine.execution.ports import AssetType, Leg, Side
 
 # Message codes that are information, not a verdict on the order: they must never mark a live order
 # cancelled. 10349 "Order TIF was set to DAY based on order preset" is the classic trap (ib_async treats it as
-# an error and flags the order Cancelled while it works at the exchange). 2100-2199 are data-farm notices.
-INFORMATIONAL_CODES = frozenset({
-    105, 110, 165, 321, 329, 399, 404, 434, 492, 10167, 10197, 10349, 10311, 10331, 2109, 1102,
-})
+# an error and flags the order Cancelled while it works at the exchange). 399 is an order message (e.g. "will
+# not be placed at the exchange until..."), 404 a short-sale locate hold, 2109 an outside-RTH notice, 10167 /
+# 10197 market-data notices, 1102 a reconnect with data kept, 2100-2199 data-farm notices. Codes such as 110
+# (price off the tick grid) and 321 (validation) are verdicts on a new order, not information.
+INFORMATIONAL_CODES = frozenset({165, 399, 404, 1102, 2109, 10167, 10197, 10349})
 CONNECTION_LOST = frozenset({1100, 2110})  # TWS <-> IB server connectivity broken
 RECONNECTED = frozenset({1101, 1102})  # restored: 1101 data lost (resubscribe), 1102 data kept
 FARM_CODES = frozenset({2103, 2104, 2105, 2106, 2107, 2108, 2157, 2158})  # farm broken / OK

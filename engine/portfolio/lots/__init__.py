@@ -21,17 +21,19 @@ from engine.portfolio.lots.model import (
     LotPick,
     LotResult,
     PnlDifference,
+    RenameEvent,
     SplitEvent,
     TradeEvent,
     WashSale,
 )
 from engine.portfolio.lots.wash import apply_wash_sales
 
-__all__ = ["Asset", "CloseKind", "Instrument", "Lot", "LotPick", "LotResult", "PnlDifference", "SplitEvent",
-           "TradeEvent", "WashSale", "compute_lots"]
+__all__ = ["Asset", "CloseKind", "Instrument", "Lot", "LotPick", "LotResult", "PnlDifference", "RenameEvent",
+           "SplitEvent", "TradeEvent", "WashSale", "compute_lots"]
 
 
-def compute_lots(events: Iterable[TradeEvent | SplitEvent], expire_through: datetime | None = None) -> LotResult:
+def compute_lots(events: Iterable[TradeEvent | SplitEvent | RenameEvent],
+                 expire_through: datetime | None = None) -> LotResult:
     events = list(events)
     result = LotMatcher().run(events, expire_through)
     apply_wash_sales(result)

@@ -7,20 +7,23 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, SplitEvent, TradeEvent
+from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, TradeEvent, trade_day
 
 UNMATCHED = "opening lot before the imported history ({units} units closed with no lot to close)"
 FOLDED_OPTION = "premium folded into the stock lot (IRS Pub 550); the broker realizes it on the option"
 FOLDED_STOCK = "includes the option premium folded in at exercise/assignment (IRS Pub 550)"
+NO_FEES = "the broker's figure excludes commissions: ours includes {fees} of them"
 WASH_BASIS = "basis includes a disallowed wash-sale loss carried from an earlier sale"
 
 
-def check_against_broker(events: Iterable[TradeEvent | SplitEvent], result: LotResult) -> list[PnlDifference]:
+def check_against_broker(events: Iterable[object], result: LotResult) -> list[PnlDifference]:
     realized: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    fees: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     washed: set[tuple[str, str]] = set()
     for lot in result.closed_lots:
         key = (lot.account, lot.closing_trade_id or "")
         realized[key] += lot.realized or ZERO
+        fees[key] += lot.fees
         if lot.wash_sale_adjustment:
             washed.add(key)
     unmatched = {(e.account, e.trade_id): units for e, units in result.unmatched}
@@ -46,9 +49,11 @@ def check_against_broker(events: Iterable[TradeEvent | SplitEvent], result: LotR
                     cause = FOLDED_STOCK
                 elif key in washed:
                     cause = WASH_BASIS
+                elif fees[key] and (ours + fees[key] - leg.broker_pnl).quantize(CENT) == ZERO:
+                    cause = NO_FEES.format(fees=fees[key].quantize(CENT))
                 else:
                     cause = "unexplained"
-            day = leg.at.date()
+            day = trade_day(leg.at)
             checks.append(PnlDifference(leg.account, leg.trade_id, leg.instrument.symbol, day, leg.broker_pnl,
                                         ours, cause))
     return checks

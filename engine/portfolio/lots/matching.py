@@ -23,17 +23,19 @@ from engine.portfolio.lots.model import (
     CloseKind,
     Lot,
     LotResult,
+    RenameEvent,
     SplitEvent,
     TradeEvent,
+    trade_day,
 )
 
-Event = TradeEvent | SplitEvent
+Event = TradeEvent | SplitEvent | RenameEvent
 
 
 def _sort_key(item: tuple[int, Event]) -> tuple[datetime, int, int]:
     seq, event = item
     # A split takes effect before the day's trades; otherwise statement order.
-    return (event.at, 0 if isinstance(event, SplitEvent) else 1, seq)
+    return (event.at, 1 if isinstance(event, TradeEvent) else 0, seq)
 
 
 class LotMatcher:
@@ -46,6 +48,8 @@ class LotMatcher:
         for _seq, event in sorted(enumerate(events), key=_sort_key):
             if isinstance(event, SplitEvent):
                 self._split(event)
+            elif isinstance(event, RenameEvent):
+                self._rename(event)
             else:
                 self._trade(event)
         if expire_through is not None:
@@ -58,8 +62,26 @@ class LotMatcher:
         for (account, symbol), lots in self._open.items():
             if symbol != event.symbol or (event.account is not None and account != event.account):
                 continue
+            ratio = event.ratio
+            if ratio is None:
+                held = sum((lot.quantity for lot in lots), ZERO)
+                if held == 0 or event.delta is None:
+                    self.result.notes.append(f"split of {symbol} on {trade_day(event.at)} with no stated ratio and "
+                                             "no lots held: not applied")
+                    continue
+                ratio = (held + event.delta) / held
             for lot in lots:
-                lot.quantity *= event.ratio
+                lot.quantity *= ratio
+
+    def _rename(self, event: RenameEvent) -> None:
+        lots = self._open.pop((event.account, event.old), [])
+        target = self._open[(event.account, event.new)]
+        for lot in lots:
+            inst = lot.instrument
+            lot.instrument = type(inst)(event.new, inst.asset, event.new if inst.asset is Asset.stock
+                                        else inst.underlying, inst.multiplier, inst.right, inst.strike, inst.expiry)
+            lot.quantity *= event.ratio
+            target.append(lot)
 
     def _trade(self, event: TradeEvent, extra_cash: Decimal = ZERO) -> None:
         if event.kind in (CloseKind.exercise, CloseKind.assign) and event.delivery is not None:
@@ -73,20 +95,28 @@ class LotMatcher:
         """Close opposite lots with this execution; open a lot with what is left. Returns the folded cash."""
         key = (event.account, event.instrument.symbol)
         lots = self._open[key]
+        if event.side_from_position:
+            held = sum((lot.quantity for lot in lots), ZERO)
+            sign = -1 if held > 0 else 1
+            event = TradeEvent(**{**event.__dict__, "quantity": sign * abs(event.quantity),
+                                  "side_from_position": False, "closes_only": True})
         remaining = event.quantity
         total_cash = event.net_cash + extra_cash
         cash_left = total_cash
         folded = ZERO
-        for lot in self._order(lots, event):
-            if remaining == 0 or (lot.quantity > 0) == (remaining > 0):
-                break
-            take = min(abs(lot.quantity), abs(remaining))
+        for lot, cap in self._plan(lots, event):
+            if remaining == 0 or lot.quantity == 0 or (lot.quantity > 0) == (remaining > 0):
+                continue
+            take = min(abs(lot.quantity), abs(remaining), cap)
+            if take <= 0:
+                continue
             piece = self._take(lot, take, lots)
             share = total_cash * take / abs(event.quantity)
             remaining += take if remaining < 0 else -take
             if remaining == 0:
                 share = cash_left  # the last piece takes the rounding remainder: cash adds up exactly
             cash_left -= share
+            piece.fees += event.fees * take / abs(event.quantity)
             if fold:
                 folded += piece.open_cash + share
                 piece.close_cash = -piece.open_cash  # realized zero here: the P&L lives in the stock lot
@@ -101,23 +131,33 @@ class LotMatcher:
             if event.closes_only:
                 self.result.unmatched.append((event, remaining))
             else:
-                lots.append(self._new_lot(event, remaining, cash_left))
+                lot = self._new_lot(event, remaining, cash_left)
+                lot.fees = event.fees * abs(remaining) / abs(event.quantity)
+                lots.append(lot)
         return folded
 
-    def _order(self, lots: list[Lot], event: TradeEvent) -> list[Lot]:
-        if event.lot_ids:
+    def _plan(self, lots: list[Lot], event: TradeEvent) -> list[tuple[Lot, Decimal]]:
+        """Which lots to close and at most how much of each, in order; FIFO takes up whatever is left."""
+        fifo = sorted(lots, key=lambda lot: lot.acquired_at)  # stable: statement order within one time
+        unlimited = abs(event.quantity)
+        plan: list[tuple[Lot, Decimal]] = []
+        if event.lot_ids:  # specific identification: the named lots, in the order named
             rank = {tid: i for i, tid in enumerate(event.lot_ids)}
-            named = [lot for lot in lots if lot.opening_trade_id in rank]
-            named.sort(key=lambda lot: (rank[lot.opening_trade_id], lot.acquired_at))
-            return named + [lot for lot in lots if lot.opening_trade_id not in rank]
-        if event.lot_picks:
-            picked: list[Lot] = []
-            for pick in event.lot_picks:
-                for lot in lots:
-                    if lot.acquired == pick.opened and lot not in picked:
-                        picked.append(lot)
-            return picked + [lot for lot in lots if lot not in picked]
-        return sorted(lots, key=lambda lot: lot.acquired_at)  # FIFO (stable: statement order within a time)
+            named = sorted((lot for lot in fifo if lot.opening_trade_id in rank),
+                           key=lambda lot: rank[lot.opening_trade_id])
+            plan += [(lot, unlimited) for lot in named]
+        for pick in event.lot_picks:  # the broker's lots: this many units from the lots opened that day
+            left = pick.quantity
+            for lot in fifo:
+                if left <= 0:
+                    break
+                if lot.acquired == pick.opened:
+                    used = sum((cap for planned, cap in plan if planned is lot), ZERO)
+                    take = min(abs(lot.quantity) - used, left)
+                    if take > 0:
+                        plan.append((lot, take))
+                        left -= take
+        return plan + [(lot, unlimited) for lot in fifo]
 
     def _take(self, lot: Lot, units: Decimal, lots: list[Lot]) -> Lot:
         """Split ``units`` off an open lot (the whole lot when units cover it)."""
@@ -127,17 +167,19 @@ class LotMatcher:
             return piece
         sign = 1 if lot.quantity > 0 else -1
         frac = units / abs(lot.quantity)
-        cash = lot.open_cash * frac
+        cash, fees = lot.open_cash * frac, lot.fees * frac
         piece = Lot(**{**lot.__dict__, "lot_id": self._next_id(lot.opening_trade_id),
-                       "quantity": sign * units, "open_cash": cash})
+                       "quantity": sign * units, "open_cash": cash, "fees": fees})
         lot.quantity -= sign * units
         lot.open_cash -= cash
+        lot.fees -= fees
         return piece
 
     def _new_lot(self, event: TradeEvent, quantity: Decimal, cash: Decimal) -> Lot:
         return Lot(lot_id=self._next_id(event.trade_id), account=event.account, instrument=event.instrument,
                    quantity=quantity, acquired_at=event.at, open_cash=cash, opening_trade_id=event.trade_id,
-                   currency=event.currency, open_txn_id=event.txn_id, holding_period_start=event.at.date())
+                   currency=event.currency, open_txn_id=event.txn_id, holding_period_start=trade_day(event.at),
+                   broker=event.broker)
 
     def _next_id(self, trade_id: str) -> str:
         self._ids[trade_id] += 1

@@ -12,9 +12,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def trade_day(at: datetime) -> date:
+    """The exchange (New York) date of a moment: an 19:30 ET after-hours fill is still that day (and that tax
+    year), though it is already tomorrow in UTC."""
+    return at.astimezone(NEW_YORK).date() if at.tzinfo is not None else at.date()
 
 
 class Asset(StrEnum):
@@ -66,11 +74,13 @@ class TradeEvent:
     gross: Decimal | None = None  # signed cash before fees when the broker states it (bonds: % of par)
     kind: CloseKind = CloseKind.trade
     closes_only: bool = False  # the broker says this closes (IBKR openCloseIndicator C): never opens a lot
+    side_from_position: bool = False  # an expiry/removal with no side: it closes whatever is open
     lot_ids: tuple[str, ...] = ()  # specific identification: opening trade ids, in the order to use them
     lot_picks: tuple[LotPick, ...] = ()  # the broker's own lot choice
     delivery: TradeEvent | None = None  # exercise/assignment: the stock bought or sold at the strike
     broker_pnl: Decimal | None = None  # the broker's realized P&L for this execution, when reported
     txn_id: int | None = None  # our Transaction row
+    broker: str = ""  # ibkr | tastytrade | csv | paper: which feed the row came from
 
     @property
     def net_cash(self) -> Decimal:
@@ -82,8 +92,21 @@ class TradeEvent:
 class SplitEvent:
     symbol: str
     at: datetime
-    ratio: Decimal  # new shares per old share (2 for a 2-for-1, 0.04 for a 1-for-25)
+    ratio: Decimal | None  # new shares per old share (2 for a 2-for-1, 0.04 for a 1-for-25)
     account: str | None = None  # None: every account holding the symbol
+    delta: Decimal | None = None  # when the ratio is not stated: shares added (+) or removed (-) in total
+
+
+@dataclass(frozen=True)
+class RenameEvent:
+    """A symbol change that is not a disposal (CUSIP/ISIN change, 1-for-1 tender exchange): lots move to
+    the new symbol with their basis and acquisition dates, ``ratio`` new shares per old share."""
+
+    account: str
+    old: str
+    new: str
+    at: datetime
+    ratio: Decimal = Decimal(1)
 
 
 @dataclass
@@ -107,14 +130,16 @@ class Lot:
     close_kind: CloseKind | None = None
     wash_sale_disallowed: Decimal = ZERO  # of this lot's own loss
     replacement_used: Decimal = ZERO  # share-equivalents of this lot already used as a replacement
+    fees: Decimal = ZERO  # commissions and fees inside open_cash and close_cash (for the broker comparison)
+    broker: str = ""
 
     @property
     def acquired(self) -> date:
-        return self.acquired_at.date()
+        return trade_day(self.acquired_at)
 
     @property
     def sold(self) -> date | None:
-        return None if self.closed_at is None else self.closed_at.date()
+        return None if self.closed_at is None else trade_day(self.closed_at)
 
     @property
     def is_long(self) -> bool:
@@ -150,7 +175,7 @@ class Lot:
         if not self.is_long:
             return "short"  # written options and short sales: short-term (Pub 550)
         start = self.holding_period_start or self.acquired
-        return "long" if self.closed_at.date() > _anniversary(start) else "short"
+        return "long" if trade_day(self.closed_at) > _anniversary(start) else "short"
 
 
 def _anniversary(day: date) -> date:

@@ -11,9 +11,10 @@ from sqlmodel import Session, select
 
 from engine.models import Fill, Transaction
 from engine.options.occ import parse_occ
-from engine.portfolio.lots.model import Asset, Instrument, SplitEvent, TradeEvent
+from engine.portfolio.lots.model import Asset, CloseKind, Instrument, RenameEvent, SplitEvent, TradeEvent
 
-TRADE_TYPES = frozenset({"trade"})
+TRADE_TYPES = frozenset({"trade", "receive deliver", "receive_deliver"})
+REMOVALS = frozenset({"expiration", "expire", "expired"})  # an option removed at zero on its expiry
 
 
 def instrument_for_symbol(symbol: str, multiplier: Decimal | None = None) -> Instrument:
@@ -30,18 +31,31 @@ def instrument_for_symbol(symbol: str, multiplier: Decimal | None = None) -> Ins
     return Instrument(text.upper(), Asset.stock, text.upper(), multiplier or Decimal(1))
 
 
+def _side(raw: dict) -> int:
+    """+1 buy, -1 sell from a broker's action text (tastytrade "Buy to Open", "Sell to Close"), 0 unknown."""
+    action = str(raw.get("action") or "").lower()
+    return 1 if action.startswith("buy") else -1 if action.startswith("sell") else 0
+
+
 def generic_events(rows: Iterable[Transaction]) -> list[TradeEvent]:
-    """Trades of brokers that store plain rows (tastytrade, CSV): signed quantity, price per share."""
+    """Trades of brokers that store plain rows (tastytrade, CSV): quantity signed or with a buy/sell action,
+    price per share; an expiration row closes whatever is open at zero."""
     out = []
     for txn in rows:
-        if txn.type not in TRADE_TYPES or not txn.symbol or txn.quantity == 0:
+        raw = txn.raw if isinstance(txn.raw, dict) else {}
+        if txn.type.lower() not in TRADE_TYPES or not txn.symbol or txn.quantity == 0:
             continue
-        mult = txn.raw.get("multiplier") if isinstance(txn.raw, dict) else None
+        mult = raw.get("multiplier")
         inst = instrument_for_symbol(txn.symbol, Decimal(str(mult)) if mult else None)
-        trade_id = str(txn.raw.get("row")) if txn.broker == "csv" and txn.raw.get("row") else txn.broker_txn_id
-        out.append(TradeEvent(account=txn.account, instrument=inst, at=txn.executed_at,
-                              quantity=Decimal(txn.quantity), price=Decimal(txn.price), fees=Decimal(txn.fees),
-                              trade_id=trade_id, currency=txn.currency, txn_id=txn.id))
+        trade_id = str(raw.get("row")) if txn.broker == "csv" and raw.get("row") else txn.broker_txn_id
+        sub = str(raw.get("transaction_sub_type") or raw.get("sub_type") or "").lower()
+        side = _side(raw)
+        quantity = Decimal(txn.quantity) if side == 0 else side * abs(Decimal(txn.quantity))
+        removal = sub in REMOVALS and side == 0
+        out.append(TradeEvent(account=txn.account, instrument=inst, at=txn.executed_at, quantity=quantity,
+                              price=Decimal(txn.price), fees=Decimal(txn.fees), trade_id=trade_id,
+                              currency=txn.currency, txn_id=txn.id, side_from_position=removal, broker=txn.broker,
+                              kind=CloseKind.expire if sub in REMOVALS else CloseKind.trade))
     return out
 
 
@@ -52,17 +66,17 @@ def paper_events(fills: Iterable[Fill], account: str = "paper") -> list[TradeEve
         qty = Decimal(f.quantity) * (1 if f.side == "buy" else -1)
         out.append(TradeEvent(account=account, instrument=inst, at=f.filled_at, quantity=qty,
                               price=Decimal(f.price), fees=Decimal(f.commission) + Decimal(f.fees),
-                              trade_id=f.broker_fill_id))
+                              trade_id=f.broker_fill_id, broker="paper"))
     return out
 
 
-def load_events(db: Engine, include_paper: bool = True) -> list[TradeEvent | SplitEvent]:
+def load_events(db: Engine, include_paper: bool = True) -> list[TradeEvent | SplitEvent | RenameEvent]:
     from engine.ibkr.lot_feed import ibkr_events
 
     with Session(db) as session:
         rows = list(session.exec(select(Transaction).order_by(Transaction.executed_at, Transaction.id)))
         fills = list(session.exec(select(Fill).order_by(Fill.filled_at, Fill.id))) if include_paper else []
-    events: list[TradeEvent | SplitEvent] = []
+    events: list[TradeEvent | SplitEvent | RenameEvent] = []
     events.extend(ibkr_events(r for r in rows if r.broker == "ibkr"))
     events.extend(generic_events(r for r in rows if r.broker != "ibkr"))
     events.extend(paper_events(fills))

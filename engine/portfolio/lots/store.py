@@ -24,21 +24,18 @@ def rebuild_lots(db: Engine, as_of: datetime | None = None, persist: bool = True
     return result
 
 
-def _broker_of(account: str) -> str:
-    return "paper" if account == "paper" else "ibkr" if account.startswith(("U", "DU", "F")) else "other"
-
-
 def save_lots(db: Engine, result: LotResult) -> None:
     with Session(db) as session:
         session.exec(delete(TaxLot))  # type: ignore[call-overload]
         session.exec(delete(WashSaleRecord))  # type: ignore[call-overload]
         session.exec(delete(LotPnlCheck))  # type: ignore[call-overload]
         checks = {(c.account, c.closing_trade_id): c.broker_pnl for c in result.checks}
+        brokers = {lot.account: lot.broker for lot in result.lots if lot.broker}
         for lot in result.lots:
             session.add(TaxLot(
-                broker=_broker_of(lot.account), account=lot.account[:32], symbol=lot.instrument.symbol[:32],
+                broker=lot.broker or "other", account=lot.account[:32], symbol=lot.instrument.symbol[:32],
                 method="FIFO", open_txn_id=lot.open_txn_id, open_date=lot.acquired, quantity=abs(lot.quantity),
-                cost_basis=lot.basis, close_date=lot.sold, proceeds=lot.proceeds, realized_pnl=lot.realized,
+                cost_basis=_open_basis(lot), close_date=lot.sold, proceeds=lot.proceeds, realized_pnl=lot.realized,
                 holding_period=lot.term, wash_sale=bool(lot.wash_sale_disallowed or lot.wash_sale_adjustment),
                 broker_reported_pnl=checks.get((lot.account, lot.closing_trade_id or "")),
                 lot_key=lot.lot_id[:96], asset=lot.instrument.asset.value,
@@ -55,10 +52,16 @@ def save_lots(db: Engine, result: LotResult) -> None:
                 replacement_trade_id=w.replacement_trade_id[:96], replacement_lot_key=w.replacement_lot_id[:96]))
         for c in result.checks:
             session.add(LotPnlCheck(
-                broker=_broker_of(c.account), account=c.account, closing_trade_id=c.closing_trade_id[:96],
+                broker=brokers.get(c.account, "other"), account=c.account, closing_trade_id=c.closing_trade_id[:96],
                 symbol=c.symbol[:32], trade_date=c.day, broker_pnl=c.broker_pnl, our_pnl=c.our_pnl,
                 difference=c.difference, cause=c.cause))
         session.commit()
+
+
+def _open_basis(lot: Lot) -> Decimal:
+    """Basis as shown: for a short lot still open, minus the credit received (so mark value - basis is the
+    unrealized P&L for long and short alike)."""
+    return lot.basis if lot.is_long or lot.closed_at is not None else -lot.open_cash
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -82,7 +85,7 @@ def open_row(lot: Lot) -> dict[str, Any]:
     start = lot.holding_period_start or lot.acquired
     return {"symbol": lot.instrument.symbol, "quantity": _qty(lot.quantity) if lot.is_long
             else "-" + _qty(lot.quantity), "acquired": lot.acquired.isoformat(),
-            "holding_period_start": start.isoformat(), "basis": _money(lot.basis if lot.is_long else -lot.open_cash),
+            "holding_period_start": start.isoformat(), "basis": _money(_open_basis(lot)),
             "wash_sale_adjustment": _money(lot.wash_sale_adjustment)}
 
 

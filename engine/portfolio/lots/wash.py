@@ -46,14 +46,14 @@ def apply_wash_sales(result: LotResult) -> None:
         loss = sale.realized
         if loss is None or loss >= 0:
             continue
-        assert sale.closed_at is not None
+        assert sale.closed_at is not None and sale.sold is not None
         need = sale.share_equivalents
         disallowed_total = ZERO
-        lo, hi = sale.closed_at - WINDOW, sale.closed_at + WINDOW
+        lo, hi = sale.sold - WINDOW, sale.sold + WINDOW  # exchange dates, 30 calendar days each side
         for cand in candidates:
             if need <= 0:
                 break
-            if cand.acquired_at.date() < lo.date() or cand.acquired_at.date() > hi.date():
+            if cand.acquired < lo or cand.acquired > hi:
                 continue
             if cand.opening_trade_id == sale.opening_trade_id or not _identical(sale, cand):
                 continue
@@ -74,12 +74,12 @@ def apply_wash_sales(result: LotResult) -> None:
             disallowed_total += portion
             cand.replacement_used += used
             cand.wash_sale_adjustment += portion
-            held = sale.closed_at.date() - (sale.holding_period_start or sale.acquired)
+            held = sale.sold - (sale.holding_period_start or sale.acquired)
             start = cand.acquired - held
             cand.holding_period_start = min(cand.holding_period_start or cand.acquired, start)
             result.wash_sales.append(WashSale(
                 loss_lot_id=sale.lot_id, loss_account=sale.account, symbol=sale.instrument.symbol,
-                sold=sale.closed_at.date(), closing_trade_id=sale.closing_trade_id or "", quantity=used,
+                sold=sale.sold, closing_trade_id=sale.closing_trade_id or "", quantity=used,
                 disallowed=portion, replacement_lot_id=cand.lot_id, replacement_account=cand.account,
                 replacement_symbol=cand.instrument.symbol, replacement_acquired=cand.acquired,
                 replacement_trade_id=cand.opening_trade_id))
