@@ -238,11 +238,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=300)
     p.set_defaults(handler=_cmd_bench_store)
     from engine.backtest.cli_backtest import add_backtest_commands
+    from engine.backtest.cli_search import add_search_commands
     from engine.data.cli_data import add_data_commands
     from engine.notify.cli import add_notify_commands
 
     add_data_commands(sub)
     add_backtest_commands(sub, bsub)
+    add_search_commands(sub)
     add_notify_commands(sub)
     return parser
 
