@@ -270,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=300)
     p.set_defaults(handler=_cmd_bench_store)
     from engine.backtest.cli_backtest import add_backtest_commands
+    from engine.backtest.cli_search import add_search_commands
     from engine.cli_ops import add_ops_commands
     from engine.data.cli_data import add_data_commands
     from engine.ibkr.cli import add_ibkr_commands
@@ -280,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     add_broker_commands(sub)
     add_backtest_commands(sub, bsub)
     add_ops_commands(sub)
+    add_search_commands(sub)
     add_notify_commands(sub)
     add_ibkr_commands(sub)
     return parser

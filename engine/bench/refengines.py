@@ -154,5 +154,5 @@ def vectorbt_run(panel: Panel, fast: int = 50, slow: int = 200, notional: float 
     sl = (stop_atr * atr.shift(1) / o).where(entries)
     return vbt.Portfolio.from_signals(
         c, entries=entries, exits=exits, size=size, price=o, open=o, high=h, low=lo, sl_stop=sl,
-        init_cash=np.inf, fees=0.0, slippage=0.0, freq="1D",
+        stop_entry_price="fillprice", init_cash=np.inf, fees=0.0, slippage=0.0, freq="1D",
     )

@@ -55,6 +55,7 @@ __all__ = [
     "ATRMatrix",
     "ATRMatrixParams",
     "Levels",
+    "entry_rule",
     "exit_reasons",
     "initial_stop",
     "levels",
@@ -323,6 +324,37 @@ def exit_reasons(
     return reasons
 
 
+def entry_rule(close: Any, atr: Any, sma20: Any, sma50: Any, sma100: Any, sma200: Any, ema10: Any, highest: Any,
+               lowest: Any, dollar_volume: Any, params: ATRMatrixParams | None = None) -> dict[str, np.ndarray]:
+    """The entry rule on indicator values of any shape (one day's row, or a whole days x symbols panel).
+
+    Returns atr_distance, atr_pct, aligned, range_pos and signal (before data-gate exclusions). The scan
+    calls it on the last day; the backtester on full-series indicators computed once per run.
+    """
+    p = _params(params)
+    with np.errstate(all="ignore"):
+        close = np.asarray(close, dtype=np.float64)
+        atr_distance = (close - sma50) / atr
+        atr_pct = 100.0 * atr / close
+        aligned = (ema10 >= sma20) & (sma20 >= sma50) & (sma50 >= sma100) & (sma100 >= sma200)
+        span = highest - lowest
+        range_pos = np.where(span > 0, 100.0 * (close - lowest) / span, np.nan)
+        signal = (
+            (atr_distance >= p.entry_min_distance)
+            & (atr_distance <= p.entry_max_distance)
+            & (atr_pct >= p.min_atr_pct)
+            & (range_pos >= p.min_range_pos)
+            & (close >= p.min_close)
+            & (dollar_volume >= p.min_dollar_volume)
+        )
+        if p.require_close_above_sma_fast:
+            signal &= close > sma20
+        if p.require_ma_aligned:
+            signal &= aligned
+    return {"atr_distance": atr_distance, "atr_pct": atr_pct, "aligned": aligned, "range_pos": range_pos,
+            "signal": signal}
+
+
 # --------------------------------------------------------------------------------------------
 # the universe scan
 
@@ -383,11 +415,10 @@ def scan(panel: Panel, params: ATRMatrixParams | dict | None = None, gate: bool 
         if vp < p.volume_period:
             dollar_volume[:] = np.nan
 
-        atr_distance = (close - sma50) / atr
-        atr_pct = 100.0 * atr / close
-        aligned = (ema10 >= sma20) & (sma20 >= sma50) & (sma50 >= sma100) & (sma100 >= sma200)
+        rule = entry_rule(close, atr, sma20, sma50, sma100, sma200, ema10, highest, lowest, dollar_volume, p)
+        atr_distance, atr_pct, aligned, range_pos = (rule[k] for k in ("atr_distance", "atr_pct", "aligned",
+                                                                        "range_pos"))
         span = highest - lowest
-        range_pos = np.where(span > 0, 100.0 * (close - lowest) / span, np.nan)
 
         # Scan-level exclusions: no bar today, or an indicator that cannot be computed.
         last_date = str(np.datetime64(panel.dates[-1], "D")) if not np.isnat(panel.dates[-1]) else "NaT"
@@ -417,19 +448,7 @@ def scan(panel: Panel, params: ATRMatrixParams | dict | None = None, gate: bool 
 
         zone = zone_of(atr_distance, p)
         score = score_values(atr_distance, aligned, range_pos, atr_pct, p)
-        signal = (
-            included
-            & (atr_distance >= p.entry_min_distance)
-            & (atr_distance <= p.entry_max_distance)
-            & (atr_pct >= p.min_atr_pct)
-            & (range_pos >= p.min_range_pos)
-            & (close >= p.min_close)
-            & (dollar_volume >= p.min_dollar_volume)
-        )
-        if p.require_close_above_sma_fast:
-            signal &= close > sma20
-        if p.require_ma_aligned:
-            signal &= aligned
+        signal = included & rule["signal"]
         stop = initial_stop(close, atr, p)
         targets = target_levels(sma50, atr, p)
 
