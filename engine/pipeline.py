@@ -302,7 +302,7 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
             quantity=pos.quantity, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
             underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or daily["atr"], stop=pos.stop,
             targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
-            expiry=min(expiries) if expiries else None)
+            expiry=min(expiries) if expiries else None, structure=pos.structure)
         mkt = manager.MarketView(today=new_york(now).date(), price=market.price, close=daily["close"],
                                  sma50=daily["sma50"], atr=daily["atr"], mark=pos.mark)
         for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, close_at_dte):

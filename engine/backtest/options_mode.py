@@ -356,7 +356,8 @@ class _Run:
             mkt = MarketView(today=day, price=close, close=close, sma50=float(self.sma50[t, j]),
                              atr=float(self.atr[t, j]), mark=mark)
             view = PositionView(pos.quantity, pos.initial, pos.entry_price, pos.underlying_entry, pos.entry_atr,
-                                pos.stop, pos.targets, pos.targets_hit, pos.highest_close, pos.expiry)
+                                pos.stop, pos.targets, pos.targets_hit, pos.highest_close, pos.expiry,
+                                pos.structure)
             expired = pos.expiry is not None and pos.expiry <= day
             actions = decide(view, mkt, self.p, self.exits.premium_stop_pct, self.exits.close_at_dte)
             if expired and not any(a.kind == "close_all" for a in actions):

@@ -2,8 +2,10 @@
 
 Which structures (``select_candidates``):
 - zone in ``params.directional_zones`` ('entry'): a long call; with IV rank >= 50 a call debit spread
-  instead; with IV rank >= 70 also a bull put credit spread (short put at or below the signal's stop);
-- zone in ``params.condor_zones`` ('extended') with IV rank >= 70: an iron condor;
+  instead; with IV rank >= 70 a bull put credit spread first (preferred; short put at or below the
+  signal's stop), the call debit spread after it;
+- zone in ``params.condor_zones`` ('extended') with IV rank >= 70: an iron condor, short legs |delta|
+  0.15-0.25 (``condor_delta_*``), wings 0.05-0.20 further out;
 - anything else: nothing (the notes say why).  Covered calls need held shares: see
   ``structures.covered_call``.
 
@@ -56,6 +58,9 @@ class OptionParams:
     wing_delta_min: float = 0.05      # the bought protection of credit spreads and condors
     wing_delta_max: float = 0.20
     wing_delta_target: float = 0.10
+    condor_delta_min: float = 0.15    # DESIGN §5: the iron condor's short legs, a neutral view
+    condor_delta_max: float = 0.25
+    condor_delta_target: float = 0.20
     min_open_interest: float = 500
     min_volume: float = 50
     max_spread_pct: float = 10.0      # (ask - bid) / mid * 100
@@ -72,7 +77,7 @@ class OptionParams:
     def __post_init__(self) -> None:
         if not (0 <= self.dte_min <= self.dte_target_min <= self.dte_target_max <= self.dte_max):
             raise ValueError("need 0 <= dte_min <= dte_target_min <= dte_target_max <= dte_max")
-        for name in ("long", "short", "wing"):
+        for name in ("long", "short", "wing", "condor"):
             lo, hi, tgt = (getattr(self, f"{name}_delta_{k}") for k in ("min", "max", "target"))
             if not (0 <= lo <= tgt <= hi <= 1):
                 raise ValueError(f"need 0 <= {name}_delta_min <= target <= max <= 1")
@@ -80,7 +85,7 @@ class OptionParams:
             raise ValueError("max_spread_pct must be positive")
 
     def band(self, role: str) -> tuple[float, float, float]:
-        kind = role.split("_")[0]  # long_call -> long, short_put -> short, wing_call -> wing
+        kind = role.split("_")[0]  # long_call -> long, short_put -> short, wing_call -> wing, condor_put -> condor
         return (getattr(self, f"{kind}_delta_min"), getattr(self, f"{kind}_delta_max"),
                 getattr(self, f"{kind}_delta_target"))
 
@@ -104,7 +109,7 @@ ROLES = {
     "long_call": ("long_call",),
     "call_debit_spread": ("long_call", "short_call"),
     "bull_put_credit_spread": ("short_put", "wing_put"),
-    "iron_condor": ("wing_put", "short_put", "short_call", "wing_call"),
+    "iron_condor": ("wing_put", "condor_put", "condor_call", "wing_call"),
 }
 
 
@@ -133,15 +138,18 @@ def _plan(zone: str | None, iv_rank: float | None, p: OptionParams) -> tuple[lis
         if ivr is None or ivr < p.iv_rank_debit_spread:
             why = "unknown" if ivr is None else f"{shown} < {p.iv_rank_debit_spread:g}"
             return ["long_call"], [f"iv rank {why}: long call"]
-        kinds = ["call_debit_spread"]
-        notes = [f"iv rank {shown} >= {p.iv_rank_debit_spread:g}: call debit spread"]
         if ivr >= p.iv_rank_credit_spread:
-            kinds.append("bull_put_credit_spread")
-            notes.append(f"iv rank {shown} >= {p.iv_rank_credit_spread:g}: bull put credit spread allowed")
-        return kinds, notes
+            # Rich premium: sell it (DESIGN §5 prefers the credit spread); the debit spread if none qualifies.
+            return ["bull_put_credit_spread", "call_debit_spread"], [
+                f"iv rank {shown} >= {p.iv_rank_credit_spread:g}: bull put credit spread preferred "
+                "(sells rich premium), call debit spread if no put spread qualifies"]
+        return ["call_debit_spread"], [
+            f"iv rank {shown} in [{p.iv_rank_debit_spread:g}, {p.iv_rank_credit_spread:g}): call debit spread "
+            "(a short call pays part of the rich premium)"]
     if zone in p.condor_zones:
         if ivr is not None and ivr >= p.iv_rank_iron_condor:
-            return ["iron_condor"], [f"zone {zone}, iv rank {shown} >= {p.iv_rank_iron_condor:g}: iron condor"]
+            return ["iron_condor"], [f"zone {zone}, iv rank {shown} >= {p.iv_rank_iron_condor:g}: iron condor "
+                                     "(extended: no new long; a neutral view sells the rich premium)"]
         return [], [f"zone {zone}: iron condor needs iv rank >= {p.iv_rank_iron_condor:g} (have {shown})"]
     return [], [f"zone {zone!r}: no option structure for this zone"]
 
@@ -276,7 +284,7 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
     for role in roles_needed:
         lo, hi, _ = p.band(role)
         ok = passed & (right == ("C" if role.endswith("call") else "P")) & (absd >= lo) & (absd <= hi)
-        if (role == "short_put" and "bull_put_credit_spread" in kinds and "iron_condor" not in kinds
+        if (role == "short_put" and "bull_put_credit_spread" in kinds
                 and p.credit_short_at_or_below_stop and np.isfinite(stop)):
             ok &= strike <= stop
         role_ok[role] = ok
@@ -322,11 +330,11 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
                     break
         elif kind == "iron_condor":
             dte_of = dict(zip(expiry, df["_dte"].to_numpy(), strict=True))
-            common = {expiry[i] for i in ranked["short_put"]} & {expiry[i] for i in ranked["short_call"]}
+            common = {expiry[i] for i in ranked["condor_put"]} & {expiry[i] for i in ranked["condor_call"]}
             exps = sorted(common, key=lambda e: (float(_dte_distance(np.array([dte_of[e]]), p)[0]), e))
             for e in exps:
-                sp = [i for i in ranked["short_put"] if expiry[i] == e]
-                sc = [i for i in ranked["short_call"] if expiry[i] == e and strike[i] >= strike[sp[0]]]
+                sp = [i for i in ranked["condor_put"] if expiry[i] == e]
+                sc = [i for i in ranked["condor_call"] if expiry[i] == e and strike[i] >= strike[sp[0]]]
                 if not sc:
                     continue
                 wp = [i for i in ranked["wing_put"] if expiry[i] == e and strike[i] < strike[sp[0]]]

@@ -35,6 +35,7 @@ class PositionView:
     targets_hit: int
     highest_close: float
     expiry: date | None  # nearest option expiry, None for stock
+    structure: str = ""  # the structure kind: a neutral iron condor has its own exit rules
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ def decide(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, premium_
     """``close_at_dte`` None turns the time exit off (hold to expiry)."""
     if pos.quantity <= 0:
         return []
+    if pos.structure == "iron_condor":
+        why = condor_exit_reasons(pos, mkt)  # neutral: its own levels (DESIGN §5), not the ATR ones
+        return [Action("close_all", pos.quantity, "; ".join(why))] if why else []
     full = _full_exit_reasons(pos, mkt, params, premium_stop_pct, close_at_dte)
     if full:
         return [Action("close_all", pos.quantity, "; ".join(full))]
@@ -140,3 +144,31 @@ def next_steps(pos: PositionView, mkt: MarketView, params: ATRMatrixParams, prem
     time_exit = pos.expiry - timedelta(days=close_at_dte) if pos.expiry is not None else None
     due = tuple(decide(pos, mkt, params, premium_stop_pct, close_at_dte))
     return NextSteps(due, pos.stop, plan, pos.targets_hit, nxt, sells, time_exit, dte)
+
+
+# DESIGN §5: an iron condor is a neutral credit; it is closed at 50% of its max profit (the credit), at a
+# loss of 2x the credit, or at 21 days to expiry, not on the underlying's ATR levels.
+CONDOR_PROFIT_TAKE = 0.5
+CONDOR_LOSS_MULTIPLE = 2.0
+CONDOR_CLOSE_AT_DTE = 21
+
+
+def condor_exit_reasons(pos: PositionView, mkt: MarketView, profit_take: float = CONDOR_PROFIT_TAKE,
+                        loss_multiple: float = CONDOR_LOSS_MULTIPLE,
+                        close_at_dte: int = CONDOR_CLOSE_AT_DTE) -> list[str]:
+    """Why a held iron condor must be closed now (empty: hold). Prices per unit in quote terms: the entry
+    is the (negative) net credit, the mark the (negative) value of the legs now."""
+    reasons: list[str] = []
+    credit = -pos.entry_price
+    if mkt.mark is not None and credit > 0:
+        pnl = mkt.mark - pos.entry_price  # per unit: credit kept so far (negative: a loss)
+        if pnl >= credit * Decimal(str(profit_take)):
+            reasons.append(f"condor_profit: {pnl:.2f} of the {credit:.2f} credit kept "
+                           f">= {100 * profit_take:g}% of max profit")
+        elif -pnl >= credit * Decimal(str(loss_multiple)):
+            reasons.append(f"condor_loss: loss {-pnl:.2f} >= {loss_multiple:g}x the {credit:.2f} credit")
+    if pos.expiry is not None:
+        dte = (pos.expiry - mkt.today).days
+        if dte <= close_at_dte:
+            reasons.append(f"condor_time: {dte} days to expiry <= {close_at_dte}")
+    return reasons

@@ -31,7 +31,7 @@ def next_action(pos: Position, underlying: float | None, today: date, close_at_d
         quantity=pos.quantity, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
         underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr, stop=pos.stop or 0.0,
         targets=tuple(pos.targets or ()), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
-        expiry=expiry)
+        expiry=expiry, structure=pos.structure)
     # Intraday the console knows the price, not today's SMA50 or ATR: the daily rules wait for the engine.
     price = underlying if underlying is not None else float("nan")
     mkt = manager.MarketView(today=today, price=price, close=float("nan"), sma50=float("nan"), atr=float("nan"),

@@ -124,8 +124,10 @@ def test_credit_spread_also_allowed_at_iv_rank_70_with_short_put_at_or_below_the
         c("P", 80, 35, -0.03, bid=0.10, ask=0.11),            # too far out even for a wing
     )
     sel = select_candidates(SIGNAL, ch, iv_rank=75)
-    assert [s.kind for s in sel.structures] == ["call_debit_spread", "bull_put_credit_spread"]
-    credit = sel.structures[1]
+    # DESIGN §5: at IV rank >= 70 the credit spread is preferred (chosen), the debit spread comes second
+    assert [s.kind for s in sel.structures] == ["bull_put_credit_spread", "call_debit_spread"]
+    assert "bull put credit spread preferred" in sel.notes[0]
+    credit = sel.chosen
     assert [leg.occ_symbol for leg in credit.legs] == [sym("P", 95, 35), sym("P", 88, 35)]
     assert credit.is_credit
     assert str(credit.net_price("mid")) == "-1.43"           # 2.05 - 0.62
@@ -136,9 +138,10 @@ def test_credit_spread_also_allowed_at_iv_rank_70_with_short_put_at_or_below_the
 
 def test_iron_condor_in_the_extended_zone_with_high_iv_rank():
     ch = chain(
-        c("P", 85, 35, -0.10, bid=0.48, ask=0.52), c("P", 92, 35, -0.30, bid=1.15, ask=1.25),
-        c("C", 108, 35, 0.30, bid=1.25, ask=1.35), c("C", 115, 35, 0.10, bid=0.58, ask=0.62),
+        c("P", 85, 35, -0.10, bid=0.48, ask=0.52), c("P", 92, 35, -0.20, bid=1.15, ask=1.25),
+        c("C", 108, 35, 0.20, bid=1.25, ask=1.35), c("C", 115, 35, 0.10, bid=0.58, ask=0.62),
         c("C", 100, 35, 0.55),                                # long band: not a condor role
+        c("C", 104, 35, 0.30, bid=2.00, ask=2.10),            # a spread's short, but the condor's are 0.15-0.25
     )
     signal = {**SIGNAL, "zone": "extended"}
     sel = select_candidates(signal, ch, iv_rank=80)
@@ -146,7 +149,8 @@ def test_iron_condor_in_the_extended_zone_with_high_iv_rank():
     assert [leg.occ_symbol for leg in sel.chosen.legs] == [sym("P", 85, 35), sym("P", 92, 35),
                                                            sym("C", 108, 35), sym("C", 115, 35)]
     assert str(sel.chosen.net_price("mid")) == "-1.40"       # -0.50 + 1.20 + 1.30 - 0.60
-    assert reasons(sel) == {sym("C", 100, 35): "|delta| 0.55 outside short 0.20-0.35 / wing 0.05-0.20"}
+    assert reasons(sel) == {sym("C", 100, 35): "|delta| 0.55 outside condor 0.15-0.25 / wing 0.05-0.20",
+                            sym("C", 104, 35): "|delta| 0.30 outside condor 0.15-0.25 / wing 0.05-0.20"}
     # low IV rank in the extended zone: nothing, and the notes say why
     sel = select_candidates(signal, ch, iv_rank=40)
     assert sel.structures == ()

@@ -96,3 +96,62 @@ def test_a_one_lot_sells_at_the_first_target() -> None:
     one = PositionView(**{**BASE.__dict__, "quantity": 1, "initial_quantity": 1})
     sell = run(one, mkt(118.5, close=110.0, mark="9.00"))[0]
     assert sell.kind == "scale_out" and sell.quantity == 1 and sell.targets_hit == 1
+
+
+# --- iron condor: its own exit levels (DESIGN §5; issue 11, item 11) --------------------------------------
+
+
+def _condor(entry: str = "-1.40", expiry=None):  # type: ignore[no-untyped-def]
+    from datetime import date
+    from decimal import Decimal
+
+    from engine.portfolio.manager import PositionView
+
+    # stop/targets of an underlying view would close it on any ATR rule: a condor must ignore them
+    return PositionView(quantity=2, initial_quantity=2, entry_price=Decimal(entry), underlying_entry=100.0,
+                        entry_atr=3.0, stop=200.0, targets=(101.0, 102.0, 103.0, 104.0), targets_hit=0,
+                        highest_close=100.0, expiry=expiry or date(2026, 7, 17), structure="iron_condor")
+
+
+def _market(mark: str, today=None):  # type: ignore[no-untyped-def]
+    from datetime import date
+    from decimal import Decimal
+
+    from engine.portfolio.manager import MarketView
+
+    return MarketView(today=today or date(2026, 6, 1), price=100.0, close=90.0, sma50=95.0, atr=3.0,
+                      mark=Decimal(mark))
+
+
+def test_iron_condor_closes_at_half_its_max_profit() -> None:
+    from engine.config import load_settings
+    from engine.portfolio.manager import decide
+
+    params = load_settings().strategy
+    # credit 1.40: half of the max profit is 0.70 kept, i.e. the legs worth -0.70 or less to buy back
+    assert decide(_condor(), _market("-0.71"), params, 50, 7) == []  # 0.69 kept: hold (ATR rules ignored)
+    (action,) = decide(_condor(), _market("-0.70"), params, 50, 7)
+    assert action.kind == "close_all" and action.quantity == 2 and action.reason.startswith("condor_profit")
+
+
+def test_iron_condor_closes_at_a_loss_of_twice_the_credit() -> None:
+    from engine.config import load_settings
+    from engine.portfolio.manager import decide
+
+    params = load_settings().strategy
+    # loss 2 x 1.40 = 2.80: the legs cost 1.40 + 2.80 = 4.20 to buy back
+    assert decide(_condor(), _market("-4.19"), params, 50, 7) == []
+    (action,) = decide(_condor(), _market("-4.20"), params, 50, 7)
+    assert "condor_loss: loss 2.80 >= 2x the 1.40 credit" in action.reason
+
+
+def test_iron_condor_closes_at_21_days_to_expiry() -> None:
+    from datetime import date
+
+    from engine.config import load_settings
+    from engine.portfolio.manager import decide
+
+    params = load_settings().strategy
+    assert decide(_condor(), _market("-1.40", today=date(2026, 6, 25)), params, 50, 7) == []  # 22 days
+    (action,) = decide(_condor(), _market("-1.40", today=date(2026, 6, 26)), params, 50, 7)  # 21 days
+    assert action.reason == "condor_time: 21 days to expiry <= 21"
