@@ -36,6 +36,7 @@ from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
 from engine.portfolio.exposure import portfolio_risk_for_account
 from engine.portfolio.marks import apply_mark, leg_quotes, mark_all, positions_value
+from engine.portfolio.splits import apply_splits
 from engine.risk import Intent
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def run_premarket(ctx: EngineContext) -> StepReport:
     stored = refresh_bars(ctx, as_of)
     report.count("sessions_stored", stored)
     report.count("sessions_settled", settle_sessions(ctx.market))
+    apply_splits(ctx, report)  # before anything reads held positions' stops, targets and contracts
     outcome = scanning.run_scan(ctx.settings, ctx.db, as_of=as_of)
     run = outcome.run
     report.add(f"scan {run.data_date}: {run.n_scanned:,} symbols, {run.n_signals} signals"

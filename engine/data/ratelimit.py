@@ -6,8 +6,9 @@ Two layers keep a data job inside its plan and readable when it is not:
   A token bucket would let a full bucket burst and then refill inside the same minute, i.e. up to
   ``2 * limit - 1`` requests in one minute, which a per-minute plan answers with 429s. The sliding
   window never exceeds the plan. Thread-safe; clock and sleep are injectable for tests.
-- ``Backoff``: the HTTP client already retries 429/5xx/timeouts a few times inside urllib3 (honouring
-  ``Retry-After``) and then raises ``urllib3.exceptions.MaxRetryError``. ``Backoff`` adds a slower
+- ``Backoff``: the adapter already retries 429/5xx/timeouts a few times itself, each attempt taking a
+  limiter slot (``engine.data.massive_http``, honouring ``Retry-After``), and then raises
+  ``urllib3.exceptions.MaxRetryError``. ``Backoff`` adds a slower
   outer retry for those transient failures (a minute-long rate window outlasts urllib3's short
   backoff) and turns every failure into a ``DataSourceError`` whose message says what happened and
   what to do, without ever showing the API key (the client sends it in a header, never in a URL).

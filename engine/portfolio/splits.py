@@ -1,0 +1,163 @@
+"""Adjust open positions on a split's ex-date, before the day's management runs, so a 2:1 split does not
+look like a 50% crash that stops everything out.
+
+For a split of ``r`` new shares per old share (2.0 for 2:1, 1.5 for 3:2, 0.1 for 1:10):
+
+- the underlying levels of the position scale by 1/r: stop, targets, entry underlying price, entry ATR,
+  highest close;
+- stock legs: shares x r (whole shares; the fraction is paid in cash by the broker), price per share / r;
+- option legs, as the OCC adjusts them: a whole-number split (2:1, 3:1) gives r standard contracts per
+  contract at strike / r (new OCC symbol, same root), so the position's quantity x r and its price per
+  unit / r; any other ratio keeps the contract count and strike and changes the deliverable to
+  floor(100 x r) shares per contract under an adjusted root (``AAPL1``), looked up in the source's
+  chain when it can say (``shares_per_contract``); the premium per contract is unchanged.
+
+Total dollars (max loss, initial risk, realised P&L) do not change. Each (position, split) is applied
+once: the application is recorded as a ``DataRun`` row (kind ``position_split``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import pandas as pd
+from sqlmodel import Session, select
+
+from engine.clock import new_york
+from engine.models import DataRun, Position
+from engine.options.occ import format_occ, parse_occ
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SplitEvent", "adjust_position", "apply_splits", "split_events"]
+
+RUN_KIND = "position_split"
+STANDARD = 100
+
+
+@dataclass(frozen=True)
+class SplitEvent:
+    ticker: str
+    executed: date
+    ratio: float  # new shares per old share
+
+    @property
+    def whole(self) -> bool:
+        return self.ratio >= 1 and abs(self.ratio - round(self.ratio)) < 1e-9
+
+
+def split_events(market: Any, today: date) -> list[SplitEvent]:
+    """Splits executed in the last week up to ``today`` from a source that lists them (Massive)."""
+    lister = getattr(market, "list_splits", None)
+    if lister is None:
+        return []
+    return [SplitEvent(s.ticker, s.executed, s.ratio) for s in lister(today - timedelta(days=7))
+            if s.executed <= today and s.ratio > 0 and s.ratio != 1]
+
+
+def _scale(x: float, ratio: float) -> float:
+    return float(x) / ratio
+
+
+def _adjusted_contract(market: Any, at: datetime | None, occ: str, deliverable: int) -> str | None:
+    """The adjusted contract (same expiry, strike and right, ``deliverable`` shares) in the source's chain."""
+    if market is None or at is None:
+        return None
+    sym = parse_occ(occ)
+    try:
+        chain = market.option_chain(sym.root, at)
+    except Exception as exc:  # the position is still adjusted; the symbol is confirmed later
+        log.warning("chain for adjusted %s: %s", occ, exc)
+        return None
+    if chain is None or chain.empty or "shares_per_contract" not in chain:
+        return None
+    match = chain[(chain["expiry"] == sym.expiry) & (chain["right"] == sym.right)
+                  & (pd.to_numeric(chain["strike"]) == float(sym.strike))
+                  & (pd.to_numeric(chain["shares_per_contract"]) == deliverable)]
+    return str(match["occ_symbol"].iloc[0]) if len(match) else None
+
+
+def adjust_position(pos: Position, event: SplitEvent, market: Any = None, at: datetime | None = None) -> str:
+    """Apply ``event`` to ``pos`` in place; returns what was done."""
+    r = event.ratio
+    pos.stop = _scale(pos.stop, r)
+    pos.targets = [_scale(t, r) for t in pos.targets]
+    pos.underlying_entry = _scale(pos.underlying_entry, r)
+    pos.entry_atr = _scale(pos.entry_atr, r)
+    pos.highest_close = _scale(pos.highest_close, r)
+    legs = [dict(d) for d in pos.legs]
+    has_options = any(d.get("asset", "option") == "option" for d in legs)
+    notes = []
+    if not has_options or event.whole:
+        factor = round(r) if has_options else r
+        for d in legs:
+            if d.get("asset", "option") == "option":
+                sym = parse_occ(str(d["instrument"]))
+                strike = (Decimal(str(d.get("strike") or sym.strike)) / Decimal(factor)).quantize(Decimal("0.001"))
+                d["instrument"] = format_occ(sym.root, sym.expiry, sym.right, strike)
+                d["strike"] = format(strike.normalize(), "f")  # "80", not "8E+1"
+        new_quantity = math.floor(pos.quantity * factor + 1e-9)
+        new_initial = math.floor(pos.initial_quantity * factor + 1e-9)
+        price_factor = Decimal(str(factor))
+        pos.entry_price = (Decimal(pos.entry_price) / price_factor).quantize(Decimal("0.0001"), ROUND_HALF_EVEN)
+        if pos.mark is not None:
+            pos.mark = (Decimal(pos.mark) / price_factor).quantize(Decimal("0.0001"), ROUND_HALF_EVEN)
+        notes.append(f"quantity {pos.quantity} -> {new_quantity}")
+        pos.quantity, pos.initial_quantity = new_quantity, new_initial
+    else:
+        deliverable = math.floor(STANDARD * r + 1e-9)
+        for d in legs:
+            if d.get("asset", "option") != "option":
+                continue
+            d["deliverable"] = deliverable
+            adjusted = _adjusted_contract(market, at, str(d["instrument"]), deliverable)
+            if adjusted:
+                d["instrument"] = adjusted
+            else:
+                d["adjusted_symbol_pending"] = True
+                notes.append(f"{d['instrument']}: adjusted symbol not in the chain yet")
+        notes.append(f"{deliverable} shares per contract")
+    pos.legs = legs
+    return (f"{pos.symbol}: split {r:g}:1 on {event.executed}: stop {pos.stop:.2f}, targets "
+            f"{', '.join(f'{t:.2f}' for t in pos.targets)}; " + "; ".join(notes))
+
+
+def _applied(session: Session) -> set[tuple[int, str, str]]:
+    runs = session.exec(select(DataRun).where(DataRun.kind == RUN_KIND)).all()
+    return {(int(r.detail["position_id"]), str(r.detail["ticker"]), str(r.detail["executed"])) for r in runs}
+
+
+def apply_splits(ctx: Any, report: Any) -> int:
+    """Adjust every open position whose underlying split on or before today (and after it was opened),
+    once; the lines go into the pre-market report. Returns positions adjusted."""
+    today = new_york(ctx.now).date()
+    events = split_events(ctx.market, today)
+    if not events:
+        return 0
+    from engine.db import session_scope
+
+    done = 0
+    with session_scope(ctx.db) as session:
+        applied = _applied(session)
+        for event in events:
+            held = session.exec(select(Position).where(Position.status == "open",
+                                                       Position.symbol == event.ticker)).all()
+            for pos in held:
+                key = (int(pos.id or 0), event.ticker, event.executed.isoformat())
+                if key in applied or new_york(pos.opened_at).date() >= event.executed:
+                    continue  # already adjusted, or opened at post-split prices
+                line = adjust_position(pos, event, ctx.market, ctx.now)
+                session.add(pos)
+                session.add(DataRun(kind=RUN_KIND, source=getattr(ctx.market, "name", ""), outcome="ok",
+                                    detail={"position_id": key[0], "ticker": key[1], "executed": key[2],
+                                            "ratio": event.ratio, "line": line}))
+                report.add(line)
+                done += 1
+    if done:
+        report.count("split_adjusted_positions", done)
+    return done
