@@ -1,4 +1,5 @@
-"""``python -m engine flex download|import``, ``lots import-trades|report`` and ``sync --broker ibkr``.
+"""``python -m engine flex download|import``, ``lots import-trades|report`` and ``sync --broker ibkr`` (through
+``engine.portfolio.cli_sync``, which dispatches ``sync`` by broker name).
 
 Registered in ``engine/cli.py`` with ``add_ibkr_commands(sub)``. Exit codes: 0 done, 1 a data error
 (message printed), 2 a settings problem.
@@ -38,11 +39,6 @@ def add_ibkr_commands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="last line: one JSON object {closed, open}")
     p.set_defaults(handler=_cmd_report)
 
-    p = subparsers.add_parser("sync", help="sync a broker: positions, executions and history")
-    p.add_argument("--broker", choices=["ibkr"], required=True)
-    p.add_argument("--no-live", action="store_true", help="skip TWS/Gateway (Flex history only)")
-    p.add_argument("--no-history", action="store_true", help="skip the Flex download")
-    p.set_defaults(handler=_cmd_sync)
 
 
 def _db():  # type: ignore[no-untyped-def]
@@ -137,7 +133,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sync(args: argparse.Namespace) -> int:
+def cmd_sync_ibkr(args: argparse.Namespace) -> int:
+    """`sync --broker ibkr`: the live sync through TWS/Gateway and the Flex history from HISTORY_START."""
     from engine.ibkr.flex_download import FlexDownloadError
     from engine.ibkr.sync import sync_ibkr
 

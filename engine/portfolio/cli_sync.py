@@ -36,8 +36,10 @@ def register_sync_broker(name: str, builder: Callable[[Settings], Any]) -> None:
 
 def add_broker_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("sync", help="sync a broker account: positions, balances, transactions")
-    p.add_argument("--broker", required=True, help=f"broker name ({', '.join(sorted(SYNC_BUILDERS))})")
+    p.add_argument("--broker", required=True, help=f"broker name ({', '.join(sorted({*SYNC_BUILDERS, 'ibkr'}))})")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
+    p.add_argument("--no-live", action="store_true", help="ibkr: skip TWS/Gateway (Flex history only)")
+    p.add_argument("--no-history", action="store_true", help="ibkr: skip the Flex download")
     p.set_defaults(handler=_cmd_sync)
 
     broker = subparsers.add_parser("broker", help="broker tools")
@@ -74,6 +76,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from engine.execution.ports import BrokerRejected, BrokerUnavailable
     from engine.portfolio.sync import sync
 
+    if args.broker == "ibkr":  # live sync plus the Flex statement history (issue 15)
+        from engine.ibkr.cli import cmd_sync_ibkr
+
+        return cmd_sync_ibkr(args)
     settings = get_settings()
     try:
         broker = _build(args.broker, settings)
