@@ -99,6 +99,8 @@ def run_premarket(ctx: EngineContext) -> StepReport:
     with session_scope(ctx.db) as session:
         # Only the signals of this run (the newest for the current parameters), in the scan's rank order.
         signals = scanning.current_signals(session, run, limit=ctx.settings.scan_top_n)
+        # then the extended-zone setups, where an iron condor may sell rich premium (DESIGN §5)
+        signals += scanning.current_signals(session, run, limit=ctx.settings.scan_top_n, direction="neutral")
         signal_ids = [s.id for s in signals]
     for signal_id in signal_ids:
         _candidate_and_order(ctx, signal_id, now, report)

@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -172,6 +172,7 @@ def _insert_results(session: Session, run_id: int, frame: pd.DataFrame) -> None:
 
 
 SIGNAL_OPEN = "new"
+NEUTRAL_ZONES = ("extended",)
 SIGNAL_RETIRED = "retired"
 
 
@@ -182,10 +183,27 @@ def sync_signals(session: Session, run: ScanRun) -> dict[str, int]:
     day that ``run`` no longer produces and nobody acted on yet is retired (e.g. after ``min_atr_pct`` 3 -> 5),
     and comes back if a later scan produces it again. Signals already acted on (candidates built, ordered,
     skipped) keep their history. The pre-market trades only signals whose ``scan_run_id`` is its run."""
-    hits = session.exec(select(ScanResult).where(ScanResult.scan_run_id == run.id, ScanResult.signal)
-                        .order_by(ScanResult.rank)).all()
+    counts = {"written": 0, "retired": 0}
+    longs = session.exec(select(ScanResult).where(ScanResult.scan_run_id == run.id, ScanResult.signal)
+                         .order_by(ScanResult.rank)).all()
+    params = run.params or {}
+    # Neutral setups (DESIGN §5): liquid symbols of the extended zone, where no new long is taken but rich
+    # premium may be sold in an iron condor (the candidate step checks IV rank >= 70).
+    neutral = session.exec(select(ScanResult).where(
+        ScanResult.scan_run_id == run.id, ScanResult.excluded_reason.is_(None),
+        ScanResult.zone.in_(NEUTRAL_ZONES), ScanResult.close >= float(params.get("min_close", 10.0)),
+        ScanResult.dollar_volume_20 >= float(params.get("min_dollar_volume", 20_000_000.0)))
+        .order_by(ScanResult.rank)).all()
+    for direction, hits in (("long", longs), ("neutral", neutral)):
+        for key, n in _sync_direction(session, run, direction, hits).items():
+            counts[key] += n
+    session.flush()
+    return counts
+
+
+def _sync_direction(session: Session, run: ScanRun, direction: str, hits: Sequence[ScanResult]) -> dict[str, int]:
     existing = {sig.symbol: sig for sig in session.exec(select(Signal).where(
-        Signal.strategy == run.strategy, Signal.data_date == run.data_date, Signal.direction == "long")).all()}
+        Signal.strategy == run.strategy, Signal.data_date == run.data_date, Signal.direction == direction)).all()}
     counts = {"written": 0, "retired": 0}
     produced = set()
     for r in hits:
@@ -196,7 +214,8 @@ def sync_signals(session: Session, run: ScanRun) -> dict[str, int]:
                   "targets": [r.target_1, r.target_2, r.target_3, r.target_4], "values": values}
         sig = existing.get(r.symbol)
         if sig is None:
-            session.add(Signal(strategy=run.strategy, symbol=r.symbol, data_date=run.data_date, **fields))
+            session.add(Signal(strategy=run.strategy, symbol=r.symbol, data_date=run.data_date, direction=direction,
+                               **fields))
         elif sig.status in (SIGNAL_OPEN, SIGNAL_RETIRED):
             for key, value in fields.items():
                 setattr(sig, key, value)
@@ -211,15 +230,17 @@ def sync_signals(session: Session, run: ScanRun) -> dict[str, int]:
             sig.values = {**sig.values, "retired_by_scan_run": run.id}
             session.add(sig)
             counts["retired"] += 1
-    session.flush()
     return counts
 
 
-def current_signals(session: Session, run: ScanRun, limit: int | None = None) -> list[Signal]:
-    """The open signals of ``run`` in the scan's own order (signals first, score, lower atr_distance)."""
+def current_signals(session: Session, run: ScanRun, limit: int | None = None,
+                    direction: str = "long") -> list[Signal]:
+    """The open signals of ``run`` in the scan's own order (signals first, score, lower atr_distance);
+    ``direction`` "neutral" gives the extended-zone setups for iron condors."""
     query = (select(Signal).join(ScanResult, (ScanResult.scan_run_id == Signal.scan_run_id)
                                  & (ScanResult.symbol == Signal.symbol))
-             .where(Signal.scan_run_id == run.id, Signal.status == SIGNAL_OPEN).order_by(ScanResult.rank))
+             .where(Signal.scan_run_id == run.id, Signal.status == SIGNAL_OPEN, Signal.direction == direction)
+             .order_by(ScanResult.rank))
     if limit is not None:
         query = query.limit(limit)
     return list(session.exec(query).all())

@@ -33,7 +33,8 @@ def _settings(data_dir: Path, min_atr_pct: float):  # type: ignore[no-untyped-de
 
 def _day_signals(db) -> dict[str, Signal]:  # type: ignore[no-untyped-def]
     with Session(db) as s:
-        return {sig.symbol: sig for sig in s.exec(select(Signal).where(Signal.data_date == AS_OF)).all()}
+        return {sig.symbol: sig for sig in s.exec(select(Signal).where(Signal.data_date == AS_OF,
+                                                                   Signal.direction == "long")).all()}
 
 
 def test_a_new_scan_retires_the_signals_it_no_longer_produces(data_dir: Path) -> None:
@@ -157,3 +158,33 @@ def test_premarket_fetches_chains_quotes_and_account_outside_transactions(data_d
     assert {"option_chain", "account"} <= names
     held = [name for name, free in calls if not free]
     assert held == [], f"{len(held)} of {len(calls)} calls made inside a transaction: {sorted(set(held))}"
+
+
+def test_liquid_extended_zone_symbols_become_neutral_setups(migrated_sqlite) -> None:  # type: ignore[no-untyped-def]
+    """An extended-zone symbol (atr_distance 4-7) is no long entry but may carry an iron condor (DESIGN §5):
+    the scan writes it as a neutral setup when it is liquid, and the pre-market reads it after the longs."""
+    from engine.models import ScanRun
+    from engine.scanning import sync_signals
+
+    def row(rank: int, symbol: str, zone: str, signal: bool, dollar_volume: float = 50e6, close: float = 50.0):  # type: ignore[no-untyped-def]
+        return ScanResult(scan_run_id=0, rank=rank, symbol=symbol, close=close, atr=2.0, sma50=40.0, zone=zone,
+                          score=0.9, signal=signal, stop=47.0, target_1=54.0, target_2=56.0, target_3=58.0,
+                          target_4=60.0, dollar_volume_20=dollar_volume, atr_distance=5.0, atr_pct=4.0)
+
+    with Session(migrated_sqlite) as s:
+        run = ScanRun(strategy="atr_matrix", data_source="sim", data_date=AS_OF, params_hash="x",
+                      params={"min_close": 10.0, "min_dollar_volume": 20e6}, status="ok")
+        s.add(run)
+        s.flush()
+        rows = [row(1, "LONG", "entry", True), row(2, "EXT", "extended", False),
+                row(3, "THIN", "extended", False, dollar_volume=5e6), row(4, "CHEAP", "extended", False, close=8.0),
+                row(5, "FAR", "scale_out", False)]
+        for r in rows:
+            r.scan_run_id = run.id
+            s.add(r)
+        s.flush()
+        sync_signals(s, run)
+        s.commit()
+        assert [x.symbol for x in current_signals(s, run)] == ["LONG"]
+        (ext,) = current_signals(s, run, direction="neutral")
+    assert ext.symbol == "EXT" and ext.zone == "extended" and ext.direction == "neutral"
