@@ -191,7 +191,9 @@ def test_full_market_days_are_stored_once_and_never_requested_again(tmp_path: Pa
     assert [(r.kind, r.outcome, r.requests, r.days_stored) for r in runs] == [
         ("backfill", "ok", days, days), ("backfill", "ok", 0, 0),
     ]
-    assert runs[0].cache_misses == days and runs[1].cache_hits == days and runs[1].cache_misses == 0
+    # The second run's sessions came from the bar store: requests avoided, not response-cache hits.
+    assert runs[0].cache_misses == days and runs[1].cache_hits == 0 and runs[1].cache_misses == 0
+    assert runs[1].detail["requests_avoided"]["avoided_by_bar_store"] == days
     assert len(bar_days(migrated_sqlite)) == days
 
 
