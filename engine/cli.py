@@ -297,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return 2
+    except LookupError as exc:
+        if type(exc) is not LookupError:  # a KeyError or IndexError is a bug: let it show
+            raise
+        print(redact(str(exc)), file=sys.stderr)  # e.g. "no daily bars stored ...: run `python -m engine init`"
+        return 2
     except DBAPIError as exc:
         if not _missing_schema(exc):
             raise

@@ -86,6 +86,11 @@ def equity_chart() -> None:
     if history.empty:
         ui.empty("No equity history yet: one point is added after each session's close by the post-market job.")
         return
+    st.plotly_chart(equity_figure(history), width="stretch", key="equity_curve")
+
+
+def equity_figure(history: pd.DataFrame) -> go.Figure:
+    """Equity line and day-P&L bars over the sessions, on a date axis (also with a single session)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=history["trade_date"], y=history["equity"], mode="lines+markers", name="equity",
                              line={"color": "#3498db", "width": 2}, fill="tozeroy", fillcolor="rgba(52,152,219,0.08)",
@@ -107,7 +112,7 @@ def equity_chart() -> None:
                       yaxis2={"title": "day P&L", "overlaying": "y", "side": "right", "tickformat": "$,.0f",
                               "showgrid": False},
                       legend={"orientation": "h", "y": 1.08})
-    st.plotly_chart(fig, width="stretch", key="equity_curve")
+    return fig
 
 
 def render() -> None:

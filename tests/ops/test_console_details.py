@@ -22,3 +22,20 @@ def test_negative_change_shows_a_red_down_arrow() -> None:
     assert down.proto.color == MetricProto.MetricColor.RED
     assert up.proto.direction == MetricProto.MetricDirection.UP
     assert up.proto.color == MetricProto.MetricColor.GREEN
+
+
+def test_one_session_of_equity_is_drawn_on_a_date_axis_with_a_day_wide_bar() -> None:
+    from datetime import date
+
+    import pandas as pd
+
+    from pages.overview import equity_figure
+
+    history = pd.DataFrame({"trade_date": [date(2026, 11, 2)], "equity": [100_150.0], "day_pnl": [-150.0]})
+    fig = equity_figure(history)
+    axis = fig.layout.xaxis
+    assert axis.type == "date"
+    start, end = (pd.Timestamp(x) for x in axis.range)
+    assert (end - start) == pd.Timedelta(days=7)  # a week around the one session, not a sub-second span
+    bar = fig.data[1]
+    assert list(bar.width) == [0.6 * 86_400_000]  # 60% of a day, in the axis' milliseconds
