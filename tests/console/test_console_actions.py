@@ -198,6 +198,7 @@ def test_live_mode_is_not_pretended(filled, console) -> None:  # type: ignore[no
     at = console().open("settings")
     text = " ".join(str(w.value) for w in at.warning) + " ".join(str(m.value) for m in at.markdown)
     assert "never from this page" in text  # the tastytrade adapter exists; the switch still is the environment's
+    assert "no live broker adapter" not in text  # both broker adapters ship in this build
     for requirement in ("QM_TRADING_MODE=live", "QM_LIVE_TRADING_CONFIRMED=true"):
         assert requirement in text
     assert at.button(key="live_switch").disabled

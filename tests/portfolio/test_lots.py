@@ -60,7 +60,7 @@ def test_holding_period_is_more_than_one_year() -> None:
 def test_specific_identification_and_broker_lots() -> None:
     buys = [trade(at(2024, 1, 2), "10", "10", "b1"), trade(at(2024, 2, 2), "10", "20", "b2")]
     r = compute_lots([*buys, trade(at(2024, 3, 1), "-10", "15", "s", lot_ids=("b2",))])
-    assert closed(r, "s")[0].realized == D("-50")
+    assert closed(r, "s")[0].realized == D("-50") and closed(r, "s")[0].method == "specific"
     r = compute_lots([*buys, trade(at(2024, 3, 1), "-10", "15", "s", lot_picks=(LotPick(date(2024, 2, 2), D(10)),))])
     assert closed(r, "s")[0].opening_trade_id == "b2"
     r = compute_lots([*buys, trade(at(2024, 3, 1), "-10", "15", "s")])
@@ -292,7 +292,8 @@ def test_broker_lot_picks_take_their_quantities() -> None:
     picks = (LotPick(date(2024, 1, 2), D(5)), LotPick(date(2024, 2, 3), D(5)))
     r = compute_lots([*buys, trade(at(2024, 3, 1), "-10", "15", "s", lot_picks=picks)])
     sold = sorted(closed(r, "s"), key=lambda lot: lot.acquired)
-    assert [(lot.opening_trade_id, lot.quantity) for lot in sold] == [("b1", 5), ("b2", 5)]
+    assert [(lot.opening_trade_id, lot.quantity, lot.method) for lot in sold] == [("b1", 5, "broker"),
+                                                                                  ("b2", 5, "broker")]
     assert sum(lot.realized for lot in sold) == D("0")
 
 

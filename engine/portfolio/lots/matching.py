@@ -125,6 +125,7 @@ class LotMatcher:
             piece.closed_at = event.at
             piece.closing_trade_id = event.trade_id
             piece.close_kind = event.kind
+            piece.method = "specific" if event.lot_ids else "broker" if event.lot_picks else "FIFO"
             self.result.lots.append(piece)
         lots[:] = [lot for lot in lots if lot.quantity != 0]
         if remaining != 0:

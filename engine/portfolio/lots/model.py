@@ -132,6 +132,7 @@ class Lot:
     replacement_used: Decimal = ZERO  # share-equivalents of this lot already used as a replacement
     fees: Decimal = ZERO  # commissions and fees inside open_cash and close_cash (for the broker comparison)
     broker: str = ""
+    method: str = "FIFO"  # how the closing execution chose this lot: FIFO | broker | specific
 
     @property
     def acquired(self) -> date:

@@ -34,7 +34,7 @@ def save_lots(db: Engine, result: LotResult) -> None:
         for lot in result.lots:
             session.add(TaxLot(
                 broker=lot.broker or "other", account=lot.account[:32], symbol=lot.instrument.symbol[:32],
-                method="FIFO", open_txn_id=lot.open_txn_id, open_date=lot.acquired, quantity=abs(lot.quantity),
+                method=lot.method, open_txn_id=lot.open_txn_id, open_date=lot.acquired, quantity=abs(lot.quantity),
                 cost_basis=_open_basis(lot), close_date=lot.sold, proceeds=lot.proceeds, realized_pnl=lot.realized,
                 holding_period=lot.term, wash_sale=bool(lot.wash_sale_disallowed or lot.wash_sale_adjustment),
                 broker_reported_pnl=checks.get((lot.account, lot.closing_trade_id or "")),
