@@ -34,6 +34,7 @@ PAGES: list[PageSpec] = [
     PageSpec("positions", "Positions", "📊", "positions", "Portfolio"),
     PageSpec("risk", "Risk", "🛡️", "risk", "Portfolio"),
     PageSpec("orders", "Orders and fills", "📒", "orders", "Portfolio"),
+    PageSpec("backtests", "Backtests", "🧪", "backtests", "Research"),
     PageSpec("alerts", "Alerts", "🔔", "alerts", "Operations"),
     PageSpec("system", "System", "⚙️", "system", "Operations"),
     PageSpec("settings", "Settings", "🔧", "settings", "Operations"),
