@@ -37,6 +37,7 @@ PAGES: list[PageSpec] = [
     PageSpec("broker", "Broker", "🏦", "broker", "Portfolio"),
     PageSpec("transactions", "Transactions", "🧾", "transactions", "Portfolio"),
     PageSpec("tax_lots", "Tax lots", "📑", "tax-lots", "Portfolio"),
+    PageSpec("backtests", "Backtests", "🧪", "backtests", "Research"),
     PageSpec("alerts", "Alerts", "🔔", "alerts", "Operations"),
     PageSpec("system", "System", "⚙️", "system", "Operations"),
     PageSpec("settings", "Settings", "🔧", "settings", "Operations"),
