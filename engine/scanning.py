@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,11 +100,36 @@ def run_scan(settings: Settings, engine: Engine, as_of: date | None = None, max_
     t1 = time.perf_counter()
     if progress:
         progress(f"scanning {panel.n_symbols:,} symbols")
-    frame = strategy.scan(panel, params)
+    frame = scan_with_float64_ties(strategy, panel, params,
+                                   lambda syms: load_scan_panel(store, data_date, lookback_sessions(params), syms,
+                                                                dtype=np.float64))
     t2 = time.perf_counter()
     frame["sector"] = [sector_of.get(s, "") for s in frame["symbol"]]
     run = _store_run(engine, frame, store.source, data_date, key, params, started, t1 - t0, t2 - t1)
     return ScanOutcome(run, False, frame)
+
+
+def scan_with_float64_ties(strategy: Any, panel: Panel, params: object,
+                           load64: Callable[[list[str]], Panel]) -> pd.DataFrame:
+    """The strategy's scan on ``panel`` (float32 for speed), with every symbol lying within 1e-6 (relative)
+    of a rule's threshold recomputed from float64 bars (``load64``), so input rounding cannot decide a tie
+    (DESIGN §4 precision). The table is re-ranked after the swap."""
+    from engine.strategies.atr_matrix import borderline
+
+    frame = strategy.scan(panel, params)
+    if panel.close.dtype == np.float64 or frame.empty:
+        return frame
+    close_calls = frame.loc[borderline(frame, params), "symbol"].tolist()
+    if not close_calls:
+        return frame
+    exact = strategy.scan(load64(close_calls), params)
+    rest = frame[~frame["symbol"].isin(set(exact["symbol"]))]
+    merged = pd.concat([rest, exact], ignore_index=True) if len(rest) else exact
+    merged["_excluded"] = merged["excluded_reason"].notna()
+    merged["_signal"] = merged["signal"].fillna(False).astype(bool)
+    merged = merged.sort_values(["_excluded", "_signal", "score", "atr_distance"],
+                                ascending=[True, False, False, True], kind="stable", na_position="last")
+    return merged.drop(columns=["_excluded", "_signal"]).reset_index(drop=True)
 
 
 def reason_code(reason: str) -> str:

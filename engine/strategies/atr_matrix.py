@@ -336,9 +336,17 @@ def entry_rule(close: Any, atr: Any, sma20: Any, sma50: Any, sma100: Any, sma200
         close = np.asarray(close, dtype=np.float64)
         atr_distance = (close - sma50) / atr
         atr_pct = 100.0 * atr / close
-        aligned = (ema10 >= sma20) & (sma20 >= sma50) & (sma50 >= sma100) & (sma100 >= sma200)
         span = highest - lowest
         range_pos = np.where(span > 0, 100.0 * (close - lowest) / span, np.nan)
+        # Exact ties (close == SMA50, range position exactly 50...) land a few ulps either side of the
+        # threshold depending on summation order: snap them onto it, so a tie has one answer (the rule's
+        # own inclusivity decides it). TIE_REL is float64 rounding noise, far below any real difference.
+        atr_distance = _snap(atr_distance, (p.entry_min_distance, p.entry_max_distance, p.extended_max_distance,
+                                            p.scale_out_max_distance), np.abs(close) / atr)
+        atr_pct = _snap(atr_pct, (p.min_atr_pct, p.atr_pct_band_low, p.atr_pct_band_high), atr_pct)
+        range_pos = _snap(range_pos, (p.min_range_pos, p.range_ok_level, p.range_strong_level), 100.0)
+        sma20, sma50, sma100, sma200, ema10 = _snap_equal(close, sma20, sma50, sma100, sma200, ema10)
+        aligned = (ema10 >= sma20) & (sma20 >= sma50) & (sma50 >= sma100) & (sma100 >= sma200)
         signal = (
             (atr_distance >= p.entry_min_distance)
             & (atr_distance <= p.entry_max_distance)
@@ -484,6 +492,57 @@ def scan(panel: Panel, params: ATRMatrixParams | dict | None = None, gate: bool 
     for name in sorted(others, key=names.index):
         frame.insert(names.index(name), name, others[name])
     return frame
+
+
+TIE_REL = 1e-12  # float64 noise of an exact tie (a few ulps), relative
+BORDERLINE_REL = 1e-6  # float32 input rounding: within this of a threshold, decide in float64
+
+
+def _near(x: np.ndarray, threshold: float, scale: Any, rel: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.abs(x - threshold) <= rel * np.abs(scale)
+
+
+def _snap(x: np.ndarray, thresholds: Sequence[float], scale: Any) -> np.ndarray:
+    out = np.array(x, dtype=np.float64, copy=True)
+    for t in thresholds:
+        out = np.where(_near(out, t, scale, TIE_REL), t, out)
+    return out
+
+
+def _snap_equal(close: np.ndarray, *levels: np.ndarray) -> list[np.ndarray]:
+    """Moving averages equal to the close (or to each other) up to float64 noise become equal."""
+    out = [np.array(v, dtype=np.float64, copy=True) for v in levels]
+    for v in out:
+        np.copyto(v, close, where=np.abs(v - close) <= TIE_REL * np.abs(close))
+    for a_, b_ in pairwise(out):
+        np.copyto(b_, a_, where=np.abs(a_ - b_) <= TIE_REL * np.abs(a_))
+    return out
+
+
+def borderline(frame: pd.DataFrame, params: ATRMatrixParams | dict | None = None,
+               rel: float = BORDERLINE_REL) -> np.ndarray:
+    """Rows of a scan whose values lie within ``rel`` (relative) of a rule's threshold: on a float32 scan
+    their verdict may flip with input rounding, so the caller recomputes them in float64."""
+    p = _params(params)
+    f = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64) for c in
+         ("close", "atr", "sma20", "sma50", "sma100", "sma200", "ema10", "atr_pct", "range_pos_20",
+          "atr_distance")}
+    close = f["close"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale_d = np.abs(close) / f["atr"]
+    mask = np.zeros(len(frame), dtype=bool)
+    for t in (p.entry_min_distance, p.entry_max_distance, p.extended_max_distance, p.scale_out_max_distance):
+        mask |= _near(f["atr_distance"], t, scale_d, rel)
+    for t in (p.min_atr_pct, p.atr_pct_band_low, p.atr_pct_band_high):
+        mask |= _near(f["atr_pct"], t, f["atr_pct"], rel)
+    for t in (p.min_range_pos, p.range_ok_level, p.range_strong_level):
+        mask |= _near(f["range_pos_20"], t, 100.0, rel)
+    chain = [f["ema10"], f["sma20"], f["sma50"], f["sma100"], f["sma200"]]
+    mask |= _near(close - f["sma20"], 0.0, close, rel)
+    for a_, b_ in pairwise(chain):
+        mask |= _near(a_ - b_, 0.0, a_, rel)
+    return mask
 
 
 def _column_names(n_targets: int) -> list[str]:
