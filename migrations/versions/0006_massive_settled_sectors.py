@@ -1,7 +1,7 @@
 """Massive: settled sessions (barday.final), sectors from SIC codes and retired listings (instrument)
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0005
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0001"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """broker sync state: per broker account, the transactions sync cursor and the last positions snapshot
 
 Revision ID: 0007
-Revises: 0001
+Revises: 0006
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0001"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

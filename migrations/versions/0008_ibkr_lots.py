@@ -1,7 +1,7 @@
 """IBKR Flex history and the lot engine: tax lot columns, wash sales, P&L checks, position snapshots
 
 Revision ID: 0008
-Revises: 0001
+Revises: 0007
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0001"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """backtest runs: parameters, data range, source, code version, trades
 
 Revision ID: 0009
-Revises: 0001
+Revises: 0008
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0001"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
