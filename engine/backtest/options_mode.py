@@ -271,7 +271,9 @@ class _Run:
             chain, source = self.chains.chain(symbol, day, ENTRY_TIME)
             if chain.empty:
                 return False
-            chain = enrich(chain, r=self.settings.risk_free_rate)
+            # The symbol's own dividend yield where the source knows it (CSV/vendor chains: none known).
+            q = self.market.dividend_yield(symbol, day) if self.market is not None else 0.0
+            chain = enrich(chain, r=self.settings.risk_free_rate, q=q)
             rank = self._iv_rank(symbol, day, t, j)
             view = {"symbol": symbol, "close": sig.entry_price, "atr": sig.atr, "stop": sig.stop,
                     "targets": sig.targets, "zone": sig.zone}

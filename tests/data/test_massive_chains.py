@@ -79,7 +79,7 @@ def test_adjusted_contracts_are_excluded_by_default_and_priced_with_their_delive
 ) -> None:
     with FakeMassive() as fake:
         fake.chains["AAPL"] = _adjusted_pair()
-        chain = enrich(market_for(fake, tmp_path).option_chain("AAPL", NOW), r=0.04)
+        chain = enrich(market_for(fake, tmp_path).option_chain("AAPL", NOW), r=0.04, q=0.0)
     signal = {"symbol": "AAPL", "close": 180.0, "atr": 3.0, "stop": 174.0, "zone": "entry"}
     default = select_candidates(signal, chain, OptionParams())
     # The adjusted call is nearer the 0.60 delta target, but delivers 150 shares: excluded, and said so.
@@ -128,7 +128,7 @@ def test_a_candidate_build_requests_only_its_expiries_strikes_and_calls(tmp_path
     assert 300 < float(first["strike_price.gte"]) < 500 < float(first["strike_price.lte"]) < 700
     # The band loses nothing the selection would have chosen from the whole chain.
     view = {"symbol": "SPY", "close": 500.0, "atr": 6.0, "stop": 488.0, "zone": "entry"}
-    from_full = select_candidates(view, enrich(full, r=settings.risk_free_rate), settings.options)
+    from_full = select_candidates(view, enrich(full, r=settings.risk_free_rate, q=0.0), settings.options)
     assert outcome.structure is not None and from_full.chosen is not None
     assert [leg.occ_symbol for leg in outcome.structure.legs] == [leg.occ_symbol for leg in from_full.chosen.legs]
 
