@@ -64,8 +64,13 @@ class Book:
         Returns the realized P&L of this execution, fees included."""
         if not 0 < units <= self.quantity:
             raise ValueError(f"cannot close {units} units of a position of {self.quantity}")
-        # Closing a long structure at -p receives p: gain per unit = -price - entry.
-        gross = (-price - self.entry_price) * self.multiplier * units
+        # Closing a long structure at -p receives p. Money is booked in cents: the closed units' basis is
+        # the difference of the open basis before and after, each in cents, so the pieces of a position
+        # closed in several executions add up to its whole cost exactly (the average entry price itself
+        # has more digits than a cent, e.g. 3 units bought for $301 in all).
+        per_unit = self.entry_price * self.multiplier
+        basis = cents(per_unit * self.quantity) - cents(per_unit * (self.quantity - units))
+        gross = cents(-price * self.multiplier * units) - basis
         self.quantity -= units
         if self.quantity == 0:
             self.entry_price = Decimal("0")

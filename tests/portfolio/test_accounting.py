@@ -67,3 +67,24 @@ def test_net_price_of_a_debit_spread_and_a_covered_call() -> None:
     assert structure_multiplier([stock, short_c]) == 100
     assert net_price([stock, short_c], {"X": D("50.00"), "X  C2": D("1.20")}) == D("48.80")
     assert structure_multiplier([stock]) == 1
+
+
+def test_a_position_closed_in_pieces_realizes_its_cost_to_the_cent() -> None:
+    # 3 calls bought at 1.00, 1.00 and 1.01: $301.00 in all, an average of 1.003333... per share.
+    book = Book(100)
+    for price in ("1.00", "1.00", "1.01"):
+        book.open(1, Decimal(price), Decimal("0"))
+    pieces = [book.close(1, Decimal("-2.00"), Decimal("0")) for _ in range(3)]
+    # each close receives $200.00; the three bases are $100.33, $100.34 and $100.33 (differences of the
+    # open basis in cents: 301.00 - 200.67, 200.67 - 100.33, 100.33 - 0)
+    assert pieces == [Decimal("99.67"), Decimal("99.66"), Decimal("99.67")]
+    assert sum(pieces) == Decimal("299.00")  # 600.00 received - 301.00 paid
+    assert all(p == p.quantize(Decimal("0.01")) for p in pieces)
+
+
+def test_an_average_entry_stored_to_six_digits_still_closes_to_the_cent() -> None:
+    # The position table keeps 6 decimals: 3 units bought for $537.60 in all read back as 1.792000 -> exact,
+    # but 3 units for $537.61 read back as 1.792033 (not 1.7920333...). Closing all at 1.19 per share
+    # receives $357.00, so the realized P&L is 357.00 - 537.61 = -180.61, never -180.6099.
+    book = Book(100, 3, Decimal("1.792033"))
+    assert book.close(3, Decimal("-1.19"), Decimal("0")) == Decimal("-180.61")
