@@ -124,7 +124,8 @@ def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None
         if before_id is not None:
             query = query.where(col(JobRun.id) < before_id)
         errors = session.exec(query.order_by(col(JobRun.id))).all()
-    return len(errors), (errors[-1].error or "") if errors else ""
+        # read inside the scope: a read scope's rows are detached once it ends
+        return len(errors), (errors[-1].error or "") if errors else ""
 
 
 def alert_failure(ctx: EngineContext, replayed: bool = False) -> Callable[[str, str], None]:

@@ -131,8 +131,9 @@ def test_positions_show_next_action_and_r_multiples(filled, console, db) -> None
 def test_risk_page_lists_every_limit(filled, console) -> None:  # type: ignore[no-untyped-def]
     at = console().open("risk")
     rules = set(at.dataframe[0].value["rule"])
+    # every rule of the gate's entry checks, plus the kill switch and the equity the percentages use
     assert rules == {"risk_per_trade", "symbol_risk", "heat", "open_positions", "sector_exposure", "daily_loss",
-                     "buying_power"}
+                     "buying_power", "kill_switch", "equity"}
     assert {"Delta (shares)", "Theta / day", "Vega / vol pt"} <= {m.label for m in at.metric}
 
 

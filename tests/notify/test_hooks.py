@@ -95,7 +95,13 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
         bootstrap.initialise(settings, sessions=320, progress=False)
         ctx = build_context(settings, clock=ReplayClock(datetime(2025, 11, 21, 12, 0, tzinfo=UTC)))
         state = runtime.RuntimeState(instance="test")
-        runtime.replay(ctx, ctx.clock, state, FIRST, LAST, speed=0, intraday_every=timedelta(minutes=30))
+        # The scheduler's jobs as a live session runs them (a replay would mark every report as replayed and
+        # send it to the playground, tested in tests/ops/test_replay_apart.py), on a clock moved run by run.
+        from engine.schedule import plan_range
+
+        for run in plan_range(FIRST, LAST, timedelta(minutes=30)):
+            ctx.clock.set(run.at)
+            runtime.run_job(ctx, state, run.job_id, f"test@{run.at.isoformat()}")
     return Replayed(ctx, settings)
 
 

@@ -88,10 +88,10 @@ def test_run_now_and_the_schedule_never_run_one_job_twice_at_once(ctx, monkeypat
     scheduled = threading.Thread(target=runtime.run_job, args=(ctx, state, "intraday", "schedule"))
     scheduled.start()
     time.sleep(0.2)
-    assert runtime.run_job(ctx, state, "intraday", "operator") is False  # the guard refused the overlap
+    assert runtime.run_job(ctx, state, "intraday", "operator") is None  # the guard refused the overlap
     scheduled.join()
     assert calls == ["intraday"]
-    assert runtime.run_job(ctx, state, "intraday", "operator") is True  # and runs once the first finished
+    assert runtime.run_job(ctx, state, "intraday", "operator").outcome == "ok"  # runs once the first finished
 
 
 def test_one_failure_alert_per_job_and_day_with_a_count_and_a_recovery(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -88,6 +88,10 @@ def test_candidates_enrich_with_the_symbols_own_yield(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(candidates, "enrich", spy)
+    # the IV rank (it picks which chain to ask for) and the filtered request are not what is tested here
+    monkeypatch.setattr(candidates, "current_iv_rank", lambda *a, **k: None)
+    monkeypatch.setattr(candidates, "chain_request_for", lambda *a, **k: None)
+    monkeypatch.setattr(candidates, "fetch_chain", lambda m, sym, at, request: m.option_chain(sym, at))
     settings = SimpleNamespace(risk_free_rate=0.04)
     with pytest.raises(Stop):
         candidates.build_candidates(None, market, settings, SimpleNamespace(symbol=symbol), now)  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ def test_atm_iv_interpolates_strikes_then_total_variance_to_30_days() -> None:
     assert math.isnan(atm_iv_30d(_chain([])))
 
 
-def test_a_candidate_build_on_massive_records_todays_atm_iv_and_rank_is_known_after_20_sessions(
+def test_a_candidate_build_on_massive_records_todays_atm_iv_and_ranks_on_the_20_sessions_before(
     tmp_path: Path, migrated_sqlite
 ) -> None:
     settings = load_settings(data_dir=tmp_path)
@@ -47,8 +47,8 @@ def test_a_candidate_build_on_massive_records_todays_atm_iv_and_rank_is_known_af
         fake.chains["XYZ"] = results
         market = market_for(fake, tmp_path)
         with Session(migrated_sqlite) as session:
-            # 19 earlier sessions recorded between 0.20 and 0.38: with today's that makes MIN_PERIODS.
-            for i in range(MIN_PERIODS - 1):
+            # 20 earlier sessions (MIN_PERIODS), yesterday 0.20 and older ones up to 0.39.
+            for i in range(MIN_PERIODS):
                 session.add(IvHistory(symbol="XYZ", trade_date=TODAY - timedelta(days=i + 1),
                                       atm_iv=0.20 + 0.01 * i, source="massive"))
             signal = Signal(strategy="atr_matrix", symbol="XYZ", data_date=TODAY, zone="entry", entry_price=100.0,
@@ -62,9 +62,9 @@ def test_a_candidate_build_on_massive_records_todays_atm_iv_and_rank_is_known_af
     # 0.30 at 24 days and 0.40 at 38: variance 2.16 and 6.08, at 30 days 2.16 + 3.92 * 6/14 = 3.84.
     expected = math.sqrt((0.09 * 24 + (0.16 * 38 - 0.09 * 24) * 6 / 14) / 30)
     assert today.atm_iv == pytest.approx(expected, rel=1e-12) and today.source == "massive"
-    # Rank over 20 points (0.20..0.38 and today's 0.3578): (0.3578 - 0.20) / (0.38 - 0.20) * 100.
+    # The rank leaves today out (issue 11 #9, no look-ahead): yesterday's 0.20 within 0.20..0.39 is rank 0,
+    # so the plan is a long call and only calls were requested; today's 0.3578 counts from tomorrow on.
     assert MIN_PERIODS == 20
-    assert cands and all(c.iv_rank == pytest.approx((expected - 0.20) / 0.18 * 100, rel=1e-9) for c in cands)
-    # Rank 87.7 >= 70 plans a credit spread too: puts were then requested (the first request asked calls only).
+    assert cands and all(c.iv_rank == pytest.approx(0.0, abs=1e-12) for c in cands)
     chain_requests = [s.params for s in fake.seen if s.path == "/v3/snapshot/options/XYZ"]
-    assert [p.get("contract_type") for p in chain_requests] == ["call", None]
+    assert [p.get("contract_type") for p in chain_requests] == ["call"]
