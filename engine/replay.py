@@ -66,7 +66,7 @@ def run_day(ctx: EngineContext, clock: ReplayClock, day: date, every_minutes: in
     started = runs[0].at if runs else datetime.combine(day, datetime.min.time(), NEW_YORK)
     for planned in runs:
         clock.set(planned.at)
-        run = runtime.run_job(ctx, state, planned.job_id, f"run-day@{planned.at.isoformat()}")
+        run = runtime.run_job(ctx, state, planned.job_id, f"replay@{planned.at.isoformat()}")
         if run is None:
             continue
         for line in (run.detail or {}).get("lines", []):

@@ -87,10 +87,10 @@ def test_run_day_runs_the_schedulers_own_job_table(twenty_days) -> None:  # type
 
     ctx, _ = twenty_days
     days = [d.astype(object) for d in calendar.sessions(START, START + timedelta(days=DAYS * 2 + 10))[:DAYS]]
-    planned = [(r.job_id, f"run-day@{r.at.isoformat()}") for d in days for r in plan_day(d, timedelta(minutes=30))]
+    planned = [(r.job_id, f"replay@{r.at.isoformat()}") for d in days for r in plan_day(d, timedelta(minutes=30))]
     with Session(ctx.db) as s:
-        ran = [(j.job_id, j.trigger) for j in s.exec(select(JobRun).where(JobRun.trigger.like("run-day@%"))
+        ran = [(j.job_id, j.trigger) for j in s.exec(select(JobRun).where(JobRun.trigger.like("replay@%"))
                                                      .order_by(JobRun.id)).all() if not j.job_id.startswith("notify:")]
-        outcomes = {j.outcome for j in s.exec(select(JobRun).where(JobRun.trigger.like("run-day@%"))).all()}
+        outcomes = {j.outcome for j in s.exec(select(JobRun).where(JobRun.trigger.like("replay@%"))).all()}
     assert ran == planned
     assert outcomes == {"ok"}

@@ -137,14 +137,18 @@ def check_invariants(frame: pd.DataFrame, symbols: np.ndarray) -> None:
             assert r.excluded_reason is None
             assert 0.0 <= r.score <= 1.0, r
             assert r.zone in ZONES
-    # ranking: included rows first, score non-increasing, ties by lower atr_distance
+    # ranking (DESIGN §4): included rows first, signals before the rest, then score non-increasing, ties by
+    # lower atr_distance
     n_in = int((~excluded).sum())
     assert not excluded[:n_in].any() and excluded[n_in:].all()
     scored = frame.iloc[:n_in]
-    s, d = scored.score.to_numpy(), scored.atr_distance.to_numpy()
-    assert np.all(np.diff(s) <= 1e-12)
-    ties = np.diff(s) == 0
-    assert np.all(np.diff(d)[ties] >= 0)
+    flags = scored.signal.to_numpy(dtype=bool)
+    assert np.all(np.diff(flags.astype(int)) <= 0)  # no signal row after a non-signal row
+    for group in (scored[flags], scored[~flags]):
+        s, d = group.score.to_numpy(), group.atr_distance.to_numpy()
+        assert np.all(np.diff(s) <= 1e-12)
+        ties = np.diff(s) == 0
+        assert np.all(np.diff(d)[ties] >= 0)
     sig = frame[frame.signal]
     assert sig.excluded_reason.isna().all()
     assert ((sig.atr_distance >= 0) & (sig.atr_distance <= 4)).all()

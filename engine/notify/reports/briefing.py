@@ -220,7 +220,8 @@ def entry_signals(session: Session, settings: Settings, now: datetime) -> list[R
     if run is None:
         return []
     signals = _signal_order(list(session.exec(select(Signal).where(
-        Signal.data_date == run.data_date, Signal.kind == "entry", Signal.strategy == run.strategy)).all()))
+        Signal.data_date == run.data_date, Signal.kind == "entry", Signal.strategy == run.strategy,
+        Signal.direction == "long")).all()))  # neutral (iron-condor) setups are not entry signals
     out = [entry_signal(session, s, settings) for s in signals[:SIGNAL_MESSAGES]]
     rest = signals[SIGNAL_MESSAGES:]
     if rest:
