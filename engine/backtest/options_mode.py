@@ -223,9 +223,9 @@ class _Run:
             s = self.iv_cache[symbol]
             s = s[s.index < pd.Timestamp(day)]  # sessions before the decision day only
         else:
-            lr = np.diff(np.log(self.c[: t, j]))
-            s = pd.Series(lr).rolling(20).std() * math.sqrt(252)
-        rank = iv_rank(s.dropna())
+            lr = np.diff(np.log(self.c[: t, j]))  # closes before day t: realised vol as the IV proxy
+            s = pd.Series(lr, index=pd.DatetimeIndex(self.panel.dates[1:t])).rolling(20).std() * math.sqrt(252)
+        rank = iv_rank(s.dropna(), as_of=day)
         return None if math.isnan(rank) else rank
 
     def _stock_quote(self, price: float) -> dict[str, InstrumentQuote]:
