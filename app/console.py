@@ -29,7 +29,8 @@ sections: dict[str, list[st.Page]] = {}
 for i, spec in enumerate(PAGES):
     sections.setdefault(spec.section, []).append(
         st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=i == 0))
-navigation = st.navigation(sections, position="sidebar" if authenticated else "hidden")
+# expanded: every page link shows (collapsed, the sidebar hides the pages past the tenth behind "View more")
+navigation = st.navigation(sections, position="sidebar" if authenticated else "hidden", expanded=True)
 
 if not require_login():
     st.stop()
