@@ -23,10 +23,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine import runtime
 from engine.clock import NEW_YORK, ReplayClock
@@ -83,7 +82,7 @@ def _alert_lease_lost(ctx, state, reason: str) -> None:  # type: ignore[no-untyp
         log.error("could not queue the lease-lost alert: %s", str(exc).splitlines()[0])
 
 
-def _schedule_day(scheduler: BlockingScheduler, ctx, state, day: date) -> None:  # type: ignore[no-untyped-def]
+def _schedule_day(scheduler: BackgroundScheduler, ctx, state, day: date) -> None:  # type: ignore[no-untyped-def]
     now = datetime.now(timezone.utc)
     runs = [r for r in plan_day(day) if r.at > now]
     intraday = [r.at for r in runs if r.job_id == "intraday"]
@@ -98,10 +97,15 @@ def _schedule_day(scheduler: BlockingScheduler, ctx, state, day: date) -> None: 
     log.info("planned %s: %s", day, ", ".join(sorted({r.job_id for r in runs})) or "nothing left today")
 
 
-def run_live(ctx, state, on_scheduler: Callable[[BlockingScheduler], None] | None = None) -> None:  # type: ignore[no-untyped-def]
+def run_live(ctx, state) -> None:  # type: ignore[no-untyped-def]
+    """Catch up, then run the plan on the wall clock until ``state.stopping`` is set (SIGTERM, lost lease).
+
+    The scheduler runs in the background and this (main) thread only waits for the stop: a stop that
+    arrives while the catch-up is still running, or before the scheduler has started, is seen all the same,
+    and the shutdown below lets a running job finish."""
     state.mode = "live"
     state.inline_run_now = False
-    scheduler = BlockingScheduler(
+    scheduler = BackgroundScheduler(
         timezone="America/New_York",
         # coalesce: a backlog of missed runs fires once; max_instances: never two copies of a job at once;
         # misfire grace: a run delayed by a busy machine still happens (the library default is 1 second).
@@ -112,12 +116,15 @@ def run_live(ctx, state, on_scheduler: Callable[[BlockingScheduler], None] | Non
     scheduler.add_job(lambda: _schedule_day(scheduler, ctx, state, datetime.now(NEW_YORK).date()), "cron",
                       hour=0, minute=5, id="planner")
     _schedule_day(scheduler, ctx, state, datetime.now(NEW_YORK).date())
-    if on_scheduler is not None:
-        on_scheduler(scheduler)
+    runtime.catch_up(ctx, state, datetime.now(timezone.utc))
     if state.stopping.is_set():
         return
-    runtime.catch_up(ctx, state, datetime.now(timezone.utc))
     scheduler.start()
+    try:
+        while not state.stopping.wait(1.0):  # a timed wait, so Ctrl-C reaches this thread too
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,13 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                                  lease_ttl=timedelta(seconds=args.lease_seconds))
     stop = state.stopping
     exit_code = 0
-    scheduler: list[BlockingScheduler] = []
 
     def stop_jobs(why: str) -> None:
-        """Stop taking jobs: the replay loop and the live scheduler both watch ``stop``."""
+        """Stop taking jobs: the replay loop, the catch-up and the live loop all watch ``stop``."""
         stop.set()
-        for sched in scheduler:  # from a thread: shutdown waits for the running job, which may be ours
-            threading.Thread(target=lambda s=sched: s.shutdown(wait=True), name="shutdown", daemon=True).start()
         log.info("stopping: %s", why)
 
     def on_lost(reason: str) -> None:
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 return exit_code
             clock.follow_wall_clock()
             runtime.startup_reconcile(ctx, state)
-        run_live(ctx, state, on_scheduler=scheduler.append)
+        run_live(ctx, state)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
