@@ -43,6 +43,7 @@ class LotMatcher:
         self.result = LotResult()
         self._open: dict[tuple[str, str], list[Lot]] = defaultdict(list)
         self._ids: dict[str, int] = defaultdict(int)
+        self._closes = 0
 
     def run(self, events: Iterable[Event], expire_through: datetime | None = None) -> LotResult:
         for _seq, event in sorted(enumerate(events), key=_sort_key):
@@ -104,6 +105,8 @@ class LotMatcher:
         total_cash = event.net_cash + extra_cash
         cash_left = total_cash
         folded = ZERO
+        self._closes += 1
+        close_origin = f"close#{self._closes}"
         for lot, cap in self._plan(lots, event):
             if remaining == 0 or lot.quantity == 0 or (lot.quantity > 0) == (remaining > 0):
                 continue
@@ -124,6 +127,7 @@ class LotMatcher:
                 piece.close_cash = share
             piece.closed_at = event.at
             piece.closing_trade_id = event.trade_id
+            piece.close_origin = close_origin
             piece.close_kind = event.kind
             piece.method = "specific" if event.lot_ids else "broker" if event.lot_picks else "FIFO"
             self.result.lots.append(piece)
@@ -177,10 +181,11 @@ class LotMatcher:
         return piece
 
     def _new_lot(self, event: TradeEvent, quantity: Decimal, cash: Decimal) -> Lot:
-        return Lot(lot_id=self._next_id(event.trade_id), account=event.account, instrument=event.instrument,
+        lot_id = self._next_id(event.trade_id)
+        return Lot(lot_id=lot_id, account=event.account, instrument=event.instrument,
                    quantity=quantity, acquired_at=event.at, open_cash=cash, opening_trade_id=event.trade_id,
                    currency=event.currency, open_txn_id=event.txn_id, holding_period_start=trade_day(event.at),
-                   broker=event.broker)
+                   broker=event.broker, origin=lot_id)
 
     def _next_id(self, trade_id: str) -> str:
         self._ids[trade_id] += 1
@@ -199,6 +204,7 @@ class LotMatcher:
                 lots.remove(lot)
                 lot.closed_at, lot.close_cash = at, ZERO
                 lot.closing_trade_id, lot.close_kind = f"expiry:{lot.instrument.symbol}", CloseKind.expire
+                lot.close_origin = f"expiry:{lot.account}:{lot.instrument.symbol}"
                 self.result.lots.append(lot)
 
     def finish(self) -> LotResult:

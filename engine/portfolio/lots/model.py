@@ -122,11 +122,15 @@ class Lot:
     opening_trade_id: str
     currency: str = "USD"
     open_txn_id: int | None = None
+    # The acquisition's identity within one run (its first lot id): trade ids repeat across accounts and
+    # CSV files (row numbers), so "the same purchase" is decided by this, never by opening_trade_id.
+    origin: str = ""
     holding_period_start: date | None = None  # tacked by a wash sale; else the acquisition date
     wash_sale_adjustment: Decimal = ZERO  # disallowed loss added to this lot's basis
     closed_at: datetime | None = None
     close_cash: Decimal | None = None
     closing_trade_id: str | None = None
+    close_origin: str | None = None  # the closing execution's identity within one run (see ``origin``)
     close_kind: CloseKind | None = None
     wash_sale_disallowed: Decimal = ZERO  # of this lot's own loss
     replacement_used: Decimal = ZERO  # share-equivalents of this lot already used as a replacement

@@ -13,7 +13,8 @@ Losses on closing short positions are not matched here (no acquisition of the sh
 
 from __future__ import annotations
 
-from datetime import timedelta
+import heapq
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from engine.portfolio.lots.model import CENT, ZERO, Asset, CloseKind, Lot, LotResult, WashSale
@@ -35,14 +36,45 @@ def _identical(loss: Lot, candidate: Lot) -> bool:
     return False
 
 
+def _is_sale(lot: Lot) -> bool:
+    """A disposal of a long position that can have a washed loss (an exercise's P&L lives in the stock)."""
+    return (lot.is_long and lot.closed_at is not None and lot.close_kind is not CloseKind.exercise
+            and lot.instrument.asset is not Asset.other)
+
+
+class _Sales:
+    """The sales still to check, in date order. A queue rather than a list made once: splitting a sold
+    replacement lot creates a piece that carries a disallowed loss, and that piece's own sale must be
+    checked for a wash sale in its turn (chained wash sales)."""
+
+    def __init__(self, lots: list[Lot]) -> None:
+        self._heap: list[tuple[datetime, str, int, Lot]] = []
+        self._seq = 0
+        self.done: set[int] = set()
+        for lot in lots:
+            self.push(lot)
+
+    def push(self, lot: Lot) -> None:
+        if _is_sale(lot):
+            assert lot.closed_at is not None
+            self._seq += 1
+            heapq.heappush(self._heap, (lot.closed_at, lot.lot_id, self._seq, lot))
+
+    def pop(self) -> Lot | None:
+        if not self._heap:
+            return None
+        lot = heapq.heappop(self._heap)[3]
+        self.done.add(id(lot))
+        return lot
+
+
 def apply_wash_sales(result: LotResult) -> None:
     lots = result.lots
     # Acquisitions: every long lot piece, grouped by its opening trade (an acquisition may be split in pieces).
     candidates = sorted((lot for lot in lots if lot.is_long), key=lambda lot: (lot.acquired_at, lot.lot_id))
-    sales = sorted((lot for lot in lots if lot.is_long and lot.closed_at is not None
-                    and lot.close_kind is not CloseKind.exercise and lot.instrument.asset is not Asset.other),
-                   key=lambda lot: (lot.closed_at, lot.lot_id))
-    for sale in sales:
+    ids = {lot.lot_id for lot in lots}
+    sales = _Sales(lots)
+    while (sale := sales.pop()) is not None:
         loss = sale.realized
         if loss is None or loss >= 0:
             continue
@@ -55,18 +87,19 @@ def apply_wash_sales(result: LotResult) -> None:
                 break
             if cand.acquired < lo or cand.acquired > hi:
                 continue
-            if cand.opening_trade_id == sale.opening_trade_id or not _identical(sale, cand):
+            # Same purchase: the run's own acquisition identity, as trade ids (CSV row numbers) repeat
+            # across accounts and files.
+            if cand.origin == sale.origin or not _identical(sale, cand):
                 continue
-            if cand.closing_trade_id is not None and cand.closing_trade_id == sale.closing_trade_id:
+            if cand.close_origin is not None and cand.close_origin == sale.close_origin:
                 continue  # shares disposed of in the same sale are not its replacement
-                continue
             free = cand.share_equivalents - cand.replacement_used
             if free <= 0:
                 continue
             used = min(free, need)
             if cand.instrument.asset is not Asset.option and used < cand.share_equivalents:
                 # Partial replacement of a stock lot: split it so only the replacing shares carry the loss.
-                cand = _split(result, candidates, cand, used)
+                cand = _split(result, candidates, ids, sales, cand, used)
             portion = (-loss) * used / sale.share_equivalents
             need -= used
             # The last replacement takes the remainder, so the parts add up to the loss exactly.
@@ -86,16 +119,32 @@ def apply_wash_sales(result: LotResult) -> None:
         sale.wash_sale_disallowed = disallowed_total
 
 
-def _split(result: LotResult, candidates: list[Lot], lot: Lot, units: Decimal) -> Lot:
-    """Split ``units`` share-equivalents off a (stock) lot, open or closed, pro rata in cash."""
+# Per-lot amounts that belong to its shares, so a split divides them pro rata and the halves add up.
+_PRO_RATA = ("quantity", "open_cash", "fees", "wash_sale_adjustment", "wash_sale_disallowed", "replacement_used")
+
+
+def _split(result: LotResult, candidates: list[Lot], ids: set[str], sales: _Sales, lot: Lot,
+           units: Decimal) -> Lot:
+    """Split ``units`` share-equivalents off a (stock) lot, open or closed, pro rata in cash and fees."""
     frac = units / lot.share_equivalents
-    qty = lot.quantity * frac
-    piece = Lot(**{**lot.__dict__, "lot_id": lot.lot_id + "w", "quantity": qty, "open_cash": lot.open_cash * frac,
-                   "close_cash": None if lot.close_cash is None else lot.close_cash * frac})
-    lot.quantity -= qty
-    lot.open_cash -= piece.open_cash
-    if lot.close_cash is not None and piece.close_cash is not None:
+    n = 1
+    while f"{lot.lot_id}w{n}" in ids:  # a lot split twice must not give two pieces one id
+        n += 1
+    piece = Lot(**{**lot.__dict__, "lot_id": f"{lot.lot_id}w{n}"})
+    ids.add(piece.lot_id)
+    for name in _PRO_RATA:
+        part = getattr(lot, name) * frac
+        setattr(piece, name, part)
+        setattr(lot, name, getattr(lot, name) - part)  # the remainder: the two add up exactly
+    if lot.close_cash is not None:
+        piece.close_cash = lot.close_cash * frac
         lot.close_cash -= piece.close_cash
     result.lots.insert(result.lots.index(lot), piece)
     candidates.insert(candidates.index(lot), piece)
+    if id(lot) not in sales.done:
+        # The lot's sale is still to be checked: its new piece (which will carry a disallowed loss) must be
+        # checked too. A sale already checked keeps its result, shared pro rata by the two pieces.
+        sales.push(piece)
+    else:
+        sales.done.add(id(piece))
     return piece
