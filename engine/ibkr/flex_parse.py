@@ -187,22 +187,39 @@ _ID_FIELDS = ("transactionID", "tradeID", "execID", "ibExecID", "actionID")
 _HASH_FIELDS = ("assetCategory", "symbol", "conid", "dateTime", "tradeDate", "tradeTime", "date", "reportDate",
                 "buySell", "quantity", "tradePrice", "proceeds", "ibCommission", "amount", "type", "description",
                 "transactionType", "position", "openDateTime", "currency", "code")
+# A cash transaction's own identity. Its actionID names the corporate event, not the row: a dividend, its
+# withholding, and a later statement's reversals and re-charges of that withholding all share it. So the
+# key is the row's content (ids included when present), stable across overlapping statements.
+_CASH_FIELDS = ("type", "dateTime", "date", "reportDate", "settleDate", "amount", "currency", "description",
+                "symbol", "conid", "actionID", "transactionID")
+
+
+def _digest(account: str, attrs: dict[str, str], fields: tuple[str, ...]) -> str:
+    payload = "|".join(f"{n}={attrs.get(n, '')}" for n in fields)
+    return hashlib.sha256(f"{account}|{payload}".encode()).hexdigest()[:24]
+
+
+def cash_content_key(account: str, attrs: dict[str, str]) -> str:
+    """The base key of a CashTransaction row (before the per-statement counter of identical rows)."""
+    return "CashTransaction:c:" + _digest(account, attrs, _CASH_FIELDS)
 
 
 def _record_key(kind: str, account: str, attrs: dict[str, str], seen: Counter[str]) -> str:
-    for name in _ID_FIELDS:
-        value = (attrs.get(name) or "").strip()
-        if value and value not in ("0", "N/A"):
-            if kind == "Lot":
-                value += "@" + (attrs.get("openDateTime") or attrs.get("tradeDate") or "") + ":" + (
-                    attrs.get("quantity") or "")
-            if kind == "CorporateAction" and name == "actionID":
-                value += ":" + (attrs.get("symbol") or "") + ":" + (attrs.get("dateTime") or "")
-            base = f"{kind}:{name}:{value}"
-            break
+    if kind == "CashTransaction":
+        base = cash_content_key(account, attrs)
     else:
-        payload = "|".join(f"{n}={attrs.get(n, '')}" for n in _HASH_FIELDS)
-        base = f"{kind}:h:" + hashlib.sha256(f"{account}|{payload}".encode()).hexdigest()[:24]
+        for name in _ID_FIELDS:
+            value = (attrs.get(name) or "").strip()
+            if value and value not in ("0", "N/A"):
+                if kind == "Lot":
+                    value += "@" + (attrs.get("openDateTime") or attrs.get("tradeDate") or "") + ":" + (
+                        attrs.get("quantity") or "")
+                if kind == "CorporateAction" and name == "actionID":
+                    value += ":" + (attrs.get("symbol") or "") + ":" + (attrs.get("dateTime") or "")
+                base = f"{kind}:{name}:{value}"
+                break
+        else:
+            base = f"{kind}:h:" + _digest(account, attrs, _HASH_FIELDS)
     if kind == "OpenPosition":
         # A position row is a snapshot: the same conid on each report date is a different record.
         base += ":" + (attrs.get("reportDate") or "") + ":" + (attrs.get("conid") or attrs.get("symbol") or "")

@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from engine.ibkr.flex_parse import FlexRecord, FlexStatementData, parse_flex_date
+from engine.ibkr.flex_parse import FlexRecord, FlexStatementData, cash_content_key, parse_flex_date
 from engine.models import BrokerPositionSnapshot, Transaction
 
 BROKER = "ibkr"
@@ -81,6 +81,24 @@ def record_to_snapshot(record: FlexRecord) -> BrokerPositionSnapshot:
     )
 
 
+def _legacy_cash_keys(session: Session, accounts: set[str]) -> set[tuple[str, str]]:
+    """Cash rows stored before they were keyed by content (actionID + a per-statement counter), under the
+    key they have now, so upgrading does not import every stored dividend a second time."""
+    rows = session.exec(select(Transaction).where(
+        Transaction.broker == BROKER, Transaction.account.in_(accounts),  # type: ignore[attr-defined]
+        Transaction.broker_txn_id.startswith("CashTransaction:"),  # type: ignore[attr-defined]
+        ~Transaction.broker_txn_id.startswith("CashTransaction:c:"))  # type: ignore[attr-defined]
+        .order_by(Transaction.id)).all()
+    seen: Counter[str] = Counter()
+    keys: set[tuple[str, str]] = set()
+    for txn in rows:
+        attrs = {k: v for k, v in (txn.raw or {}).items() if k != "record"}
+        base = cash_content_key(txn.account, attrs)
+        seen[base] += 1
+        keys.add((txn.account, base if seen[base] == 1 else f"{base}#{seen[base]}"))
+    return keys
+
+
 def import_statement(db: Engine, data: FlexStatementData) -> dict[str, dict[str, int]]:
     """Insert the records not stored yet. Returns {record type: {"read": n, "new": m}}."""
     read: Counter[str] = Counter(r.kind for r in data.records)
@@ -90,6 +108,7 @@ def import_statement(db: Engine, data: FlexStatementData) -> dict[str, dict[str,
         have_txn = {(a, k) for a, k in session.exec(
             select(Transaction.account, Transaction.broker_txn_id)
             .where(Transaction.broker == BROKER, Transaction.account.in_(accounts)))}  # type: ignore[attr-defined]
+        have_txn |= _legacy_cash_keys(session, accounts)
         have_snap = {(a, k) for a, k in session.exec(
             select(BrokerPositionSnapshot.account, BrokerPositionSnapshot.snapshot_key)
             .where(BrokerPositionSnapshot.broker == BROKER,
