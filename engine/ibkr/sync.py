@@ -2,9 +2,9 @@
 
 The Flex step downloads the configured Activity query from ``history_start`` (or a week before the newest
 stored trade) to yesterday in windows of at most 365 days, imports each statement idempotently and
-rebuilds the tax lots. The live step reads positions, account values and the day's
-executions from the gateway and stores the executions as transactions, so nothing is lost between Flex
-statements (which IBKR publishes once a day).
+rebuilds the tax lots. The live step is the shared broker sync (``engine.portfolio.sync``): positions,
+balances and differences into ``BrokerSyncState`` (the Broker page, external risk, adoption) and the
+day's executions as transactions, so nothing is lost between Flex statements (published once a day).
 """
 
 from __future__ import annotations
@@ -92,19 +92,25 @@ def sync_ibkr(settings: Settings, live: bool = True, history: bool = True,
     migrate(settings.db_url)
     db = get_engine(settings.db_url)
     if live:
-        from engine.execution.brokers.ibkr import IBKRBroker, store_executions
+        from engine.execution.brokers.ibkr import IBKRBroker
+        from engine.portfolio.sync import sync
 
         own = broker is None
         broker = broker or IBKRBroker.connect(settings.ibkr)
         try:
-            out["positions"] = [p.__dict__ for p in broker.positions()]
-            account = broker.account()
-            out["account"] = {"cash": str(account.cash), "equity": str(account.equity),
-                              "buying_power": str(account.buying_power)}
-            out["executions_new"] = store_executions(db, broker, since=settings.ibkr.history_start)
+            # The shared sync (as for tastytrade): positions, balances and differences into BrokerSyncState,
+            # the session's executions into the Transaction table; the history comes from Flex below.
+            report = sync(db, broker, datetime.now(UTC))
         finally:
             if own:
                 broker.close()
+        out["environment"], out["account_number"] = report.environment, report.account
+        out["positions"] = [p.__dict__ for p in report.positions]
+        b = report.balances
+        out["account"] = {"cash": str(b.cash_balance), "equity": str(b.net_liquidating_value),
+                          "buying_power": str(b.buying_power)}
+        out["executions_new"] = report.transactions_new
+        out["differences"] = report.differences
     if history:
         out["flex"] = flex_history(settings, download=download)
     result = rebuild_lots(db)

@@ -48,6 +48,7 @@ from engine.execution.ports import (
     Side,
 )
 from engine.options.occ import format_occ
+from engine.portfolio.sync import BrokerBalances, BrokerTransaction
 
 if TYPE_CHECKING:
     from ib_async import Contract, Order, Trade
@@ -93,6 +94,11 @@ def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
+def environment_of(account: str) -> str:
+    """IBKR paper accounts are the D-prefixed ones (DU..., DF...); every other account is real money."""
+    return "paper" if account.upper().startswith("D") else "production"
+
+
 class IBKRBroker:
     name = "ibkr"
 
@@ -100,6 +106,7 @@ class IBKRBroker:
                  settle_s: float = 3.0, currency: str = "USD") -> None:
         self.ib = ib
         self.account_id = account
+        self.environment = environment_of(account)  # what the shared sync and the page header show
         self._reconnect = reconnect
         self._settle_s = settle_s
         self._currency = currency
@@ -126,6 +133,11 @@ class IBKRBroker:
                                     f"(QM_IBKR__HOST/QM_IBKR__PORT): {type(exc).__name__}") from None
         account = cfg.account or (ib.managedAccounts() or [""])[0]
         return cls(ib, account, reconnect=_connect)
+
+    @property
+    def account_number(self) -> str:
+        """The shared sync's name for the account (``SyncableBroker``)."""
+        return self.account_id
 
     def close(self) -> None:
         self.ib.disconnect()
@@ -325,7 +337,7 @@ class IBKRBroker:
                                       avg_price=Decimal(str(p.avgCost)) / mult, asset=asset, underlying=c.symbol))
         return out
 
-    def account(self) -> BrokerAccount:
+    def _summary(self) -> dict[str, Decimal]:
         self._ready()
         values: dict[str, Decimal] = {}
         for v in self.ib.accountSummary(self.account_id):
@@ -337,8 +349,46 @@ class IBKRBroker:
         missing = [t for t in ("TotalCashValue", "BuyingPower", "NetLiquidation") if t not in values]
         if missing:
             raise BrokerUnavailable(f"account summary of {self.account_id} lacks {', '.join(missing)}")
+        return values
+
+    def account(self) -> BrokerAccount:
+        values = self._summary()
         return BrokerAccount(cash=values["TotalCashValue"], buying_power=values["BuyingPower"],
                              equity=values["NetLiquidation"])
+
+    def balances(self) -> BrokerBalances:
+        """The account summary as the shared sync stores it (``SyncableBroker``)."""
+        values = self._summary()
+        return BrokerBalances(net_liquidating_value=values["NetLiquidation"], cash_balance=values["TotalCashValue"],
+                              buying_power=values["BuyingPower"], equity_buying_power=values["BuyingPower"],
+                              maintenance_requirement=values.get("MaintMarginReq", Decimal("0")),
+                              raw={k: str(v) for k, v in values.items()})
+
+    def transactions(self, since: date | None = None) -> list[BrokerTransaction]:
+        """The session's executions as ``execution`` rows (keyed by IB's execId), exact in Decimal.
+
+        They bridge the day until its Flex statement arrives; the history itself comes from Flex into the
+        same table, and the lot engine reads only Flex trades (the broker's official record), so an
+        execution is never counted twice."""
+        self._ready()
+        out: dict[str, BrokerTransaction] = {}
+        for f in self.ib.fills():
+            c, ex = f.contract, f.execution
+            if getattr(c, "secType", "") == "BAG":
+                continue  # a combo's own execution repeats its legs'
+            at = (ex.time or f.time).astimezone(UTC)
+            if since is not None and at.date() < since:
+                continue
+            shares = _dec(ex.shares) * (1 if ex.side == "BOT" else -1)
+            price = _dec(ex.price)
+            mult = _dec(getattr(c, "multiplier", "") or "1") or Decimal(1)
+            fees = _dec(getattr(f.commissionReport, "commission", 0))
+            out[ex.execId] = BrokerTransaction(
+                broker="ibkr", account=self.account_id[:32], broker_txn_id=f"exec:{ex.execId}"[:64],
+                type="execution", symbol=instrument_of(c), underlying=c.symbol, quantity=shares, price=price,
+                amount=-shares * price * mult - fees, fees=fees, currency=getattr(c, "currency", "") or "USD",
+                executed_at=at, raw={"client_order_id": ex.orderRef, "source": "tws", "multiplier": str(mult)})
+        return sorted(out.values(), key=lambda t: (t.executed_at, t.broker_txn_id))
 
 
 def instrument_of(contract: Any) -> str:
@@ -347,31 +397,3 @@ def instrument_of(contract: Any) -> str:
         expiry = datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
         return format_occ(contract.symbol, expiry, contract.right[:1], Decimal(str(contract.strike)))
     return contract.symbol
-
-
-def store_executions(db: Any, broker: IBKRBroker, since: date | None = None) -> int:
-    """Today's executions into the transactions table as ``execution`` rows (keyed by IB's execId).
-
-    They bridge the day until its Flex statement arrives; the lot engine reads Flex trades, which are the
-    broker's official record, so an execution is never counted twice."""
-    from sqlmodel import Session, select
-
-    from engine.models import Transaction
-
-    fills = [f for f in broker.fills() if since is None or f.at.date() >= since]
-    with Session(db) as session:
-        have = set(session.exec(select(Transaction.broker_txn_id).where(
-            Transaction.broker == "ibkr", Transaction.account == broker.account_id[:32])))
-        new = 0
-        for f in fills:
-            key = f"exec:{f.fill_id}"[:64]
-            if key in have:
-                continue
-            sign = 1 if f.side is Side.buy else -1
-            session.add(Transaction(broker="ibkr", account=broker.account_id[:32], broker_txn_id=key,
-                                    type="execution", symbol=f.instrument, quantity=Decimal(sign * f.quantity),
-                                    price=f.price, fees=f.commission + f.fees, executed_at=f.at,
-                                    raw={"client_order_id": f.client_order_id, "source": "tws"}))
-            new += 1
-        session.commit()
-    return new
