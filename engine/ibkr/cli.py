@@ -135,6 +135,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_sync_ibkr(args: argparse.Namespace) -> int:
     """`sync --broker ibkr`: the live sync through TWS/Gateway and the Flex history from HISTORY_START."""
+    from engine.execution.ports import BrokerRejected, BrokerUnavailable
     from engine.ibkr.flex_download import FlexDownloadError
     from engine.ibkr.sync import sync_ibkr
 
@@ -143,7 +144,13 @@ def cmd_sync_ibkr(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (FlexDownloadError, ConnectionError, TimeoutError) as exc:
+    except BrokerUnavailable as exc:
+        # The usual case: TWS/Gateway not running or on another host/port. Say what to check.
+        print(f"error: {exc}\n  start TWS or IB Gateway with the API enabled, or set QM_IBKR__HOST and "
+              "QM_IBKR__PORT (4002 Gateway paper, 4001 Gateway live, 7497/7496 TWS); --no-live runs only "
+              "the Flex history", file=sys.stderr)
+        return 1
+    except (BrokerRejected, FlexDownloadError, ConnectionError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(out, default=str))
