@@ -46,6 +46,7 @@ def open_lots(db: Engine) -> pd.DataFrame:
     rows = []
     for lot in lots:
         mark = marks.get((lot.account, lot.symbol))
+        # quantity is signed (short lots negative) and a short's basis is minus its credit: one formula for both.
         value = None if mark is None else mark * lot.quantity * lot.multiplier
         rows.append({"account": lot.account, "symbol": lot.symbol, "quantity": float(lot.quantity),
                      "acquired": lot.open_date, "holding_period_start": lot.holding_period_start or lot.open_date,

@@ -32,9 +32,11 @@ def save_lots(db: Engine, result: LotResult) -> None:
         checks = {(c.account, c.closing_trade_id): c.broker_pnl for c in result.checks}
         brokers = {lot.account: lot.broker for lot in result.lots if lot.broker}
         for lot in result.lots:
+            # Quantity signed (short lots negative) so mark x quantity x multiplier - basis is the unrealized
+            # P&L of long and short lots alike (a short's open basis is minus the credit received).
             session.add(TaxLot(
                 broker=lot.broker or "other", account=lot.account[:32], symbol=lot.instrument.symbol[:32],
-                method=lot.method, open_txn_id=lot.open_txn_id, open_date=lot.acquired, quantity=abs(lot.quantity),
+                method=lot.method, open_txn_id=lot.open_txn_id, open_date=lot.acquired, quantity=lot.quantity,
                 cost_basis=_open_basis(lot), close_date=lot.sold, proceeds=lot.proceeds, realized_pnl=lot.realized,
                 holding_period=lot.term, wash_sale=bool(lot.wash_sale_disallowed or lot.wash_sale_adjustment),
                 broker_reported_pnl=checks.get((lot.account, lot.closing_trade_id or "")),
