@@ -27,6 +27,7 @@ from engine.options.occ import parse_occ
 from engine.portfolio.lots.model import (
     NEW_YORK,
     Asset,
+    BrokerFigure,
     CloseKind,
     Instrument,
     LotPick,
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 _SPLIT = re.compile(r"SPLIT\s+(\d+(?:\.\d+)?)\s+FOR\s+(\d+(?:\.\d+)?)", re.I)
 SKIP_ASSETS = frozenset({"CASH"})
 EXECUTION_LEVELS = frozenset({"", "EXECUTION"})
+# Causes of the broker figures on rows that change no lot (listed among the differences).
+FOREX = "currency conversion (asset CASH): IBKR's FX P&L, not a security lot"
+CANCELLED = "cancelled by a (Ca.) row: neither the execution nor its cancellation changes a lot"
+DELISTING = ("delisting (DW) is not applied as a disposal: the shares still exist; a worthless-security loss "
+             "is claimed when they become worthless (Pub 550)")
 
 
 def _d(raw: dict, name: str) -> Decimal | None:
@@ -102,6 +108,14 @@ def _event(txn: Transaction, picks: dict[tuple[str, str], list[LotPick]]) -> Tra
         lot_picks=tuple(picks.get((txn.account, raw.get("tradeID") or ""), ())),
         broker_pnl=_d(raw, "fifoPnlRealized"), txn_id=txn.id, broker="ibkr",
     )
+
+
+def _figure(txn: Transaction, cause: str) -> BrokerFigure | None:
+    """The broker's realized figure of a row that changes no lot, when it reports one for a close."""
+    pnl = _d(txn.raw, "fifoPnlRealized")
+    if pnl is None or (pnl == 0 and "C" not in (txn.raw.get("openCloseIndicator") or "")):
+        return None
+    return BrokerFigure(txn.account, _trade_id(txn), txn.symbol or "", txn.executed_at, pnl, cause)
 
 
 def _drop_cancelled(trades: list[Transaction]) -> list[Transaction]:
@@ -189,10 +203,10 @@ def _day_start(txn: Transaction) -> datetime:
     return datetime.combine(trade_day(txn.executed_at), time(0, 0), tzinfo=NEW_YORK)
 
 
-def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
+def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent | BrokerFigure]:
     """Splits, symbol changes and cash disposals; the rest (spinoffs, rights, stock dividends) is logged."""
     rows = _detail_rows(rows)
-    out: list[TradeEvent | SplitEvent | RenameEvent] = []
+    out: list[TradeEvent | SplitEvent | RenameEvent | BrokerFigure] = []
     seen: set[tuple[object, ...]] = set()
     used: set[int] = set()
     for txn in rows:
@@ -234,21 +248,31 @@ def _corporate_actions(rows: list[Transaction]) -> list[TradeEvent | SplitEvent 
             continue
         log.info("corporate action %s %s (%s) on %s is not applied to lots", code or "?", txn.symbol,
                  desc[:60], trade_day(txn.executed_at))
+        figure = _figure(txn, DELISTING if code == "DW" else
+                         f"corporate action {code or '?'} ({desc[:60]}) is not applied to lots")
+        if figure is not None:
+            out.append(figure)
     return out
 
 
-def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent]:
+def ibkr_events(rows: Iterable[Transaction]) -> list[TradeEvent | SplitEvent | RenameEvent | BrokerFigure]:
     rows = list(rows)
-    trades = [t for t in rows if t.type == "trade" and t.raw.get("assetCategory") not in SKIP_ASSETS
-              and (t.raw.get("levelOfDetail") or "").upper() in EXECUTION_LEVELS]
+    executions = [t for t in rows if t.type == "trade" and (t.raw.get("levelOfDetail") or "").upper()
+                  in EXECUTION_LEVELS]
+    trades = [t for t in executions if t.raw.get("assetCategory") not in SKIP_ASSETS]
+    figures = [f for t in executions if t.raw.get("assetCategory") in SKIP_ASSETS
+               if (f := _figure(t, FOREX)) is not None]
     picks: dict[tuple[str, str], list[LotPick]] = defaultdict(list)
     for t in rows:
         if t.type == "lot" and t.raw.get("tradeID"):
             opened = parse_flex_datetime(t.raw.get("openDateTime") or t.raw.get("tradeDate"))
             if opened is not None:
                 picks[(t.account, t.raw["tradeID"])].append(LotPick(trade_day(opened), abs(Decimal(t.quantity))))
-    trades = _drop_cancelled(sorted(trades, key=lambda t: (t.executed_at, t.id or 0)))
+    ordered = sorted(trades, key=lambda t: (t.executed_at, t.id or 0))
+    trades = _drop_cancelled(ordered)
+    kept = {id(t) for t in trades}
+    figures += [f for t in ordered if id(t) not in kept if (f := _figure(t, CANCELLED)) is not None]
     txns = {_trade_id(t): t for t in trades}
     events = _pair_deliveries([_event(t, picks) for t in trades], txns)
     corp = [t for t in rows if t.type == "corporate_action"]
-    return [*_corporate_actions(corp), *events]
+    return [*_corporate_actions(corp), *events, *figures]

@@ -15,6 +15,7 @@ from engine.portfolio.lots.checks import check_against_broker
 from engine.portfolio.lots.matching import LotMatcher
 from engine.portfolio.lots.model import (
     Asset,
+    BrokerFigure,
     CloseKind,
     Instrument,
     Lot,
@@ -28,11 +29,11 @@ from engine.portfolio.lots.model import (
 )
 from engine.portfolio.lots.wash import apply_wash_sales
 
-__all__ = ["Asset", "CloseKind", "Instrument", "Lot", "LotPick", "LotResult", "PnlDifference", "RenameEvent",
-           "SplitEvent", "TradeEvent", "WashSale", "compute_lots"]
+__all__ = ["Asset", "BrokerFigure", "CloseKind", "Instrument", "Lot", "LotPick", "LotResult", "PnlDifference",
+           "RenameEvent", "SplitEvent", "TradeEvent", "WashSale", "compute_lots"]
 
 
-def compute_lots(events: Iterable[TradeEvent | SplitEvent | RenameEvent],
+def compute_lots(events: Iterable[TradeEvent | SplitEvent | RenameEvent | BrokerFigure],
                  expire_through: datetime | None = None) -> LotResult:
     events = list(events)
     result = LotMatcher().run(events, expire_through)

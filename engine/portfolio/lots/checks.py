@@ -7,7 +7,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from engine.portfolio.lots.model import CENT, ZERO, CloseKind, LotResult, PnlDifference, TradeEvent, trade_day
+from engine.portfolio.lots.model import (
+    CENT,
+    ZERO,
+    BrokerFigure,
+    CloseKind,
+    LotResult,
+    PnlDifference,
+    TradeEvent,
+    trade_day,
+)
 
 UNMATCHED = "opening lot before the imported history ({units} units closed with no lot to close)"
 FOLDED_OPTION = "premium folded into the stock lot (IRS Pub 550); the broker realizes it on the option"
@@ -29,6 +38,11 @@ def check_against_broker(events: Iterable[object], result: LotResult) -> list[Pn
     unmatched = {(e.account, e.trade_id): units for e, units in result.unmatched}
     checks: list[PnlDifference] = []
     for event in events:
+        if isinstance(event, BrokerFigure):
+            # A broker figure on a row that changes no lot: nothing of ours to compare, always listed.
+            checks.append(PnlDifference(event.account, event.trade_id, event.symbol, trade_day(event.at),
+                                        event.broker_pnl, ZERO, event.cause))
+            continue
         if not isinstance(event, TradeEvent):
             continue
         legs = [(event, None)]
@@ -40,10 +54,12 @@ def check_against_broker(events: Iterable[object], result: LotResult) -> list[Pn
                 continue  # an opening execution: nothing realized to compare
             ours = realized.get(key, ZERO)
             cause = ""
-            if (ours - leg.broker_pnl).quantize(CENT) != ZERO:
-                if key in unmatched:
-                    cause = UNMATCHED.format(units=abs(unmatched[key]))
-                elif leg.kind in (CloseKind.exercise, CloseKind.assign) and leg.delivery is not None:
+            if key in unmatched:
+                # Listed even when the figures agree (a broker zero): a close that found no lot is a gap in
+                # the imported history, never a match.
+                cause = UNMATCHED.format(units=abs(unmatched[key]))
+            elif (ours - leg.broker_pnl).quantize(CENT) != ZERO:
+                if leg.kind in (CloseKind.exercise, CloseKind.assign) and leg.delivery is not None:
                     cause = FOLDED_OPTION
                 elif parent is not None:
                     cause = FOLDED_STOCK

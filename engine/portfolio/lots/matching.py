@@ -20,6 +20,7 @@ from decimal import Decimal
 from engine.portfolio.lots.model import (
     ZERO,
     Asset,
+    BrokerFigure,
     CloseKind,
     Lot,
     LotResult,
@@ -29,7 +30,7 @@ from engine.portfolio.lots.model import (
     trade_day,
 )
 
-Event = TradeEvent | SplitEvent | RenameEvent
+Event = TradeEvent | SplitEvent | RenameEvent | BrokerFigure  # a BrokerFigure changes no lot (see checks)
 
 
 def _sort_key(item: tuple[int, Event]) -> tuple[datetime, int, int]:
@@ -51,7 +52,7 @@ class LotMatcher:
                 self._split(event)
             elif isinstance(event, RenameEvent):
                 self._rename(event)
-            else:
+            elif isinstance(event, TradeEvent):
                 self._trade(event)
         if expire_through is not None:
             self._expire_left_over(expire_through)

@@ -109,6 +109,19 @@ class RenameEvent:
     ratio: Decimal = Decimal(1)
 
 
+@dataclass(frozen=True)
+class BrokerFigure:
+    """A row with a broker-reported realized P&L that changes no lot (a currency conversion, a cancelled
+    execution, a corporate action not applied as a disposal): listed among the differences with its cause."""
+
+    account: str
+    trade_id: str
+    symbol: str
+    at: datetime
+    broker_pnl: Decimal
+    cause: str
+
+
 @dataclass
 class Lot:
     """One piece of an acquisition: open, or closed by one closing execution."""

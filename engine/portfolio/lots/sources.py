@@ -13,6 +13,7 @@ from engine.models import Fill, Transaction
 from engine.options.occ import parse_occ
 from engine.portfolio.lots.model import (
     Asset,
+    BrokerFigure,
     CloseKind,
     Instrument,
     RenameEvent,
@@ -134,13 +135,13 @@ def paper_events(fills: Iterable[Fill], account: str = "paper") -> list[TradeEve
     return out
 
 
-def load_events(db: Engine, include_paper: bool = True) -> list[TradeEvent | SplitEvent | RenameEvent]:
+def load_events(db: Engine, include_paper: bool = True) -> list[TradeEvent | SplitEvent | RenameEvent | BrokerFigure]:
     from engine.ibkr.lot_feed import ibkr_events
 
     with Session(db) as session:
         rows = list(session.exec(select(Transaction).order_by(Transaction.executed_at, Transaction.id)))
         fills = list(session.exec(select(Fill).order_by(Fill.filled_at, Fill.id))) if include_paper else []
-    events: list[TradeEvent | SplitEvent | RenameEvent] = []
+    events: list[TradeEvent | SplitEvent | RenameEvent | BrokerFigure] = []
     events.extend(ibkr_events(r for r in rows if r.broker == "ibkr"))
     events.extend(generic_events(r for r in rows if r.broker != "ibkr"))
     events.extend(paper_events(fills))
