@@ -18,11 +18,12 @@ Traps handled (issue 15):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.execution.brokers.ibkr_orders import (
@@ -56,7 +57,13 @@ if TYPE_CHECKING:
     from engine.config import IBKRSettings
     from engine.risk import GatePass, ProposedOrder
 
+log = logging.getLogger(__name__)
+
 UNSET_DOUBLE = 1.7976931348623157e308
+LIVE_PORTS = frozenset({4001, 7496})  # IB Gateway live, TWS live (4002 / 7497 are their paper ports)
+LIVE_REFUSED = ("IBKR {what} is real money: orders need the live opt-in, QM_TRADING_MODE=live and "
+                "QM_LIVE_TRADING_CONFIRMED=true (reading positions and syncing need nothing); for paper trading "
+                "use a paper account on QM_IBKR__PORT=4002 (Gateway) or 7497 (TWS)")
 PENDING = frozenset({"PendingSubmit", "ApiPending"})
 LIVE = frozenset({"PreSubmitted", "Submitted", "ApiUpdate", "ValidationError", "PendingCancel"})
 DONE_NOT_FILLED = frozenset({"Cancelled", "ApiCancelled", "Inactive"})
@@ -103,10 +110,14 @@ class IBKRBroker:
     name = "ibkr"
 
     def __init__(self, ib: IBClient, account: str, *, reconnect: Callable[[], None] | None = None,
-                 settle_s: float = 3.0, currency: str = "USD") -> None:
+                 settle_s: float = 3.0, currency: str = "USD", live_port: bool = False,
+                 live_trading: bool = False) -> None:
         self.ib = ib
         self.account_id = account
-        self.environment = environment_of(account)  # what the shared sync and the page header show
+        # What the shared sync and the page header show; a live port is real money whatever the account.
+        self.environment = "production" if live_port else environment_of(account)
+        self._live_port = live_port
+        self._live_trading = live_trading  # the operator's live opt-in (QM_TRADING_MODE=live, confirmed)
         self._reconnect = reconnect
         self._settle_s = settle_s
         self._currency = currency
@@ -118,10 +129,16 @@ class IBKRBroker:
         ib.disconnectedEvent += self._on_disconnect
 
     @classmethod
-    def connect(cls, cfg: IBKRSettings) -> IBKRBroker:
-        from ib_async import IB
+    def connect(cls, cfg: IBKRSettings, *, live_trading: bool | None = None) -> IBKRBroker:
+        """Connect to TWS/Gateway. ``live_trading`` defaults to the settings' live opt-in: without it a live
+        port or a real-money account can be read and synced but never sent an order."""
+        import ib_async
 
-        ib = IB()
+        if live_trading is None:
+            from engine.config import TradingMode, get_settings
+
+            live_trading = get_settings().trading_mode is TradingMode.live  # implies the confirmation
+        ib = ib_async.IB()
 
         def _connect() -> None:
             ib.connect(cfg.host, cfg.port, clientId=cfg.client_id, account=cfg.account or "", timeout=15)
@@ -132,7 +149,7 @@ class IBKRBroker:
             raise BrokerUnavailable(f"TWS/Gateway not reachable at {cfg.host}:{cfg.port} "
                                     f"(QM_IBKR__HOST/QM_IBKR__PORT): {type(exc).__name__}") from None
         account = cfg.account or (ib.managedAccounts() or [""])[0]
-        return cls(ib, account, reconnect=_connect)
+        return cls(ib, account, reconnect=_connect, live_port=cfg.port in LIVE_PORTS, live_trading=live_trading)
 
     @property
     def account_number(self) -> str:
@@ -202,6 +219,9 @@ class IBKRBroker:
         return found[-1] if found else None
 
     def submit(self, gate_pass: GatePass) -> BrokerOrder:
+        if self.environment == "production" and not self._live_trading:
+            what = "on a live port (4001 Gateway, 7496 TWS)" if self._live_port else f"account {self.account_id}"
+            raise BrokerRejected(LIVE_REFUSED.format(what=what))
         self._ready()
         existing = self._trade_for(gate_pass.client_order_id)
         if existing is None:
@@ -313,10 +333,17 @@ class IBKRBroker:
                 continue  # a combo's own execution repeats its legs'
             if client_order_id is not None and ex.orderRef != client_order_id:
                 continue
+            shares = _dec(ex.shares)
+            if shares != shares.to_integral_value():
+                # A fractional share is never an engine order (whole contracts and shares); the exact
+                # execution is kept by transactions(), so nothing is truncated to a wrong fill here.
+                log.warning("IBKR fill %s of %s shares of %s is fractional: left to transactions()",
+                            ex.execId, shares, instrument_of(c))
+                continue
             report = f.commissionReport
             out[ex.execId] = BrokerFill(
                 fill_id=ex.execId, client_order_id=ex.orderRef, instrument=instrument_of(c),
-                side=Side.buy if ex.side == "BOT" else Side.sell, quantity=int(ex.shares),
+                side=Side.buy if ex.side == "BOT" else Side.sell, quantity=int(shares),
                 price=Decimal(str(ex.price)), commission=_dec(getattr(report, "commission", 0)), fees=Decimal("0"),
                 at=(ex.time or f.time).astimezone(UTC))
         return sorted(out.values(), key=lambda f: (f.at, f.fill_id))
@@ -333,7 +360,7 @@ class IBKRBroker:
             asset = AssetType.option if c.secType == "OPT" else AssetType.stock
             mult = Decimal(c.multiplier or "1") if asset is AssetType.option else Decimal(1)
             # IB's avgCost for options is per contract (x multiplier); ours is per share.
-            out.append(BrokerPosition(instrument=instrument_of(c), quantity=int(p.position),
+            out.append(BrokerPosition(instrument=instrument_of(c), quantity=_whole_units(p.position, instrument_of(c)),
                                       avg_price=Decimal(str(p.avgCost)) / mult, asset=asset, underlying=c.symbol))
         return out
 
@@ -389,6 +416,16 @@ class IBKRBroker:
                 amount=-shares * price * mult - fees, fees=fees, currency=getattr(c, "currency", "") or "USD",
                 executed_at=at, raw={"client_order_id": ex.orderRef, "source": "tws", "multiplier": str(mult)})
         return sorted(out.values(), key=lambda t: (t.executed_at, t.broker_txn_id))
+
+
+def _whole_units(value: Any, instrument: str) -> int:
+    """A position in the port's whole units. A fractional one (fractional shares) is rounded away from zero,
+    never truncated, so the risk gate counts at least all of it; the exact quantity is logged."""
+    exact = _dec(value)
+    whole = exact.to_integral_value(rounding=ROUND_UP)
+    if whole != exact:
+        log.warning("IBKR position %s of %s is fractional: counted as %s", exact, instrument, whole)
+    return int(whole)
 
 
 def instrument_of(contract: Any) -> str:
