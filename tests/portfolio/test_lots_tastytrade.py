@@ -93,3 +93,13 @@ def test_expired_long_put_is_a_sale_at_zero_on_the_expiry_date(migrated_sqlite, 
     (lot,) = r.closed_lots
     assert (lot.close_kind, lot.basis, lot.proceeds, lot.realized) == (CloseKind.expire, D(302), D(0), D(-302))
     assert lot.sold == date(2026, 12, 18)
+
+
+def test_dividend_reinvestment_is_a_purchase(migrated_sqlite, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
+                                             broker: TastytradeBroker) -> None:
+    # The recorded listing: 1.68074 KBWD received via dividend at 16.46, and 0.55928 PGX at 11.28.
+    fake.seed_recorded_transactions()
+    r = _lots(migrated_sqlite, broker)
+    bases = {lot.instrument.symbol: (lot.quantity, lot.basis) for lot in r.open_lots}
+    assert bases == {"KBWD": (D("1.68074"), D("1.68074") * D("16.46")),
+                     "PGX": (D("0.55928"), D("0.55928") * D("11.28"))}

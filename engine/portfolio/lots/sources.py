@@ -22,7 +22,8 @@ from engine.portfolio.lots.model import (
     trade_day,
 )
 
-TRADE_TYPES = frozenset({"trade", "receive deliver", "receive_deliver"})
+# "dividend_reinvest": shares bought with a dividend (tastytrade's Receive Deliver / Dividend) are a purchase.
+TRADE_TYPES = frozenset({"trade", "receive deliver", "receive_deliver", "dividend_reinvest"})
 REMOVALS = frozenset({"expiration", "expire", "expired"})  # an option removed at zero on its expiry
 # tastytrade's sync stores Receive Deliver rows under these types (engine.execution.brokers.tastytrade).
 DELIVERIES = {"assignment": CloseKind.assign, "exercise": CloseKind.exercise}
