@@ -7,7 +7,9 @@ than were sold, only that share of the loss is disallowed (Pub 550: 100 shares s
 bought back: $750 disallowed). Replacements are taken in the order acquired, and a replacement share
 replaces only once. A loss on an option is matched against acquisitions of the same option contract.
 
-Sales are processed in date order so a replacement lot's adjusted basis is in place before it is sold.
+Sales are processed in date order so a replacement lot's adjusted basis is in place before it is sold; a
+piece split off a sold replacement joins the queue, so a loss carried into it is washed again when that
+piece's own sale has a replacement (chained wash sales).
 Losses on closing short positions are not matched here (no acquisition of the short property).
 """
 
