@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app import ui
 from app.state import db_key, reader
 from engine.queries import tax_lots as q
 
@@ -55,7 +56,7 @@ def _year_chart(by_year: pd.DataFrame) -> None:
 
 
 def render() -> None:
-    st.title("Tax lots")
+    ui.page_header("Tax lots")
     key = db_key()
     open_, closed, by_year = _open(key), _closed(key), _by_year(key)
     if open_.empty and closed.empty:
