@@ -87,15 +87,14 @@ class SyncReport:
     at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        """The CLI's last line (issue 14): exact field names."""
+        """The CLI's last line: exactly the fields issue 14 names, no more (scripts read it; the environment
+        and buying power are in the human-readable lines above it)."""
         return {
             "broker": self.broker,
             "account": self.account,
-            "environment": self.environment,
             "positions": [position_json(p) for p in self.positions],
             "balances": {"net_liquidating_value": float(self.balances.net_liquidating_value),
-                         "cash_balance": float(self.balances.cash_balance),
-                         "buying_power": float(self.balances.buying_power)},
+                         "cash_balance": float(self.balances.cash_balance)},
             "transactions_new": self.transactions_new,
             "differences": self.differences,
         }
@@ -103,7 +102,7 @@ class SyncReport:
 
 def position_json(p: BrokerPosition) -> dict[str, Any]:
     return {"symbol": p.instrument, "quantity": p.quantity, "average_open_price": float(p.avg_price),
-            "instrument_type": p.asset.value, "underlying": p.underlying}
+            "instrument_type": p.asset.value}
 
 
 def _position_row(p: BrokerPosition) -> dict[str, Any]:

@@ -68,10 +68,12 @@ def test_sync_compares_positions_and_stores_transactions_once(db, fake, broker) 
     assert diffs[CALL_610]["kind"] == "external" and diffs[CALL_610]["external"] == -1
     assert diffs["AAPL"]["external"] == 100 and diffs[PUT_180]["external"] == -1
     out = report.to_json()
-    assert set(out) >= {"broker", "account", "positions", "balances", "transactions_new", "differences"}
-    assert {"symbol": CALL_610, "quantity": -2, "average_open_price": 1.5, "instrument_type": "option",
-            "underlying": "SPY"} in out["positions"]
-    assert set(out["balances"]) >= {"net_liquidating_value", "cash_balance"}
+    # issue 14 names the fields exactly: no more, no fewer
+    assert set(out) == {"broker", "account", "positions", "balances", "transactions_new", "differences"}
+    assert {"symbol": CALL_610, "quantity": -2, "average_open_price": 1.5, "instrument_type": "option"
+            } in out["positions"]
+    assert all(set(p) == {"symbol", "quantity", "average_open_price", "instrument_type"} for p in out["positions"])
+    assert set(out["balances"]) == {"net_liquidating_value", "cash_balance"}
     # rerun: nothing new; a new transaction later: exactly one new
     assert ps.sync(db, broker, NOW).transactions_new == 0
     fake.quotes = {}
@@ -161,11 +163,16 @@ def test_sync_and_preview_commands_print_the_issue_json(db, fake, monkeypatch, c
     get_settings.cache_clear()
     monkeypatch.setitem(cli_sync.SYNC_BUILDERS, "tastytrade", lambda settings: make(fake))
     assert main(["sync", "--broker", "tastytrade", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr().out.strip().splitlines()
+    out = json.loads(printed[-1])
+    assert set(out) == {"broker", "account", "positions", "balances", "transactions_new", "differences"}
     assert out["broker"] == "tastytrade" and out["account"] == ACCOUNT and out["transactions_new"] == 3
-    assert {"symbol": "AAPL", "quantity": 100, "average_open_price": 99.5, "instrument_type": "stock",
-            "underlying": "AAPL"} in out["positions"]
-    assert out["balances"]["cash_balance"] == 100000.0
+    assert {"symbol": "AAPL", "quantity": 100, "average_open_price": 99.5, "instrument_type": "stock"
+            } in out["positions"]
+    assert all(set(p) == {"symbol", "quantity", "average_open_price", "instrument_type"} for p in out["positions"])
+    assert out["balances"] == {"net_liquidating_value": 100000.0 + 2 * 450 - 2 * 170 - 190 + 10000,
+                               "cash_balance": 100000.0}
+    assert "sandbox" in " ".join(printed[:-1])  # the environment is in the human-readable lines
     assert len(out["differences"]) == 4
     assert main(["broker", "preview", "--symbol", CALL_600, "--side", "buy", "--quantity", "2", "--limit", "4.15",
                  "--broker", "tastytrade", "--json"]) == 0
