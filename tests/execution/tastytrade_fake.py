@@ -8,9 +8,11 @@ token, 429s, 5xx, a timeout after the order was created, error bodies on the dry
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +61,8 @@ class FakeTastytrade:
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
+    # (event loop, thread) each request was served on: the adapter must bridge the async SDK through one loop
+    loops: list[tuple[asyncio.AbstractEventLoop, threading.Thread]] = field(default_factory=list)
     _next_id: int = 1000
     _txn_id: int = 252700000
     _token: str = ""
@@ -74,6 +78,8 @@ class FakeTastytrade:
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
+        # MockTransport calls this inside the adapter's coroutine: the running loop is the adapter's loop
+        self.loops.append((asyncio.get_running_loop(), threading.current_thread()))
         path = request.url.path
         if path == "/oauth/token":
             return self._oauth(request)

@@ -80,6 +80,28 @@ def test_it_is_a_broker_with_a_dry_run(broker: TastytradeBroker) -> None:
     assert broker.account_number == ACCOUNT and broker.environment == "sandbox"
 
 
+def test_every_call_runs_on_the_adapters_one_event_loop_until_close(fake: FakeTastytrade) -> None:
+    """The async SDK is bridged once: one loop on one portal thread for the adapter's life (a loop per
+    call, as asyncio.run() would make, breaks the SDK's shared HTTP client and its token refresh)."""
+    import threading
+
+    b = make(fake)
+    try:
+        b.account()
+        b.positions()
+        b.preview(_order("qm-loop-1", CONDOR, 1, "-2.82"))
+        b.live_orders()
+    finally:
+        b.close()
+    assert len(fake.loops) >= 5  # session + account lookup + the four calls above
+    loops = {id(loop) for loop, _ in fake.loops}
+    threads = {thread.ident for _, thread in fake.loops}
+    assert len(loops) == 1 and len(threads) == 1
+    loop, thread = fake.loops[0]
+    assert thread is not threading.current_thread()  # the portal's thread, not the caller's
+    assert loop.is_closed() and not thread.is_alive()  # close() stops the loop and its thread
+
+
 def test_oauth_refresh_on_expiry_and_after_a_401(fake: FakeTastytrade) -> None:
     fake.token_lifetime = 30  # under the SDK's 60 s margin: every call refreshes first
     b = make(fake)
