@@ -106,9 +106,12 @@ class FakeTastytrade:
         if path == f"{a}/orders" and request.method == "POST":
             return self._place(request)
         if path == f"{a}/orders" and request.method == "GET":
-            return self._paged(sorted(self.orders.values(), key=lambda o: o["id"]), request)
+            return self._paged(self._history(request), request)
         if path == f"{a}/orders/live":
-            return self._data({"items": [o for o in self.orders.values()]})
+            # as documented: today's orders and the ones still working (an older filled order is history only)
+            today = self.clock().date().isoformat()
+            return self._data({"items": [o for o in self.orders.values()
+                                         if o["received-at"][:10] == today or o["status"] == "Live"]})
         if path.startswith(f"{a}/orders/"):
             oid = int(path.rsplit("/", 1)[1])
             if oid not in self.orders:
@@ -371,6 +374,13 @@ class FakeTastytrade:
             "per-page": per_page, "page-offset": offset, "item-offset": offset * per_page,
             "total-items": len(items), "total-pages": pages, "current-item-count": len(page),
             "previous-link": None, "next-link": None, "paging-link-template": None}})
+
+    def _history(self, request: httpx2.Request) -> list[dict[str, Any]]:
+        q = parse_qs(request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query)
+        items = sorted(self.orders.values(), key=lambda o: o["id"])
+        if "start-date" in q:
+            items = [o for o in items if o["received-at"][:10] >= q["start-date"][0]]
+        return items
 
     def _transactions(self, request: httpx2.Request) -> httpx2.Response:
         q = parse_qs(request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx2
@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from engine.config import TastytradeSettings
-from engine.execution.brokers.tastytrade import TastytradeAuthError, TastytradeBroker
+from engine.execution.brokers.tastytrade import OrderTimes, TastytradeAuthError, TastytradeBroker
 from engine.execution.ports import (
     AssetType,
     Broker,
@@ -38,10 +38,11 @@ CALL_620 = "SPY   261218C00620000"
 SECRET, REFRESH = "provider-secret-value", "refresh-token-value"
 
 
-def make(fake: FakeTastytrade, **kw: object) -> TastytradeBroker:
+def make(fake: FakeTastytrade, *, now: Callable[[], datetime] = lambda: NOW,
+         order_times: Callable[[str], OrderTimes | None] | None = None, **kw: object) -> TastytradeBroker:
     cfg = TastytradeSettings(client_secret=SecretStr(SECRET), refresh_token=SecretStr(REFRESH),
                              api_url="http://tasty.test", **kw)  # type: ignore[arg-type]
-    return TastytradeBroker(cfg, transport=fake.transport(), backoff_seconds=0.0, now=lambda: NOW)
+    return TastytradeBroker(cfg, transport=fake.transport(), backoff_seconds=0.0, now=now, order_times=order_times)
 
 
 @pytest.fixture
@@ -360,3 +361,50 @@ def test_an_unreadable_placement_answer_leaves_the_order_unknown(fake: FakeTasty
         broker.submit(_passed(_order("qm-garbled", (Leg(CALL_600, Side.buy),), 1, "4.15")))
     found = broker.order("qm-garbled")
     assert found is not None and found.status is BrokerOrderStatus.filled
+
+
+def test_an_order_older_than_the_default_window_is_found_back_to_its_creation_day(fake: FakeTastytrade) -> None:
+    # a GTC order placed 20 days ago and filled since: not live any more, only in the history
+    placed_at = NOW - timedelta(days=20)
+    fake.clock = lambda: placed_at
+    fake.quotes = {CALL_600: Decimal("4.15")}
+    first = make(fake, now=lambda: placed_at)
+    try:
+        first.submit(_passed(_order("qm-old-1", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    finally:
+        first.close()
+    fake.clock = lambda: NOW
+    blind = make(fake)  # a restarted adapter without the engine's order times: a 7-day window
+    try:
+        assert blind.order("qm-old-1") is None
+    finally:
+        blind.close()
+    restarted = make(fake, order_times={"qm-old-1": OrderTimes(placed_at, placed_at)}.get)
+    try:
+        found = restarted.order("qm-old-1")
+        assert found is not None and found.status is BrokerOrderStatus.filled
+        history = [r for r in fake.requests if r.method == "GET" and r.url.path.endswith("/orders")][-1]
+        assert "start-date=2026-11-11" in str(history.url)  # 2026-12-01 minus 20 days
+    finally:
+        restarted.close()
+
+
+def test_a_restart_does_not_forget_a_placement_in_flight(fake: FakeTastytrade) -> None:
+    """The engine's persisted "submitting" time stands in for the adapter's lost memory after a restart."""
+    fake.fail_next_place = "timeout_before_create"
+    b = make(fake)
+    try:
+        with pytest.raises(BrokerUnavailable):
+            b.submit(_passed(_order("qm-flight-1", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    finally:
+        b.close()
+    clock = {"now": NOW + timedelta(seconds=5)}
+    times = {"qm-flight-1": OrderTimes(NOW - timedelta(seconds=1), NOW)}
+    restarted = make(fake, now=lambda: clock["now"], order_times=times.get)
+    try:
+        with pytest.raises(BrokerUnavailable, match="not visible yet"):
+            restarted.order("qm-flight-1")  # 5 s after the send: it may still appear
+        clock["now"] = NOW + timedelta(seconds=61)
+        assert restarted.order("qm-flight-1") is None  # proven absent once it had time to appear
+    finally:
+        restarted.close()

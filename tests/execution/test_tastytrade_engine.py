@@ -181,3 +181,23 @@ def test_an_event_on_an_external_position_moves_no_engine_cash(env, fake: FakeTa
         assert s.exec(select(Position)).all() == []  # no stock position for the engine to manage
         assert [t.type for t in s.exec(select(Transaction)).all()] == ["assigned_external"]
         assert engine_cash(s, Decimal("100000")) == Decimal("100000")
+
+
+def test_after_a_restart_the_persisted_submitting_time_keeps_the_order_in_flight(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
+                                                                                 broker: TastytradeBroker) -> None:
+    from engine.execution.brokers.tastytrade_factory import order_times_from
+
+    settings, db = env
+    fake.fail_next_place = "timeout_before_create"
+    cid = _submit(settings, db, broker, _condor_spec()).client_order_id  # "submitting" committed at NOW
+    clock = {"now": NOW + timedelta(seconds=5)}
+    restarted = make(fake, now=lambda: clock["now"], order_times=order_times_from(db))
+    try:
+        reconcile(db, restarted, Decimal("100000"), NOW)  # 5 s after the send: not absent yet
+        assert _order(db, cid).status == "submitting"
+        clock["now"] = NOW + timedelta(seconds=61)
+        reconcile(db, restarted, Decimal("100000"), NOW)
+        assert _order(db, cid).status == "approved"  # absent: resent later with the same id
+    finally:
+        restarted.close()
+    assert not fake.orders
