@@ -61,6 +61,7 @@ class FakeTastytrade:
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
+    replace_bodies: list[dict[str, Any]] = field(default_factory=list)
     # (event loop, thread) each request was served on: the adapter must bridge the async SDK through one loop
     loops: list[tuple[asyncio.AbstractEventLoop, threading.Thread]] = field(default_factory=list)
     _next_id: int = 1000
@@ -354,8 +355,13 @@ class FakeTastytrade:
         old = self.orders[oid]
         if old["status"] != "Live":
             return self._error(422, "order_not_editable", f"order {oid} is {old['status']}")
-        new_body = {**body, "legs": [{k: v for k, v in leg.items() if k not in ("fills", "remaining-quantity")}
-                                     for leg in old["legs"]]}
+        kept = [{k: v for k, v in leg.items() if k not in ("fills", "remaining-quantity")} for leg in old["legs"]]
+        if body.get("legs"):  # a replacement may carry fewer contracts (what remains), never other legs
+            if [(leg["symbol"], leg["action"]) for leg in body["legs"]] != [(k["symbol"], k["action"]) for k in kept]:
+                return self._error(422, "invalid_legs", "a replacement cannot change the legs")
+            kept = [{**k, "quantity": leg["quantity"]} for k, leg in zip(kept, body["legs"], strict=True)]
+        self.replace_bodies.append(body)
+        new_body = {**body, "legs": kept}
         new_body.pop("external-identifier", None)  # the broker keeps the link, not our identifier
         new = self._new_order(new_body, replaces=oid)
         old.update({"status": "Cancelled", "replacing-order-id": new["id"], "cancellable": False,

@@ -68,9 +68,10 @@ def _passed(order: ProposedOrder):  # type: ignore[no-untyped-def]
     return decision.gate_pass
 
 
-def _order(cid: str, legs: tuple[Leg, ...], qty: int, limit: str, intent: Intent = Intent.open) -> ProposedOrder:
+def _order(cid: str, legs: tuple[Leg, ...], qty: int, limit: str, intent: Intent = Intent.open,
+           tif: str = "day") -> ProposedOrder:
     return ProposedOrder(cid, "SPY", "", intent, legs, qty, Decimal(limit), Decimal("100"), Decimal("100"),
-                         position_quantity=qty if intent is Intent.close else None)
+                         position_quantity=qty if intent is Intent.close else None, time_in_force=tif)
 
 
 CONDOR = (Leg(PUT_570, Side.buy), Leg(PUT_580, Side.sell), Leg(CALL_610, Side.sell), Leg(CALL_620, Side.buy))
@@ -238,7 +239,7 @@ def test_cancel_and_replace_keep_the_client_order_id(fake: FakeTastytrade, broke
     legs = (Leg(CALL_600, Side.buy), Leg(CALL_610, Side.sell))
     first = broker.submit(_passed(_order("qm-cds-1", legs, 3, "2.50")))
     assert first.status is BrokerOrderStatus.working and first.filled_quantity == 0
-    replaced = broker.replace("qm-cds-1", Decimal("2.55"))
+    replaced = broker.replace(_passed(_order("qm-cds-1", legs, 3, "2.55")))
     assert replaced.broker_order_id != first.broker_order_id  # found by the replace link, not the PUT answer
     assert replaced.status is BrokerOrderStatus.working and replaced.quantity == 3
     put = next(r for r in fake.requests if r.method == "PUT")
@@ -408,3 +409,35 @@ def test_a_restart_does_not_forget_a_placement_in_flight(fake: FakeTastytrade) -
         assert restarted.order("qm-flight-1") is None  # proven absent once it had time to appear
     finally:
         restarted.close()
+
+
+def test_replace_sends_what_remains_keeps_gtc_and_needs_a_pass_for_exactly_that(fake: FakeTastytrade,
+                                                                                broker: TastytradeBroker) -> None:
+    fake.fill_mode = "partial"  # 2 of the 4 spreads fill at once
+    legs = (Leg(CALL_600, Side.buy), Leg(CALL_610, Side.sell))
+    first = broker.submit(_passed(_order("qm-gtc-1", legs, 4, "2.50", tif="gtc")))
+    assert (first.status, first.quantity, first.filled_quantity) == (BrokerOrderStatus.working, 4, 2)
+    refused = [
+        (_passed(_order("qm-gtc-1", legs, 4, "2.55", tif="gtc")), "quantity 4 is not the 2 that remain"),
+        (_passed(_order("qm-gtc-1", legs, 2, "2.55")), "time_in_force 'day' is not the order's 'gtc'"),
+        (_passed(_order("qm-gtc-1", (Leg(CALL_600, Side.buy),), 2, "2.55", tif="gtc")), "legs"),
+    ]
+    for gate_pass, why in refused:
+        with pytest.raises(BrokerRejected, match=why):
+            broker.replace(gate_pass)
+    with pytest.raises(BrokerRejected, match="passed the risk gate"):
+        broker.replace("qm-gtc-1")  # type: ignore[arg-type]
+    assert not any(r.method == "PUT" for r in fake.requests)  # nothing refused reached the broker
+    replaced = broker.replace(_passed(_order("qm-gtc-1", legs, 2, "2.55", tif="gtc")))
+    body = fake.replace_bodies[-1]
+    assert [(leg["symbol"], leg["quantity"]) for leg in body["legs"]] == [(CALL_600, 2), (CALL_610, 2)]
+    assert body["time-in-force"] == "GTC" and body["price"] == "2.55" and body["price-effect"] == "Debit"
+    new = fake.orders[int(replaced.broker_order_id)]
+    assert new["replaces-order-id"] == int(first.broker_order_id) and new["time-in-force"] == "GTC"
+    # the structure: 2 filled before the replace + 2 asked for now; the client order id still leads to it
+    assert (replaced.status, replaced.quantity, replaced.filled_quantity) == (BrokerOrderStatus.working, 4, 2)
+    fake.fill(int(replaced.broker_order_id))
+    done = broker.order("qm-gtc-1")
+    assert done is not None and (done.status, done.quantity, done.filled_quantity) == (
+        BrokerOrderStatus.filled, 4, 4)
+    assert done.avg_fill_price == Decimal("2.525")  # 2 at 2.50 before the replace, 2 at 2.55 after

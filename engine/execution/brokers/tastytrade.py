@@ -292,10 +292,16 @@ class TastytradeBroker:
 
     def _answer(self, client_order_id: str, newest: PlacedOrder, chain: list[PlacedOrder]) -> BrokerOrder:
         answer = tto.to_broker_order(client_order_id, newest, self._legs.get(client_order_id))
-        if len(chain) > 1:  # fills of the replaced orders count for the structure too
-            fills = self._fill_units(client_order_id, chain)
-            answer = BrokerOrder(answer.client_order_id, answer.broker_order_id, answer.status, answer.quantity,
-                                 fills, answer.avg_fill_price, answer.reason)
+        if len(chain) > 1:
+            # Fills of the replaced orders count for the structure too, and the structure's size is what
+            # they filled plus what the newest order still asks for (a replacement carries only the rest).
+            parts = [tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)) for o in chain]
+            before = sum(p.filled_quantity for p in parts[:-1])
+            filled = before + answer.filled_quantity
+            paid = sum((p.avg_fill_price * p.filled_quantity for p in parts if p.avg_fill_price is not None),
+                       Decimal(0))
+            answer = BrokerOrder(answer.client_order_id, answer.broker_order_id, answer.status,
+                                 before + answer.quantity, filled, paid / filled if filled else None, answer.reason)
         return answer
 
     def live_orders(self) -> list[BrokerOrder]:
@@ -314,10 +320,6 @@ class TastytradeBroker:
 
     async def _accounts(self) -> list[Account]:
         return await Account.get(self._session)
-
-    def _fill_units(self, client_order_id: str, chain: list[PlacedOrder]) -> int:
-        return sum(tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)).filled_quantity
-                   for o in chain)
 
     def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
         """The legs' fills, each with the commission and fees tastytrade booked on its trade transaction.
@@ -358,29 +360,51 @@ class TastytradeBroker:
     async def _delete(self, order_id: int) -> None:
         await self._account().delete_order(self._session, order_id)
 
-    def replace(self, client_order_id: str, limit_price: Decimal, time_in_force: str = "day") -> BrokerOrder:
-        """A new limit for a working order (same legs and quantity). The SDK's replace answer is not
-        trusted for the new order's id: it is looked up by the replaced order's link, so the client order id
-        keeps pointing at the live order."""
-        newest, _ = self._newest(client_order_id)
+    def replace(self, gate_pass: Any) -> BrokerOrder:
+        """A new limit for a working order, authorised like a new order: by a ``GatePass`` for exactly the
+        replacement (same client order id and legs, the quantity that *remains*, the order's own time in
+        force, the new limit), which ``engine.risk.evaluate`` issues after the broker's dry run of it
+        (``engine.execution.brokers.tastytrade_replace.gated_replace`` does both and updates the order row).
+
+        Adapter-only, not on the ``Broker`` port: the engine never reprices a working order (a stale entry
+        expires or is cancelled, an exit is re-proposed as the next attempt with its own id), so nothing in
+        the engine calls it; the pass keeps it behind the gate for whoever does.
+
+        The SDK's replace answer is not trusted for the new order's id: it is looked up by the replaced
+        order's link, so the client order id keeps pointing at the live order."""
+        if not is_gate_pass(gate_pass):
+            raise BrokerRejected("tastytrade only replaces orders with a replacement that passed the risk gate")
+        cid = gate_pass.client_order_id
+        newest, _ = self._newest(cid)
         if newest is None:
-            raise BrokerRejected(f"tastytrade has no order {client_order_id}")
-        legs = self._legs.get(client_order_id) or tto.legs_from_order(newest)
+            raise BrokerRejected(f"tastytrade has no order {cid}")
+        legs = self._legs.get(cid) or tto.legs_from_order(newest)
+        ordered, filled = tto.units(newest, legs)
+        remaining = ordered - filled
+        if newest.status not in tto.WORKING or remaining <= 0:
+            raise BrokerRejected(f"tastytrade order {cid} is {newest.status.value} with {remaining} left: "
+                                 "nothing to replace")
+        try:
+            tif = tto.time_in_force_of(newest)
+        except ValueError as exc:
+            raise BrokerRejected(str(exc)) from exc
         intent = "open" if newest.legs[0].action in (OrderAction.BUY_TO_OPEN, OrderAction.SELL_TO_OPEN) else "close"
-        size = tto.to_broker_order(client_order_id, newest, legs).quantity
-        tt = self._order_for(client_order_id, legs, size, limit_price, intent, time_in_force)
+        _check_replacement(gate_pass, legs, remaining, tif, intent)
+        # The legs go with the remaining quantity: a partly filled order is replaced by one for what is
+        # left, never by the original size again (the SDK's replace leaves the legs out).
+        tt = self._order_for(cid, legs, remaining, gate_pass.limit_price, intent, tif)
         self._call(self._replace, newest.id, tt, write=True)
-        new_id = self._call(self._replacement_of, newest.id, client_order_id)
+        new_id = self._call(self._replacement_of, newest.id, cid)
         if new_id is not None:
-            self._ids[client_order_id] = new_id
-        answer = self.order(client_order_id)
+            self._ids[cid] = new_id
+        answer = self.order(cid)
         assert answer is not None
         return answer
 
     async def _replace(self, order_id: int, order: LimitOrder) -> None:
-        # As the SDK's replace_order sends it (no legs: they cannot change); its answer is not used.
+        # Its answer names the old order (or the new one, depending on the version): not used.
         await self._session._put(f"/accounts/{self.account_number}/orders/{order_id}",
-                                 content=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
+                                 content=order.model_dump_json(exclude_none=True, by_alias=True))
 
     async def _replacement_of(self, old_id: int, client_order_id: str) -> int | None:
         candidates = [o for o in await self._live_orders()
@@ -441,6 +465,26 @@ class TastytradeBroker:
         since = self._now().date() - timedelta(days=self.history_days)
         rows = self._call(self._history, since, ["Receive Deliver"])
         return _events(rows)
+
+
+def _check_replacement(gate_pass: Any, legs: tuple[Leg, ...], remaining: int, time_in_force: str,
+                       intent: str) -> None:
+    """The pass must authorise exactly the replacement the broker will get; every mismatch is named."""
+    def shape(ls: Any) -> list[tuple[str, str, int]]:
+        return sorted((leg.instrument, leg.side.value, leg.ratio) for leg in ls)
+
+    given_intent = "open" if str(getattr(gate_pass.intent, "value", gate_pass.intent)) == "open" else "close"
+    problems = []
+    if shape(gate_pass.legs) != shape(legs):
+        problems.append(f"legs {shape(gate_pass.legs)} are not the working order's {shape(legs)}")
+    if gate_pass.quantity != remaining:
+        problems.append(f"quantity {gate_pass.quantity} is not the {remaining} that remain")
+    if str(gate_pass.time_in_force).lower() != time_in_force:
+        problems.append(f"time_in_force {gate_pass.time_in_force!r} is not the order's {time_in_force!r}")
+    if given_intent != intent:
+        problems.append(f"intent {given_intent!r} is not the order's {intent!r}")
+    if problems:
+        raise BrokerRejected(f"replacement of {gate_pass.client_order_id} refused: " + "; ".join(problems))
 
 
 def _utc(at: datetime) -> datetime:
