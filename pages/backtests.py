@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import state
+from app import state, ui
 from engine.backtest import jobs
 from engine.backtest.metrics import drawdown_curve
 from engine.backtest.report import format_metrics
@@ -128,7 +128,7 @@ def compare(runs) -> None:  # type: ignore[no-untyped-def]
 
 
 def render() -> None:
-    st.title("Backtests")
+    ui.page_header("Backtests")
     launcher()
     running()
     runs = list_runs(state.reader())

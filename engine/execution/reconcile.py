@@ -223,19 +223,39 @@ def engine_instrument_positions(session: Session) -> dict[str, int]:
 
 
 def _compare_books(engine: Engine, broker: Broker, starting_cash: Decimal) -> list[dict[str, object]]:
-    broker_positions = {p.instrument: p.quantity for p in broker.positions() if p.quantity}
-    account = broker.account()
+    """Positions instrument by instrument, and cash where the engine owns the whole account.
+
+    On a real account (a broker that syncs one: tastytrade) positions the operator holds beside the engine
+    are expected: they are not differences but the external-position view, refreshed here every cycle so
+    the risk gate counts a position opened at the broker since the last full sync. The cash there includes
+    deposits, other trades and interest, so it is compared only on the paper account, which is all the
+    engine's."""
+    from engine.portfolio.sync import SyncableBroker, refresh_positions
+    from engine.portfolio.sync import differences as position_differences
+
+    positions = [p for p in broker.positions() if p.quantity]
+    owns_account = _engine_owns_account(broker)
+    account = broker.account() if owns_account else None
     with session_scope(engine) as session:
         ours = engine_instrument_positions(session)
         cash = engine_cash(session, starting_cash)
         diffs: list[dict[str, object]] = _offsetting_positions(session)
-    for instrument in sorted(set(ours) | set(broker_positions)):
-        mine, theirs = ours.get(instrument, 0), broker_positions.get(instrument, 0)
-        if mine != theirs:
-            diffs.append({"kind": "position", "instrument": instrument, "engine": mine, "broker": theirs})
-    if cents(cash) != cents(account.cash):
+        if isinstance(broker, SyncableBroker):
+            refresh_positions(session, broker, positions, ours)
+    for d in position_differences(positions, ours):
+        if d["kind"] == "external" and not owns_account:
+            continue  # held beside the engine: listed in the external view, not a difference
+        diffs.append({"kind": "position", "instrument": d["instrument"], "engine": d["engine"],
+                      "broker": d["broker"]})
+    if account is not None and cents(cash) != cents(account.cash):
         diffs.append({"kind": "cash", "engine": str(cents(cash)), "broker": str(cents(account.cash))})
     return diffs
+
+
+def _engine_owns_account(broker: Broker) -> bool:
+    """Only the paper account is the engine's alone (the fault-injecting wrapper trades it too)."""
+    inner = getattr(broker, "inner", broker)
+    return getattr(inner, "name", "") == "paper"
 
 
 def _offsetting_positions(session: Session) -> list[dict[str, object]]:

@@ -97,7 +97,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     out = report.to_json()
     print(f"{report.broker} {report.environment} account {report.account}: {len(report.positions)} positions, "
           f"net liq ${report.balances.net_liquidating_value:,.2f}, cash ${report.balances.cash_balance:,.2f}, "
-          f"{report.transactions_new} new transactions, {len(report.differences)} differences")
+          f"buying power ${report.balances.buying_power:,.2f}, {report.transactions_new} new transactions, "
+          f"{len(report.differences)} differences")
     for d in report.differences:
         print(f"  {d['kind']}: {d['instrument'].strip()} engine {d['engine']:+d} broker {d['broker']:+d}")
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, func, select
 
@@ -12,6 +13,9 @@ from engine.execution.ports import Broker, BrokerAccount
 from engine.models import AccountSnapshot, Order, Position
 from engine.operator import kill_switch_on
 from engine.risk import PortfolioRisk
+
+if TYPE_CHECKING:
+    from engine.portfolio.sync import ExternalView
 
 _PENDING = ("approved", "submitting", "submitted", "partially_filled")
 
@@ -43,22 +47,26 @@ def portfolio_risk_offline(session: Session, settings: Settings, now: datetime,
                  _external(session, settings, exclude_external))
 
 
-def _external(session: Session, settings: Settings, exclude_instrument: str | None) -> dict[str, Decimal]:
-    """Positions at the broker the engine did not open count in every limit (DESIGN §6, §9)."""
-    from engine.portfolio.sync import external_risk
+def _external(session: Session, settings: Settings, exclude_instrument: str | None) -> ExternalView:
+    """Positions at the broker the engine did not open count in every limit (DESIGN §6, §9), the sector
+    limit included."""
+    from engine.portfolio.sync import external_view
 
-    return external_risk(session, settings.broker.value, exclude_instrument)
+    return external_view(session, settings.broker.value, exclude_instrument)
 
 
 def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetime,
-          exclude_order_id: int | None, external: dict[str, Decimal] | None = None) -> PortfolioRisk:
+          exclude_order_id: int | None, external_view: ExternalView | None = None) -> PortfolioRisk:
     is_open = Position.status == "open"
     by_symbol = session.exec(select(Position.symbol, func.sum(Position.max_loss)).where(is_open)
                              .group_by(Position.symbol)).all()
     by_sector = session.exec(select(Position.sector, func.sum(func.abs(Position.delta_dollars))).where(is_open)
                              .group_by(Position.sector)).all()
     risk_by_symbol: dict[str, Decimal] = {sym: _dec(total) for sym, total in by_symbol}
-    external = external or {}
+    external = external_view.risk_by_symbol if external_view is not None else {}
+    sectors = {sector: float(total or 0.0) for sector, total in by_sector}
+    for sector, dd in (external_view.delta_dollars_by_sector if external_view is not None else {}).items():
+        sectors[sector] = sectors.get(sector, 0.0) + dd
     for sym, ext in external.items():
         risk_by_symbol[sym] = risk_by_symbol.get(sym, Decimal("0")) + ext
     unfilled = Order.quantity - Order.filled_quantity
@@ -79,7 +87,7 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
         open_positions=len(risk_by_symbol),  # open, external and working-entry symbols alike
         heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")) + sum(external.values(), Decimal("0")),
         risk_by_symbol=risk_by_symbol,
-        delta_dollars_by_sector={sector: float(total or 0.0) for sector, total in by_sector},
+        delta_dollars_by_sector=sectors,
         pending_risk=pending,
         kill_switch=kill_switch_on(session),
     )

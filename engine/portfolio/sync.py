@@ -87,15 +87,14 @@ class SyncReport:
     at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        """The CLI's last line (issue 14): exact field names."""
+        """The CLI's last line: exactly the fields issue 14 names, no more (scripts read it; the environment
+        and buying power are in the human-readable lines above it)."""
         return {
             "broker": self.broker,
             "account": self.account,
-            "environment": self.environment,
             "positions": [position_json(p) for p in self.positions],
             "balances": {"net_liquidating_value": float(self.balances.net_liquidating_value),
-                         "cash_balance": float(self.balances.cash_balance),
-                         "buying_power": float(self.balances.buying_power)},
+                         "cash_balance": float(self.balances.cash_balance)},
             "transactions_new": self.transactions_new,
             "differences": self.differences,
         }
@@ -103,7 +102,7 @@ class SyncReport:
 
 def position_json(p: BrokerPosition) -> dict[str, Any]:
     return {"symbol": p.instrument, "quantity": p.quantity, "average_open_price": float(p.avg_price),
-            "instrument_type": p.asset.value, "underlying": p.underlying}
+            "instrument_type": p.asset.value}
 
 
 def _position_row(p: BrokerPosition) -> dict[str, Any]:
@@ -208,8 +207,9 @@ def latest_state(session: Session, broker: str) -> BrokerSyncState | None:
                         .order_by(BrokerSyncState.last_sync_at.desc())).first()
 
 
-def external_risk(session: Session, broker: str, exclude_underlying: str | None = None) -> dict[str, Decimal]:
-    """Risk in dollars per underlying of the external positions in the broker's last snapshot."""
+def _external_groups(session: Session, broker: str, exclude_underlying: str | None) -> dict[str, list[BrokerPosition]]:
+    """The external positions of the broker's newest snapshot (the last sync, refreshed by every intraday
+    reconciliation), by underlying."""
     state = latest_state(session, broker)
     if state is None or not state.positions:
         return {}
@@ -219,7 +219,76 @@ def external_risk(session: Session, broker: str, exclude_underlying: str | None 
     grouped: dict[str, list[BrokerPosition]] = defaultdict(list)
     for p in ext:
         grouped[p.underlying or p.instrument].append(p)
-    return {u: max_loss(ps) for u, ps in grouped.items()}
+    return dict(grouped)
+
+
+def external_risk(session: Session, broker: str, exclude_underlying: str | None = None) -> dict[str, Decimal]:
+    """Risk in dollars per underlying of the external positions in the broker's newest snapshot."""
+    return {u: max_loss(ps) for u, ps in _external_groups(session, broker, exclude_underlying).items()}
+
+
+@dataclass(frozen=True)
+class ExternalView:
+    """What external positions add to the risk gate's view: risk per underlying, delta dollars per sector."""
+
+    risk_by_symbol: dict[str, Decimal] = field(default_factory=dict)
+    delta_dollars_by_sector: dict[str, float] = field(default_factory=dict)
+
+
+def external_view(session: Session, broker: str, exclude_underlying: str | None = None) -> ExternalView:
+    """External positions count in the sector limit too, under their underlying's stored sector (the
+    Instrument table; "" when unknown, the gate's "no sector" bucket)."""
+    from engine.models import Instrument
+
+    groups = _external_groups(session, broker, exclude_underlying)
+    sectors: dict[str, float] = defaultdict(float)
+    for underlying, ps in groups.items():
+        sector = session.exec(select(Instrument.sector).where(Instrument.symbol == underlying)).first() or ""
+        sectors[sector] += float(delta_shares_bound(ps) * _underlying_price(session, underlying, ps))
+    return ExternalView({u: max_loss(ps) for u, ps in groups.items()}, dict(sectors))
+
+
+def delta_shares_bound(positions: list[BrokerPosition]) -> int:
+    """The most the positions' net delta can be, in shares, without greeks (the broker sends none): a call's
+    delta lies in [0, 1] and a put's in [-1, 0], so the net delta lies between the sums of each leg's
+    extremes. Exact for stock and single options, an upper bound for spreads (never an underestimate)."""
+    high = low = 0
+    for p in positions:
+        right, _, shares = _payoff_parts(p)
+        if right == "S":
+            high, low = high + shares, low + shares
+        elif (right == "C") == (shares > 0):  # long call or short put: delta between 0 and +|shares|
+            high += abs(shares)
+        else:
+            low -= abs(shares)
+    return max(abs(high), abs(low))
+
+
+def _underlying_price(session: Session, underlying: str, positions: list[BrokerPosition]) -> Decimal:
+    """The newest scan's close of the underlying; without one, the stock's open price or the highest strike
+    (options are opened near the money, and the higher strike errs on the side of more exposure)."""
+    from engine.models import ScanResult
+
+    close = session.exec(select(ScanResult.close).where(ScanResult.symbol == underlying, ScanResult.close.is_not(None))
+                         .order_by(ScanResult.scan_run_id.desc())).first()
+    if close:
+        return Decimal(str(close))
+    stock = [p.avg_price for p in positions if p.asset is AssetType.stock]
+    if stock:
+        return max(stock)
+    return max((_payoff_parts(p)[1] for p in positions), default=Decimal(0))
+
+
+def refresh_positions(session: Session, broker: SyncableBroker, positions: list[BrokerPosition],
+                      engine_positions: dict[str, int]) -> None:
+    """The intraday reconciliation's cheap refresh of the external-position view: the positions it read from
+    the broker this cycle replace the snapshot the risk gate reads, so a position opened at the broker
+    between two syncs counts at once. Balances and transactions wait for the full sync (``last_sync_at``
+    stays the full sync's time)."""
+    state = _state(session, broker)
+    state.positions = [_position_row(p) for p in positions]
+    state.differences = differences(positions, engine_positions)
+    session.add(state)
 
 
 # --- syncing ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -38,8 +39,16 @@ def synced(empty, db, monkeypatch):  # type: ignore[no-untyped-def]
     get_settings.cache_clear()
 
 
+def _page_modules() -> list[str]:
+    """Every page module in pages/: a page added later without the shared header fails here too."""
+    pages = Path(__file__).resolve().parents[2] / "pages"
+    return sorted(p.stem for p in pages.glob("*.py") if not p.stem.startswith("_"))
+
+
 def test_every_page_header_names_environment_and_account(synced, console) -> None:  # type: ignore[no-untyped-def]
-    for page in ("overview", "broker", "positions"):
+    pages = _page_modules()
+    assert {"overview", "broker", "backtests", "tax_lots"} <= set(pages)  # the listing itself works
+    for page in pages:
         at = console().open(page)
         captions = " ".join(str(c.value) for c in at.caption)
         assert "SANDBOX" in captions and f"account {ACCOUNT}" in captions, page

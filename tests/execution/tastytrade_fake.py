@@ -8,9 +8,11 @@ token, 429s, 5xx, a timeout after the order was created, error bodies on the dry
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +61,9 @@ class FakeTastytrade:
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
+    replace_bodies: list[dict[str, Any]] = field(default_factory=list)
+    # (event loop, thread) each request was served on: the adapter must bridge the async SDK through one loop
+    loops: list[tuple[asyncio.AbstractEventLoop, threading.Thread]] = field(default_factory=list)
     _next_id: int = 1000
     _txn_id: int = 252700000
     _token: str = ""
@@ -74,6 +79,8 @@ class FakeTastytrade:
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
+        # MockTransport calls this inside the adapter's coroutine: the running loop is the adapter's loop
+        self.loops.append((asyncio.get_running_loop(), threading.current_thread()))
         path = request.url.path
         if path == "/oauth/token":
             return self._oauth(request)
@@ -100,9 +107,12 @@ class FakeTastytrade:
         if path == f"{a}/orders" and request.method == "POST":
             return self._place(request)
         if path == f"{a}/orders" and request.method == "GET":
-            return self._paged(sorted(self.orders.values(), key=lambda o: o["id"]), request)
+            return self._paged(self._history(request), request)
         if path == f"{a}/orders/live":
-            return self._data({"items": [o for o in self.orders.values()]})
+            # as documented: today's orders and the ones still working (an older filled order is history only)
+            today = self.clock().date().isoformat()
+            return self._data({"items": [o for o in self.orders.values()
+                                         if o["received-at"][:10] == today or o["status"] == "Live"]})
         if path.startswith(f"{a}/orders/"):
             oid = int(path.rsplit("/", 1)[1])
             if oid not in self.orders:
@@ -345,8 +355,13 @@ class FakeTastytrade:
         old = self.orders[oid]
         if old["status"] != "Live":
             return self._error(422, "order_not_editable", f"order {oid} is {old['status']}")
-        new_body = {**body, "legs": [{k: v for k, v in leg.items() if k not in ("fills", "remaining-quantity")}
-                                     for leg in old["legs"]]}
+        kept = [{k: v for k, v in leg.items() if k not in ("fills", "remaining-quantity")} for leg in old["legs"]]
+        if body.get("legs"):  # a replacement may carry fewer contracts (what remains), never other legs
+            if [(leg["symbol"], leg["action"]) for leg in body["legs"]] != [(k["symbol"], k["action"]) for k in kept]:
+                return self._error(422, "invalid_legs", "a replacement cannot change the legs")
+            kept = [{**k, "quantity": leg["quantity"]} for k, leg in zip(kept, body["legs"], strict=True)]
+        self.replace_bodies.append(body)
+        new_body = {**body, "legs": kept}
         new_body.pop("external-identifier", None)  # the broker keeps the link, not our identifier
         new = self._new_order(new_body, replaces=oid)
         old.update({"status": "Cancelled", "replacing-order-id": new["id"], "cancellable": False,
@@ -365,6 +380,13 @@ class FakeTastytrade:
             "per-page": per_page, "page-offset": offset, "item-offset": offset * per_page,
             "total-items": len(items), "total-pages": pages, "current-item-count": len(page),
             "previous-link": None, "next-link": None, "paging-link-template": None}})
+
+    def _history(self, request: httpx2.Request) -> list[dict[str, Any]]:
+        q = parse_qs(request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query)
+        items = sorted(self.orders.values(), key=lambda o: o["id"])
+        if "start-date" in q:
+            items = [o for o in items if o["received-at"][:10] >= q["start-date"][0]]
+        return items
 
     def _transactions(self, request: httpx2.Request) -> httpx2.Response:
         q = parse_qs(request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx2
@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from engine.config import TastytradeSettings
-from engine.execution.brokers.tastytrade import TastytradeAuthError, TastytradeBroker
+from engine.execution.brokers.tastytrade import OrderTimes, TastytradeAuthError, TastytradeBroker
 from engine.execution.ports import (
     AssetType,
     Broker,
@@ -38,10 +38,11 @@ CALL_620 = "SPY   261218C00620000"
 SECRET, REFRESH = "provider-secret-value", "refresh-token-value"
 
 
-def make(fake: FakeTastytrade, **kw: object) -> TastytradeBroker:
+def make(fake: FakeTastytrade, *, now: Callable[[], datetime] = lambda: NOW,
+         order_times: Callable[[str], OrderTimes | None] | None = None, **kw: object) -> TastytradeBroker:
     cfg = TastytradeSettings(client_secret=SecretStr(SECRET), refresh_token=SecretStr(REFRESH),
                              api_url="http://tasty.test", **kw)  # type: ignore[arg-type]
-    return TastytradeBroker(cfg, transport=fake.transport(), backoff_seconds=0.0, now=lambda: NOW)
+    return TastytradeBroker(cfg, transport=fake.transport(), backoff_seconds=0.0, now=now, order_times=order_times)
 
 
 @pytest.fixture
@@ -67,9 +68,10 @@ def _passed(order: ProposedOrder):  # type: ignore[no-untyped-def]
     return decision.gate_pass
 
 
-def _order(cid: str, legs: tuple[Leg, ...], qty: int, limit: str, intent: Intent = Intent.open) -> ProposedOrder:
+def _order(cid: str, legs: tuple[Leg, ...], qty: int, limit: str, intent: Intent = Intent.open,
+           tif: str = "day") -> ProposedOrder:
     return ProposedOrder(cid, "SPY", "", intent, legs, qty, Decimal(limit), Decimal("100"), Decimal("100"),
-                         position_quantity=qty if intent is Intent.close else None)
+                         position_quantity=qty if intent is Intent.close else None, time_in_force=tif)
 
 
 CONDOR = (Leg(PUT_570, Side.buy), Leg(PUT_580, Side.sell), Leg(CALL_610, Side.sell), Leg(CALL_620, Side.buy))
@@ -78,6 +80,28 @@ CONDOR = (Leg(PUT_570, Side.buy), Leg(PUT_580, Side.sell), Leg(CALL_610, Side.se
 def test_it_is_a_broker_with_a_dry_run(broker: TastytradeBroker) -> None:
     assert isinstance(broker, Broker) and isinstance(broker, PreviewingBroker)
     assert broker.account_number == ACCOUNT and broker.environment == "sandbox"
+
+
+def test_every_call_runs_on_the_adapters_one_event_loop_until_close(fake: FakeTastytrade) -> None:
+    """The async SDK is bridged once: one loop on one portal thread for the adapter's life (a loop per
+    call, as asyncio.run() would make, breaks the SDK's shared HTTP client and its token refresh)."""
+    import threading
+
+    b = make(fake)
+    try:
+        b.account()
+        b.positions()
+        b.preview(_order("qm-loop-1", CONDOR, 1, "-2.82"))
+        b.live_orders()
+    finally:
+        b.close()
+    assert len(fake.loops) >= 5  # session + account lookup + the four calls above
+    loops = {id(loop) for loop, _ in fake.loops}
+    threads = {thread.ident for _, thread in fake.loops}
+    assert len(loops) == 1 and len(threads) == 1
+    loop, thread = fake.loops[0]
+    assert thread is not threading.current_thread()  # the portal's thread, not the caller's
+    assert loop.is_closed() and not thread.is_alive()  # close() stops the loop and its thread
 
 
 def test_oauth_refresh_on_expiry_and_after_a_401(fake: FakeTastytrade) -> None:
@@ -215,7 +239,7 @@ def test_cancel_and_replace_keep_the_client_order_id(fake: FakeTastytrade, broke
     legs = (Leg(CALL_600, Side.buy), Leg(CALL_610, Side.sell))
     first = broker.submit(_passed(_order("qm-cds-1", legs, 3, "2.50")))
     assert first.status is BrokerOrderStatus.working and first.filled_quantity == 0
-    replaced = broker.replace("qm-cds-1", Decimal("2.55"))
+    replaced = broker.replace(_passed(_order("qm-cds-1", legs, 3, "2.55")))
     assert replaced.broker_order_id != first.broker_order_id  # found by the replace link, not the PUT answer
     assert replaced.status is BrokerOrderStatus.working and replaced.quantity == 3
     put = next(r for r in fake.requests if r.method == "PUT")
@@ -338,3 +362,82 @@ def test_an_unreadable_placement_answer_leaves_the_order_unknown(fake: FakeTasty
         broker.submit(_passed(_order("qm-garbled", (Leg(CALL_600, Side.buy),), 1, "4.15")))
     found = broker.order("qm-garbled")
     assert found is not None and found.status is BrokerOrderStatus.filled
+
+
+def test_an_order_older_than_the_default_window_is_found_back_to_its_creation_day(fake: FakeTastytrade) -> None:
+    # a GTC order placed 20 days ago and filled since: not live any more, only in the history
+    placed_at = NOW - timedelta(days=20)
+    fake.clock = lambda: placed_at
+    fake.quotes = {CALL_600: Decimal("4.15")}
+    first = make(fake, now=lambda: placed_at)
+    try:
+        first.submit(_passed(_order("qm-old-1", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    finally:
+        first.close()
+    fake.clock = lambda: NOW
+    blind = make(fake)  # a restarted adapter without the engine's order times: a 7-day window
+    try:
+        assert blind.order("qm-old-1") is None
+    finally:
+        blind.close()
+    restarted = make(fake, order_times={"qm-old-1": OrderTimes(placed_at, placed_at)}.get)
+    try:
+        found = restarted.order("qm-old-1")
+        assert found is not None and found.status is BrokerOrderStatus.filled
+        history = [r for r in fake.requests if r.method == "GET" and r.url.path.endswith("/orders")][-1]
+        assert "start-date=2026-11-11" in str(history.url)  # 2026-12-01 minus 20 days
+    finally:
+        restarted.close()
+
+
+def test_a_restart_does_not_forget_a_placement_in_flight(fake: FakeTastytrade) -> None:
+    """The engine's persisted "submitting" time stands in for the adapter's lost memory after a restart."""
+    fake.fail_next_place = "timeout_before_create"
+    b = make(fake)
+    try:
+        with pytest.raises(BrokerUnavailable):
+            b.submit(_passed(_order("qm-flight-1", (Leg(CALL_600, Side.buy),), 1, "4.15")))
+    finally:
+        b.close()
+    clock = {"now": NOW + timedelta(seconds=5)}
+    times = {"qm-flight-1": OrderTimes(NOW - timedelta(seconds=1), NOW)}
+    restarted = make(fake, now=lambda: clock["now"], order_times=times.get)
+    try:
+        with pytest.raises(BrokerUnavailable, match="not visible yet"):
+            restarted.order("qm-flight-1")  # 5 s after the send: it may still appear
+        clock["now"] = NOW + timedelta(seconds=61)
+        assert restarted.order("qm-flight-1") is None  # proven absent once it had time to appear
+    finally:
+        restarted.close()
+
+
+def test_replace_sends_what_remains_keeps_gtc_and_needs_a_pass_for_exactly_that(fake: FakeTastytrade,
+                                                                                broker: TastytradeBroker) -> None:
+    fake.fill_mode = "partial"  # 2 of the 4 spreads fill at once
+    legs = (Leg(CALL_600, Side.buy), Leg(CALL_610, Side.sell))
+    first = broker.submit(_passed(_order("qm-gtc-1", legs, 4, "2.50", tif="gtc")))
+    assert (first.status, first.quantity, first.filled_quantity) == (BrokerOrderStatus.working, 4, 2)
+    refused = [
+        (_passed(_order("qm-gtc-1", legs, 4, "2.55", tif="gtc")), "quantity 4 is not the 2 that remain"),
+        (_passed(_order("qm-gtc-1", legs, 2, "2.55")), "time_in_force 'day' is not the order's 'gtc'"),
+        (_passed(_order("qm-gtc-1", (Leg(CALL_600, Side.buy),), 2, "2.55", tif="gtc")), "legs"),
+    ]
+    for gate_pass, why in refused:
+        with pytest.raises(BrokerRejected, match=why):
+            broker.replace(gate_pass)
+    with pytest.raises(BrokerRejected, match="passed the risk gate"):
+        broker.replace("qm-gtc-1")  # type: ignore[arg-type]
+    assert not any(r.method == "PUT" for r in fake.requests)  # nothing refused reached the broker
+    replaced = broker.replace(_passed(_order("qm-gtc-1", legs, 2, "2.55", tif="gtc")))
+    body = fake.replace_bodies[-1]
+    assert [(leg["symbol"], leg["quantity"]) for leg in body["legs"]] == [(CALL_600, 2), (CALL_610, 2)]
+    assert body["time-in-force"] == "GTC" and body["price"] == "2.55" and body["price-effect"] == "Debit"
+    new = fake.orders[int(replaced.broker_order_id)]
+    assert new["replaces-order-id"] == int(first.broker_order_id) and new["time-in-force"] == "GTC"
+    # the structure: 2 filled before the replace + 2 asked for now; the client order id still leads to it
+    assert (replaced.status, replaced.quantity, replaced.filled_quantity) == (BrokerOrderStatus.working, 4, 2)
+    fake.fill(int(replaced.broker_order_id))
+    done = broker.order("qm-gtc-1")
+    assert done is not None and (done.status, done.quantity, done.filled_quantity) == (
+        BrokerOrderStatus.filled, 4, 4)
+    assert done.avg_fill_price == Decimal("2.525")  # 2 at 2.50 before the replace, 2 at 2.55 after

@@ -181,3 +181,54 @@ def test_an_event_on_an_external_position_moves_no_engine_cash(env, fake: FakeTa
         assert s.exec(select(Position)).all() == []  # no stock position for the engine to manage
         assert [t.type for t in s.exec(select(Transaction)).all()] == ["assigned_external"]
         assert engine_cash(s, Decimal("100000")) == Decimal("100000")
+
+
+def test_after_a_restart_the_persisted_submitting_time_keeps_the_order_in_flight(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
+                                                                                 broker: TastytradeBroker) -> None:
+    from engine.execution.brokers.tastytrade_factory import order_times_from
+
+    settings, db = env
+    fake.fail_next_place = "timeout_before_create"
+    cid = _submit(settings, db, broker, _condor_spec()).client_order_id  # "submitting" committed at NOW
+    clock = {"now": NOW + timedelta(seconds=5)}
+    restarted = make(fake, now=lambda: clock["now"], order_times=order_times_from(db))
+    try:
+        reconcile(db, restarted, Decimal("100000"), NOW)  # 5 s after the send: not absent yet
+        assert _order(db, cid).status == "submitting"
+        clock["now"] = NOW + timedelta(seconds=61)
+        reconcile(db, restarted, Decimal("100000"), NOW)
+        assert _order(db, cid).status == "approved"  # absent: resent later with the same id
+    finally:
+        restarted.close()
+    assert not fake.orders
+
+
+def test_a_replace_that_raises_the_risk_goes_through_the_gate_with_the_dry_run(env, fake: FakeTastytrade,  # type: ignore[no-untyped-def]
+                                                                              broker: TastytradeBroker) -> None:
+    import json
+
+    from engine.execution.brokers.tastytrade_replace import gated_replace
+
+    settings, db = env
+    fake.fill_mode = "never"
+    cid = _submit(settings, db, broker, _condor_spec()).client_order_id
+    assert _order(db, cid).status == "submitted"
+    # less credit (2.50 instead of 2.82) = more risk: (10 - 2.50) x 100 = 750 per condor. The account's
+    # buying power drops to 1,500; the broker's dry run of the replacement needs (1000 - 250) x 2 + fees
+    # 8 x 1.142 = 1,509.136: refused by the gate, nothing sent.
+    fake.cash = Decimal("1500")
+    result = gated_replace(db, settings, broker, cid, Decimal("-2.50"), NOW)
+    assert not result.replaced and "broker_buying_power" in result.message
+    dry_runs = [json.loads(r.content) for r in fake.requests if r.url.path.endswith("/dry-run")]
+    assert (Decimal(dry_runs[-1]["price"]), dry_runs[-1]["price-effect"]) == (Decimal("2.5"), "Credit")
+    assert not any(r.method == "PUT" for r in fake.requests)
+    assert _order(db, cid).limit_price == Decimal("-2.82")
+    fake.cash = Decimal("100000")
+    result = gated_replace(db, settings, broker, cid, Decimal("-2.50"), NOW)
+    assert result.replaced, result.message
+    order = _order(db, cid)
+    assert order.limit_price == Decimal("-2.50") and order.status == "submitted"
+    # the pending risk the gate counts from now on: max loss 750 + the dry run's fees 9.136 / 2 per condor
+    assert order.risk_per_unit == Decimal("754.568") and order.max_loss == Decimal("1500.00")
+    assert Decimal(order.risk_decision["order_risk"]) == Decimal("1509.136")
+    assert order.broker_order_id != str(min(fake.orders))  # the new order at the broker, same client id

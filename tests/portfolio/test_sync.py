@@ -68,10 +68,12 @@ def test_sync_compares_positions_and_stores_transactions_once(db, fake, broker) 
     assert diffs[CALL_610]["kind"] == "external" and diffs[CALL_610]["external"] == -1
     assert diffs["AAPL"]["external"] == 100 and diffs[PUT_180]["external"] == -1
     out = report.to_json()
-    assert set(out) >= {"broker", "account", "positions", "balances", "transactions_new", "differences"}
-    assert {"symbol": CALL_610, "quantity": -2, "average_open_price": 1.5, "instrument_type": "option",
-            "underlying": "SPY"} in out["positions"]
-    assert set(out["balances"]) >= {"net_liquidating_value", "cash_balance"}
+    # issue 14 names the fields exactly: no more, no fewer
+    assert set(out) == {"broker", "account", "positions", "balances", "transactions_new", "differences"}
+    assert {"symbol": CALL_610, "quantity": -2, "average_open_price": 1.5, "instrument_type": "option"
+            } in out["positions"]
+    assert all(set(p) == {"symbol", "quantity", "average_open_price", "instrument_type"} for p in out["positions"])
+    assert set(out["balances"]) == {"net_liquidating_value", "cash_balance"}
     # rerun: nothing new; a new transaction later: exactly one new
     assert ps.sync(db, broker, NOW).transactions_new == 0
     fake.quotes = {}
@@ -161,11 +163,16 @@ def test_sync_and_preview_commands_print_the_issue_json(db, fake, monkeypatch, c
     get_settings.cache_clear()
     monkeypatch.setitem(cli_sync.SYNC_BUILDERS, "tastytrade", lambda settings: make(fake))
     assert main(["sync", "--broker", "tastytrade", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr().out.strip().splitlines()
+    out = json.loads(printed[-1])
+    assert set(out) == {"broker", "account", "positions", "balances", "transactions_new", "differences"}
     assert out["broker"] == "tastytrade" and out["account"] == ACCOUNT and out["transactions_new"] == 3
-    assert {"symbol": "AAPL", "quantity": 100, "average_open_price": 99.5, "instrument_type": "stock",
-            "underlying": "AAPL"} in out["positions"]
-    assert out["balances"]["cash_balance"] == 100000.0
+    assert {"symbol": "AAPL", "quantity": 100, "average_open_price": 99.5, "instrument_type": "stock"
+            } in out["positions"]
+    assert all(set(p) == {"symbol", "quantity", "average_open_price", "instrument_type"} for p in out["positions"])
+    assert out["balances"] == {"net_liquidating_value": 100000.0 + 2 * 450 - 2 * 170 - 190 + 10000,
+                               "cash_balance": 100000.0}
+    assert "sandbox" in " ".join(printed[:-1])  # the environment is in the human-readable lines
     assert len(out["differences"]) == 4
     assert main(["broker", "preview", "--symbol", CALL_600, "--side", "buy", "--quantity", "2", "--limit", "4.15",
                  "--broker", "tastytrade", "--json"]) == 0
@@ -189,3 +196,60 @@ def test_external_position_risk_is_fresh_after_close(db) -> None:  # type: ignor
         assert ps.external_risk(s, "tastytrade") == {}
         d = ps.differences([], ps.engine_instrument_positions(s))
     assert {x["kind"] for x in d} == {"missing_at_broker"}
+
+
+def test_a_position_opened_between_syncs_counts_after_the_next_reconcile(db, fake, broker) -> None:  # type: ignore[no-untyped-def]
+    from engine.execution.reconcile import reconcile
+
+    settings = load_settings(database_url=str(db.url), broker="tastytrade",
+                             tastytrade={"client_secret": "s", "refresh_token": "r"})
+    fake.positions = []
+    ps.sync(db, broker, NOW)  # the nightly sync saw an empty account
+    fake.position(CALL_600, 2, "4.00", "4.50")  # the operator opens a call spread by hand during the day
+    fake.position(CALL_610, -2, "1.50", "1.70")
+    with Session(db) as s:
+        assert portfolio_risk_offline(s, settings, NOW).heat == 0  # not seen yet
+    # the engine started with 50,000 of its own: the account's 100,000 cash is no difference on a real account
+    run = reconcile(db, broker, Decimal("50000"), NOW + timedelta(minutes=5))
+    assert run.differences == [] and run.ok  # external positions are expected, not differences
+    with Session(db) as s:
+        assert portfolio_risk_offline(s, settings, NOW).heat == Decimal("500.00")  # 2 x (4.00 - 1.50) x 100
+        state = s.exec(select(BrokerSyncState)).one()
+    assert state.last_sync_at is not None and state.last_sync_at.replace(tzinfo=UTC) == NOW  # still the full sync's
+    assert [(d["instrument"], d["kind"], d["external"]) for d in state.differences] == [
+        (CALL_600, "external", 2), (CALL_610, "external", -2)]
+    # an engine position the broker does not hold is still a difference
+    _engine_position(db, [Leg(PUT_180, Side.buy)], 1)
+    run = reconcile(db, broker, Decimal("50000"), NOW + timedelta(minutes=10))
+    assert [(d["kind"], d["instrument"], d["engine"], d["broker"]) for d in run.differences] == [
+        ("position", PUT_180, 1, 0)]
+
+
+def test_external_positions_count_in_the_sector_limit(db, fake, broker) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import Instrument, ScanResult, ScanRun
+
+    settings = load_settings(database_url=str(db.url), broker="tastytrade",
+                             tastytrade={"client_secret": "s", "refresh_token": "r"})
+    with session_scope(db) as s:
+        s.add(Instrument(symbol="AAPL", sector="Information Technology"))
+        s.add(Instrument(symbol="SPY", sector="ETF"))
+        run = ScanRun(strategy="atr_matrix", data_source="sim", data_date=NOW.date(), params_hash="x")
+        s.add(run)
+        s.flush()
+        s.add(ScanResult(scan_run_id=run.id, rank=1, symbol="SPY", close=605.0))
+    ps.sync(db, broker, NOW)
+    with Session(db) as s:
+        sectors = portfolio_risk_offline(s, settings, NOW).delta_dollars_by_sector
+    # AAPL: 100 shares (delta 100) + a short 180 put (delta 0..+100): at most 200 shares x 99.50 (no scan,
+    # the stock's open price) = 19,900
+    assert sectors["Information Technology"] == pytest.approx(19900.0)
+    # SPY: long 2 600 calls (0..+200) and short 2 610 calls (-200..0): at most 200 shares x the scan's 605
+    assert sectors["ETF"] == pytest.approx(121000.0)
+    # the engine's own positions keep their delta dollars; externals add to their sector
+    with session_scope(db) as s:
+        s.add(Position(strategy="atr_matrix", symbol="MSFT", sector="Information Technology", structure="long_call",
+                       legs=[Leg("MSFT  261218C00400000", Side.buy).to_dict()], quantity=1, initial_quantity=1,
+                       entry_price=Decimal("5"), max_loss=Decimal("500"), delta_dollars=2000.0, opened_at=NOW))
+    with Session(db) as s:
+        sectors = portfolio_risk_offline(s, settings, NOW).delta_dollars_by_sector
+    assert sectors["Information Technology"] == pytest.approx(21900.0)

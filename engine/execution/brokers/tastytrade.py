@@ -10,6 +10,10 @@
   ``BrokerUnavailable``: the engine keeps the order "submitting" until ``order()`` finds it by that
   identifier or proves it absent. It is never sent twice.
 - Fills are the legs' fills of the order (and of the orders it replaced), polled each cycle.
+- What must survive a restart is read from the engine's own order rows (``order_times``, wired by the
+  factory): when an order was created (its history is searched back to that day) and when it last went
+  to "submitting" (committed before the broker call), so an order not visible yet right after a restart
+  is not taken for absent and sent a second time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -51,6 +56,14 @@ from engine.risk import is_gate_pass
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class OrderTimes:
+    """The engine's persisted times of one client order id (from its order rows, see the factory)."""
+
+    created_at: datetime
+    sent_at: datetime | None  # when it last went to "submitting": the placement may be in flight from then
+
 __all__ = ["TastytradeAuthError", "TastytradeBroker"]
 
 _EVENT_KINDS = {"Expiration": "expired", "Assignment": "assigned", "Exercise": "exercised"}
@@ -62,8 +75,8 @@ class TastytradeBroker:
     def __init__(self, config: TastytradeSettings, *, transport: httpx2.AsyncBaseTransport | None = None,
                  timeout_seconds: float = 10.0, request_budget_seconds: float = 20.0, backoff_seconds: float = 0.5,
                  history_days: int = 7, now: Callable[[], datetime] | None = None,
-                 fees_grace: timedelta = timedelta(minutes=10), absent_after: timedelta = timedelta(seconds=60)
-                 ) -> None:
+                 fees_grace: timedelta = timedelta(minutes=10), absent_after: timedelta = timedelta(seconds=60),
+                 order_times: Callable[[str], OrderTimes | None] | None = None) -> None:
         if not config.configured:
             raise ValueError("tastytrade needs QM_TASTYTRADE__CLIENT_SECRET and QM_TASTYTRADE__REFRESH_TOKEN")
         self.config = config
@@ -72,6 +85,7 @@ class TastytradeBroker:
         self.fees_grace = fees_grace
         self.absent_after = absent_after
         self._unknown_since: dict[str, datetime] = {}  # client order id -> when a placement's outcome was lost
+        self._order_times: Callable[[str], OrderTimes | None] = order_times or (lambda cid: None)
         self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._legs: dict[str, tuple[Leg, ...]] = {}  # client order id -> legs, for unit conversion
         self._ids: dict[str, int] = {}  # client order id -> newest broker order id known
@@ -171,7 +185,9 @@ class TastytradeBroker:
         cid = gate_pass.client_order_id
         legs = tuple(gate_pass.legs)
         self._legs[cid] = legs
-        existing = self.order(cid)  # idempotent: an id the broker has seen is never placed again
+        # Idempotent: an id the broker has seen is never placed again. No in-flight wait here: the engine
+        # committed "submitting" just now, and this lookup is what decides whether to place at all.
+        existing = self._lookup(cid)
         if existing is not None:
             return existing
         intent = gate_pass.intent.value if hasattr(gate_pass.intent, "value") else str(gate_pass.intent)
@@ -204,13 +220,15 @@ class TastytradeBroker:
         data = await self._session._get(f"/accounts/{self.account_number}/orders/live")
         return [tto.LenientPlacedOrder(**i) for i in data["items"]]
 
-    async def _order_history(self) -> list[PlacedOrder]:
+    async def _order_history(self, since: date | None = None) -> list[PlacedOrder]:
         start = self._now().date() - timedelta(days=self.history_days)
+        if since is not None:
+            start = min(start, since)
         params = {"per-page": 200, "page-offset": None, "start-date": start}
         return await self._session._paginate(tto.LenientPlacedOrder, f"/accounts/{self.account_number}/orders",
                                              params)
 
-    async def _chain(self, client_order_id: str) -> list[PlacedOrder]:
+    async def _chain(self, client_order_id: str, since: date | None) -> list[PlacedOrder]:
         """Every broker order carrying this client order id (a replace makes a new one), oldest first."""
         found: dict[int, PlacedOrder] = {}
         known = self._ids.get(client_order_id)
@@ -222,7 +240,7 @@ class TastytradeBroker:
                 if order.external_identifier == client_order_id:
                     found[order.id] = order
             if not found:
-                for order in await self._order_history():
+                for order in await self._order_history(since):
                     if order.external_identifier == client_order_id:
                         found[order.id] = order
         # Follow the replace links both ways: replaced orders keep their fills, the newest is the live one.
@@ -237,7 +255,11 @@ class TastytradeBroker:
         return [found[k] for k in sorted(found)]
 
     def _newest(self, client_order_id: str) -> tuple[PlacedOrder | None, list[PlacedOrder]]:
-        chain = self._call(self._chain, client_order_id)
+        # History is searched back to the order's creation day: a GTC order (or one looked for after a long
+        # outage) can be older than the default window, and not finding it would mean sending it again.
+        times = self._order_times(client_order_id)
+        since = _utc(times.created_at).date() if times is not None else None
+        chain = self._call(self._chain, client_order_id, since)
         if not chain:
             return None, chain
         newest = chain[-1]
@@ -247,18 +269,39 @@ class TastytradeBroker:
     def order(self, client_order_id: str) -> BrokerOrder | None:
         newest, chain = self._newest(client_order_id)
         if newest is None:
-            lost = self._unknown_since.get(client_order_id)
+            lost = self._in_flight_since(client_order_id)
             if lost is not None and self._now() - lost < self.absent_after:
                 # An order whose placement timed out may still be in flight at the broker: "absent" only
                 # once it has had time to appear, or the engine would send it a second time.
                 raise BrokerUnavailable(f"tastytrade: {client_order_id} not visible yet after a lost answer; "
                                         f"absent only after {self.absent_after.total_seconds():.0f}s")
             return None
+        return self._answer(client_order_id, newest, chain)
+
+    def _in_flight_since(self, client_order_id: str) -> datetime | None:
+        """When a placement of this id may have started: this process's memory of a lost answer, else the
+        engine's persisted time of its move to "submitting" (so a restart does not forget it)."""
+        lost = self._unknown_since.get(client_order_id)
+        times = self._order_times(client_order_id)
+        sent = _utc(times.sent_at) if times is not None and times.sent_at is not None else None
+        return max((t for t in (lost, sent) if t is not None), default=None)
+
+    def _lookup(self, client_order_id: str) -> BrokerOrder | None:
+        newest, chain = self._newest(client_order_id)
+        return None if newest is None else self._answer(client_order_id, newest, chain)
+
+    def _answer(self, client_order_id: str, newest: PlacedOrder, chain: list[PlacedOrder]) -> BrokerOrder:
         answer = tto.to_broker_order(client_order_id, newest, self._legs.get(client_order_id))
-        if len(chain) > 1:  # fills of the replaced orders count for the structure too
-            fills = self._fill_units(client_order_id, chain)
-            answer = BrokerOrder(answer.client_order_id, answer.broker_order_id, answer.status, answer.quantity,
-                                 fills, answer.avg_fill_price, answer.reason)
+        if len(chain) > 1:
+            # Fills of the replaced orders count for the structure too, and the structure's size is what
+            # they filled plus what the newest order still asks for (a replacement carries only the rest).
+            parts = [tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)) for o in chain]
+            before = sum(p.filled_quantity for p in parts[:-1])
+            filled = before + answer.filled_quantity
+            paid = sum((p.avg_fill_price * p.filled_quantity for p in parts if p.avg_fill_price is not None),
+                       Decimal(0))
+            answer = BrokerOrder(answer.client_order_id, answer.broker_order_id, answer.status,
+                                 before + answer.quantity, filled, paid / filled if filled else None, answer.reason)
         return answer
 
     def live_orders(self) -> list[BrokerOrder]:
@@ -277,10 +320,6 @@ class TastytradeBroker:
 
     async def _accounts(self) -> list[Account]:
         return await Account.get(self._session)
-
-    def _fill_units(self, client_order_id: str, chain: list[PlacedOrder]) -> int:
-        return sum(tto.to_broker_order(client_order_id, o, self._legs.get(client_order_id)).filled_quantity
-                   for o in chain)
 
     def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
         """The legs' fills, each with the commission and fees tastytrade booked on its trade transaction.
@@ -321,29 +360,51 @@ class TastytradeBroker:
     async def _delete(self, order_id: int) -> None:
         await self._account().delete_order(self._session, order_id)
 
-    def replace(self, client_order_id: str, limit_price: Decimal, time_in_force: str = "day") -> BrokerOrder:
-        """A new limit for a working order (same legs and quantity). The SDK's replace answer is not
-        trusted for the new order's id: it is looked up by the replaced order's link, so the client order id
-        keeps pointing at the live order."""
-        newest, _ = self._newest(client_order_id)
+    def replace(self, gate_pass: Any) -> BrokerOrder:
+        """A new limit for a working order, authorised like a new order: by a ``GatePass`` for exactly the
+        replacement (same client order id and legs, the quantity that *remains*, the order's own time in
+        force, the new limit), which ``engine.risk.evaluate`` issues after the broker's dry run of it
+        (``engine.execution.brokers.tastytrade_replace.gated_replace`` does both and updates the order row).
+
+        Adapter-only, not on the ``Broker`` port: the engine never reprices a working order (a stale entry
+        expires or is cancelled, an exit is re-proposed as the next attempt with its own id), so nothing in
+        the engine calls it; the pass keeps it behind the gate for whoever does.
+
+        The SDK's replace answer is not trusted for the new order's id: it is looked up by the replaced
+        order's link, so the client order id keeps pointing at the live order."""
+        if not is_gate_pass(gate_pass):
+            raise BrokerRejected("tastytrade only replaces orders with a replacement that passed the risk gate")
+        cid = gate_pass.client_order_id
+        newest, _ = self._newest(cid)
         if newest is None:
-            raise BrokerRejected(f"tastytrade has no order {client_order_id}")
-        legs = self._legs.get(client_order_id) or tto.legs_from_order(newest)
+            raise BrokerRejected(f"tastytrade has no order {cid}")
+        legs = self._legs.get(cid) or tto.legs_from_order(newest)
+        ordered, filled = tto.units(newest, legs)
+        remaining = ordered - filled
+        if newest.status not in tto.WORKING or remaining <= 0:
+            raise BrokerRejected(f"tastytrade order {cid} is {newest.status.value} with {remaining} left: "
+                                 "nothing to replace")
+        try:
+            tif = tto.time_in_force_of(newest)
+        except ValueError as exc:
+            raise BrokerRejected(str(exc)) from exc
         intent = "open" if newest.legs[0].action in (OrderAction.BUY_TO_OPEN, OrderAction.SELL_TO_OPEN) else "close"
-        size = tto.to_broker_order(client_order_id, newest, legs).quantity
-        tt = self._order_for(client_order_id, legs, size, limit_price, intent, time_in_force)
+        _check_replacement(gate_pass, legs, remaining, tif, intent)
+        # The legs go with the remaining quantity: a partly filled order is replaced by one for what is
+        # left, never by the original size again (the SDK's replace leaves the legs out).
+        tt = self._order_for(cid, legs, remaining, gate_pass.limit_price, intent, tif)
         self._call(self._replace, newest.id, tt, write=True)
-        new_id = self._call(self._replacement_of, newest.id, client_order_id)
+        new_id = self._call(self._replacement_of, newest.id, cid)
         if new_id is not None:
-            self._ids[client_order_id] = new_id
-        answer = self.order(client_order_id)
+            self._ids[cid] = new_id
+        answer = self.order(cid)
         assert answer is not None
         return answer
 
     async def _replace(self, order_id: int, order: LimitOrder) -> None:
-        # As the SDK's replace_order sends it (no legs: they cannot change); its answer is not used.
+        # Its answer names the old order (or the new one, depending on the version): not used.
         await self._session._put(f"/accounts/{self.account_number}/orders/{order_id}",
-                                 content=order.model_dump_json(exclude={"legs"}, exclude_none=True, by_alias=True))
+                                 content=order.model_dump_json(exclude_none=True, by_alias=True))
 
     async def _replacement_of(self, old_id: int, client_order_id: str) -> int | None:
         candidates = [o for o in await self._live_orders()
@@ -404,6 +465,30 @@ class TastytradeBroker:
         since = self._now().date() - timedelta(days=self.history_days)
         rows = self._call(self._history, since, ["Receive Deliver"])
         return _events(rows)
+
+
+def _check_replacement(gate_pass: Any, legs: tuple[Leg, ...], remaining: int, time_in_force: str,
+                       intent: str) -> None:
+    """The pass must authorise exactly the replacement the broker will get; every mismatch is named."""
+    def shape(ls: Any) -> list[tuple[str, str, int]]:
+        return sorted((leg.instrument, leg.side.value, leg.ratio) for leg in ls)
+
+    given_intent = "open" if str(getattr(gate_pass.intent, "value", gate_pass.intent)) == "open" else "close"
+    problems = []
+    if shape(gate_pass.legs) != shape(legs):
+        problems.append(f"legs {shape(gate_pass.legs)} are not the working order's {shape(legs)}")
+    if gate_pass.quantity != remaining:
+        problems.append(f"quantity {gate_pass.quantity} is not the {remaining} that remain")
+    if str(gate_pass.time_in_force).lower() != time_in_force:
+        problems.append(f"time_in_force {gate_pass.time_in_force!r} is not the order's {time_in_force!r}")
+    if given_intent != intent:
+        problems.append(f"intent {given_intent!r} is not the order's {intent!r}")
+    if problems:
+        raise BrokerRejected(f"replacement of {gate_pass.client_order_id} refused: " + "; ".join(problems))
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite hands back naive UTC
 
 
 def _signed_quantity(t: TTTransaction) -> Decimal:

@@ -48,7 +48,7 @@ from engine.portfolio.accounting import structure_multiplier
 __all__ = ["PriceEffectMismatch", "build_order", "derive_price_effect", "fills_of", "preview_of", "to_broker_order"]
 
 _TIF = {"day": OrderTimeInForce.DAY, "gtc": OrderTimeInForce.GTC}
-_WORKING = {TTStatus.RECEIVED, TTStatus.ROUTED, TTStatus.IN_FLIGHT, TTStatus.LIVE, TTStatus.CONTINGENT,
+WORKING = {TTStatus.RECEIVED, TTStatus.ROUTED, TTStatus.IN_FLIGHT, TTStatus.LIVE, TTStatus.CONTINGENT,
             TTStatus.CANCEL_REQUESTED, TTStatus.REPLACE_REQUESTED}
 _FINAL = {TTStatus.FILLED: BrokerOrderStatus.filled, TTStatus.CANCELLED: BrokerOrderStatus.cancelled,
           TTStatus.REJECTED: BrokerOrderStatus.rejected, TTStatus.EXPIRED: BrokerOrderStatus.expired,
@@ -198,7 +198,15 @@ def legs_from_order(order: PlacedOrder) -> tuple[Leg, ...]:
     return tuple(out)
 
 
-def _units(order: PlacedOrder, legs: Sequence[Leg]) -> tuple[int, int]:
+def time_in_force_of(order: PlacedOrder) -> str:
+    """The engine's name of a broker order's time in force (only the two the engine sends)."""
+    for name, tif in _TIF.items():
+        if order.time_in_force is tif:
+            return name
+    raise ValueError(f"time_in_force {order.time_in_force.value!r} of order {order.id} is not one the engine uses")
+
+
+def units(order: PlacedOrder, legs: Sequence[Leg]) -> tuple[int, int]:
     """(ordered, filled) units of the structure, from the first leg's quantities and its ratio."""
     first = order.legs[0]
     ratio = next(leg.ratio for leg in legs if leg.instrument == first.symbol)
@@ -209,8 +217,8 @@ def _units(order: PlacedOrder, legs: Sequence[Leg]) -> tuple[int, int]:
 
 def avg_fill_price(order: PlacedOrder, legs: Sequence[Leg]) -> Decimal | None:
     """Net debit per unit in the engine's convention, from the legs' fills (None before any fill)."""
-    _, units = _units(order, legs)
-    if units <= 0:
+    _, filled = units(order, legs)
+    if filled <= 0:
         return None
     by_symbol = {leg.instrument: leg for leg in legs}
     dollars = Decimal(0)
@@ -218,15 +226,15 @@ def avg_fill_price(order: PlacedOrder, legs: Sequence[Leg]) -> Decimal | None:
         sign = -1 if _side(tl.action) is Side.sell else 1
         mult = by_symbol[tl.symbol].multiplier
         dollars += sum((sign * f.fill_price * f.quantity * mult for f in tl.fills or []), Decimal(0))
-    return dollars / (structure_multiplier(list(legs)) * units)
+    return dollars / (structure_multiplier(list(legs)) * filled)
 
 
 def to_broker_order(client_order_id: str, order: PlacedOrder, legs: Sequence[Leg] | None = None) -> BrokerOrder:
     known = {leg.instrument for leg in legs or ()}
     if not legs or any(tl.symbol not in known for tl in order.legs):
         legs = legs_from_order(order)
-    ordered, filled = _units(order, legs)
-    if order.status in _WORKING:
+    ordered, filled = units(order, legs)
+    if order.status in WORKING:
         status = BrokerOrderStatus.working
     else:
         status = _FINAL.get(order.status, BrokerOrderStatus.working)
