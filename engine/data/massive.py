@@ -15,8 +15,9 @@ bar store (``BarStore(settings.bar_store_dir, "massive")``). A session is never 
 
 Every HTTP attempt, retries included, passes the plan's rate limiter (``engine.data.ratelimit``) and is
 counted. 429/5xx/timeouts are retried 2, 4, 8 s apart (a 429 waits its ``Retry-After``), by our own loop
-around single urllib3 attempts (``massive_http``); ``Backoff`` adds a slower outer retry, and every
-failure surfaces as a ``DataSourceError`` with a readable message. Responses are
+around single urllib3 attempts (``massive_http``): a persistent 429 costs those 4 attempts, no more
+(``Backoff`` does not retry spent attempts; it retries garbled bodies), and every failure surfaces as a
+``DataSourceError`` with a readable message. Responses are
 requested ``raw`` and decoded here: the client turns a malformed JSON body into an empty result without
 telling anyone, which for a grouped day would look exactly like a holiday.
 
