@@ -6,16 +6,17 @@
 - sectors: one ticker-details request per symbol for its SIC code (``engine.data.sic``), fetched once and
   refreshed every ``sector_refresh_days``, at most ``sector_requests_per_night`` a night (never-fetched
   first), so a large universe is covered over several nights;
-- gap repair: symbols with interior holes in the last ``repair_window_sessions`` stored sessions (a
-  grouped-daily file that lacked them) are refetched per symbol (``list_aggs``, ``repair``), at most
-  ``repair_requests_per_night``.
+- gap repair: symbols with holes in the last ``repair_window_sessions`` stored sessions (a grouped-daily
+  file that lacked them; interior, or at the newest edge for listed names) are refetched per symbol
+  (``list_aggs``, ``repair``), at most ``repair_requests_per_night``; sessions answered without a bar
+  (the symbol did not trade) are recorded and not asked for again.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -107,27 +108,40 @@ def refresh_sectors(session: Session, market: Any, now: datetime, budget: int, r
     return fetched, max(len(due) - fetched, 0)
 
 
-def interior_holes(store: BarStore, window: int) -> dict[str, tuple[Any, Any]]:
-    """symbol -> (first, last) missing session between stored bars in the last ``window`` stored days."""
+def missing_sessions(store: BarStore, window: int, listed: set[str] | None = None) -> dict[str, list[date]]:
+    """symbol -> sessions without its bar in the last ``window`` stored days, after its first bar there:
+    interior holes, and holes at the newest edge (no bar after them yet) for ``listed`` symbols (all when
+    None): a delisted name's trailing hole is not a hole."""
     stored = store.stored_dates()
-    if len(stored) < 3:
+    if len(stored) < 2:
         return {}
     days = stored[-window:]
     panel = store.load(days[0].astype(object), days[-1].astype(object), dtype=np.float32)
     ok = np.isfinite(panel.close)
     seen_before = np.maximum.accumulate(ok, axis=0)
     seen_after = np.maximum.accumulate(ok[::-1], axis=0)[::-1]
-    holes = ~ok & seen_before & seen_after
+    interior = ~ok & seen_before & seen_after
+    trailing = ~ok & seen_before & ~seen_after
+    if listed is not None:
+        trailing &= np.isin(np.asarray(panel.symbols, dtype=object), list(listed))[None, :]
+    holes = interior | trailing
     out = {}
     for j in np.flatnonzero(holes.any(axis=0)):
-        rows = np.flatnonzero(holes[:, j])
-        out[str(panel.symbols[j])] = (panel.dates[rows[0]].astype(object), panel.dates[rows[-1]].astype(object))
+        out[str(panel.symbols[j])] = [d.astype(object) for d in panel.dates[holes[:, j]]]
     return out
 
 
-def repair_gaps(market: Any, store: BarStore, window: int, budget: int) -> tuple[int, int]:
-    """Refetch (``market.repair``) the symbols with interior holes, newest holes first; (symbols, bars)."""
-    holes = interior_holes(store, window)
+def repair_gaps(market: Any, store: BarStore, window: int, budget: int,
+                listed: set[str] | None = None) -> tuple[int, int]:
+    """Refetch (``market.repair``) the symbols with holes, newest holes first; (symbols, bars). Sessions
+    a previous repair was answered without a bar for (``market.answered_empty``: the symbol did not
+    trade) are not asked for again."""
+    known = getattr(market, "answered_empty", dict)()
+    holes = {}
+    for symbol, days in missing_sessions(store, window, listed).items():
+        left = [d for d in days if d not in known.get(symbol, ())]
+        if left:
+            holes[symbol] = (left[0], left[-1])
     order = sorted(holes, key=lambda s: (holes[s][1], s), reverse=True)[:budget]
     bars = 0
     for symbol in order:
@@ -142,7 +156,7 @@ def refresh_reference_data(ctx: Any, report: Any) -> ReferenceRefresh | None:
     market = ctx.market
     if not hasattr(market, "ticker_details"):
         return None
-    from engine.db import session_scope
+    from engine.db import read_scope, session_scope
 
     cfg = ctx.settings.reference_data
     out = ReferenceRefresh()
@@ -156,8 +170,11 @@ def refresh_reference_data(ctx: Any, report: Any) -> ReferenceRefresh | None:
             out.sectors_fetched, out.sectors_pending = refresh_sectors(
                 session, market, now, cfg.sector_requests_per_night, cfg.sector_refresh_days)
         if store is not None and cfg.repair_requests_per_night:
+            with read_scope(ctx.db) as session:
+                listed = set(session.exec(select(Instrument.symbol).where(Instrument.source == market.name,
+                                                                          Instrument.active)).all())
             out.repaired_symbols, out.repaired_bars = repair_gaps(market, store, cfg.repair_window_sessions,
-                                                                  cfg.repair_requests_per_night)
+                                                                  cfg.repair_requests_per_night, listed)
     except DataSourceAuthError:
         raise
     except DataSourceError as exc:  # the rest of the night's upkeep still runs; tomorrow continues

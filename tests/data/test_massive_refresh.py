@@ -108,3 +108,52 @@ def test_gap_repair_refetches_holes_the_grouped_files_left(tmp_path: Path, migra
 def test_refresh_sectors_does_nothing_without_tradable_instruments(tmp_path: Path, migrated_sqlite) -> None:
     with FakeMassive() as fake, Session(migrated_sqlite) as session:
         assert refresh_sectors(session, market_for(fake, tmp_path), NIGHT, 10, 180) == (0, 0)
+
+
+class Missing:
+    """Three tickers; ``gaps`` maps a date to the tickers its grouped file lacks."""
+
+    def __init__(self, gaps: dict[date, set[str]]) -> None:
+        self.gaps = gaps
+
+    def body(self, day: date) -> bytes:
+        tickers = [t for t in ("AAA", "BBB", "CCC") if t not in self.gaps.get(day, set())]
+        rows = [{"T": t, "v": 1000, "vw": 50.0, "o": 50.0, "c": 50.0, "h": 50.0, "l": 50.0, "t": 0, "n": 1}
+                for t in tickers]
+        return json.dumps({"queryCount": len(rows), "resultsCount": len(rows), "adjusted": True, "results": rows,
+                           "status": "OK", "request_id": "x", "count": len(rows)}).encode()
+
+
+def test_a_hole_the_symbol_did_not_trade_is_asked_once_not_every_night(tmp_path: Path, migrated_sqlite) -> None:
+    # BBB genuinely did not trade on 02-28 (a halt): list_aggs answers 0 bars. Repro of the audit: three
+    # nights sent three identical requests.
+    settings = load_settings(data_dir=tmp_path)
+    with FakeMassive(grouped=Missing({date(2024, 2, 28): {"BBB"}})) as fake:
+        fake.routes["/v3/reference/tickers"] = _listing("AAA", "BBB", "CCC")
+        fake.aggs = lambda ticker, start, end: [
+            b for b in daily_aggs(ticker, start, end, price=50.0)
+            if not (ticker == "BBB" and b["t"] == int(datetime(2024, 2, 28, tzinfo=NY).timestamp() * 1000))]
+        market = market_for(fake, tmp_path, db=migrated_sqlite)
+        market.backfill(days=5, end=date(2024, 3, 1))
+        ctx = SimpleNamespace(market=market, settings=settings, db=migrated_sqlite, now=NIGHT)
+        nights = [refresh_reference_data(ctx, StepReport("nightly", NIGHT)) for _ in range(3)]
+        aggs = [s.path for s in fake.seen if s.path.startswith("/v2/aggs/ticker/")]
+    assert aggs == ["/v2/aggs/ticker/BBB/range/1/day/2024-02-28/2024-02-28"]
+    assert [(n.repaired_symbols, n.repaired_bars) for n in nights if n is not None] == [(1, 0), (0, 0), (0, 0)]
+
+
+def test_a_hole_at_the_newest_edge_of_the_store_is_repaired(tmp_path: Path, migrated_sqlite) -> None:
+    # BBB is missing from the newest stored grouped file (03-01): no bar after it, still a hole to repair.
+    settings = load_settings(data_dir=tmp_path)
+    with FakeMassive(grouped=Missing({date(2024, 3, 1): {"BBB"}})) as fake:
+        fake.routes["/v3/reference/tickers"] = _listing("AAA", "BBB", "CCC")
+        fake.aggs = lambda ticker, start, end: daily_aggs(ticker, start, end, price=50.0)
+        market = market_for(fake, tmp_path, db=migrated_sqlite)
+        market.backfill(days=5, end=date(2024, 3, 1))
+        ctx = SimpleNamespace(market=market, settings=settings, db=migrated_sqlite, now=NIGHT)
+        out = refresh_reference_data(ctx, StepReport("nightly", NIGHT))
+        aggs = [s.path for s in fake.seen if s.path.startswith("/v2/aggs/ticker/")]
+    assert aggs == ["/v2/aggs/ticker/BBB/range/1/day/2024-03-01/2024-03-01"]
+    assert out is not None and (out.repaired_symbols, out.repaired_bars) == (1, 1)
+    after = market.store.load(dtype=np.float64).select(["BBB"]).close  # type: ignore[union-attr]
+    assert np.isfinite(after).all()
