@@ -79,6 +79,10 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
     history), ``massive_splits`` (splits, repairs), ``massive_reference`` (universe, contracts, sectors,
     dividends), ``massive_parse`` (pure parsers)."""
 
+    # ``option_quotes`` answers listed contracts only, one request for up to 250 of them, while a chain is
+    # every page of the underlying: quote a contract by its own ticker (the paper broker's quotes).
+    quotes_by_contract = True
+
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> MassiveMarketData:
         key = settings.massive_api_key.get_secret_value().strip() if settings.massive_api_key else ""
