@@ -27,6 +27,7 @@ line or database row contains it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -52,6 +53,8 @@ from engine.data.massive_parse import (
 from engine.data.massive_reference import MassiveReference
 from engine.data.massive_splits import MassiveSplits, SplitReport
 from engine.data.ratelimit import MalformedResponse, RateLimiter
+
+log = logging.getLogger(__name__)
 
 UNIVERSAL_BATCH = 250  # tickers per universal snapshot request (the endpoint's limit)
 
@@ -166,7 +169,21 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
         ):
             results.extend(page)
         chain = from_polygon_snapshot(results, source=SOURCE)
+        self._record_iv(underlying, chain, at)
         return chain if r is None else enrich(chain, r=r, q=q)
+
+    def _record_iv(self, underlying: str, chain: pd.DataFrame, at: datetime) -> None:
+        """Massive has no IV series: every chain fetched anyway (a signal's candidate band) records the
+        day's 30-day ATM IV, so IV rank becomes known after ``ivrank.MIN_PERIODS`` sessions
+        (``engine.options.ivrecord``). A failed write costs the record, not the chain."""
+        if self.db is None or chain.empty:
+            return
+        from engine.options.ivrecord import record_fetched_chain_iv
+
+        try:
+            record_fetched_chain_iv(self.db, underlying, chain, at.astimezone(NEW_YORK).date(), SOURCE)
+        except Exception as exc:
+            log.warning("recording the ATM IV of %s: %s", underlying, exc)
 
     def option_quotes(self, occ_symbols: Sequence[str], at: datetime) -> pd.DataFrame:
         """Chain-shaped quotes for exactly these contracts (held positions), from the universal snapshot
