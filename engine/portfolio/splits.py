@@ -28,7 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pandas as pd
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.clock import new_york
 from engine.models import DataRun, Position
@@ -179,6 +179,25 @@ def _adjust_bar_history(ctx: Any, event: SplitEvent) -> None:
     check(bar_store(ctx.settings), since=event.executed - timedelta(days=7), listed=[split])
 
 
+def _release_unheld(db: Any) -> None:
+    """Holds on symbols no longer held are resolved: nothing is left to protect, and a later position in
+    the symbol (opened at post-split prices, on adjusted bars) must be managed."""
+    from engine.db import read_scope, session_scope
+
+    with read_scope(db) as session:
+        pending = session.exec(select(DataRun.id, DataRun.detail).where(DataRun.kind == HOLD_KIND,
+                                                                     DataRun.outcome == "pending")).all()
+        if not pending:
+            return
+        held = set(session.exec(select(Position.symbol).where(Position.status == "open")).all())
+    stale = [run_id for run_id, detail in pending if detail.get("ticker") not in held]
+    if stale:
+        with session_scope(db) as session:
+            for run in session.exec(select(DataRun).where(col(DataRun.id).in_(stale))).all():
+                run.outcome = "resolved"
+                session.add(run)
+
+
 def _hold(ctx: Any, event: SplitEvent, error: BaseException, report: Any) -> None:
     """Record that ``event`` could not be applied (management skips the symbol until it is) and alert."""
     from engine.db import session_scope
@@ -213,11 +232,13 @@ def apply_splits(ctx: Any, report: Any) -> int:
     looked up first (network, no transaction open), then the positions are written in one short
     transaction. When any of it fails the symbol is held back (``symbols_held_back``: management skips
     it) and the operator is alerted; the next pre-market tries again."""
+    from engine.db import read_scope, session_scope
+
+    _release_unheld(ctx.db)
     today = new_york(ctx.now).date()
     events = split_events(ctx.market, today)
     if not events:
         return 0
-    from engine.db import read_scope, session_scope
 
     with read_scope(ctx.db) as session:
         applied = _applied(session)

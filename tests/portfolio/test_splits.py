@@ -219,3 +219,14 @@ def test_when_the_split_cannot_be_applied_the_symbol_is_not_managed_and_the_oper
     assert "AAPL" not in levels and "MSFT" in levels  # no management on unadjusted bars for AAPL
     assert any("AAPL" in line and "not managed" in line for line in report.lines), report.lines
     assert [a.channel for a in alerts] == ["system_status"]
+    # Once the symbol is no longer held, the hold goes: a later position in it is managed again.
+    with Session(migrated_sqlite) as session:
+        pos = session.exec(select(Position)).one()
+        pos.status = "closed"
+        session.add(pos)
+        session.commit()
+    with FakeMassive() as fake:
+        fake.routes["/v3/reference/splits"] = _splits("AAPL", 1, 2)
+        apply_splits(SimpleNamespace(**{**ctx.__dict__, "market": market_for(fake, tmp_path, db=migrated_sqlite,
+                                                                              now=NOW)}), StepReport("x", NOW))
+    assert "AAPL" in _daily_levels(ctx, ["AAPL"], EX_DATE)  # type: ignore[arg-type]
