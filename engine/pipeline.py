@@ -36,7 +36,7 @@ from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
 from engine.portfolio.exposure import portfolio_risk_for_account
 from engine.portfolio.marks import apply_mark, leg_quotes, mark_all, positions_value
-from engine.portfolio.splits import apply_splits
+from engine.portfolio.splits import apply_splits, symbols_held_back
 from engine.risk import Intent
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,11 @@ def _fetch_position_market(ctx: EngineContext, pos: Position, now: datetime) -> 
 
 
 def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[str, dict[str, float]]:
-    """Last completed session's close, SMA50 and ATR per held symbol (from the bar store)."""
+    """Last completed session's close, SMA50 and ATR per held symbol (from the bar store). A symbol whose
+    split could not be applied (``symbols_held_back``) is left out: its bars may be at pre-split prices,
+    and without levels its positions are not managed (the operator was alerted)."""
+    held_back = symbols_held_back(ctx.db, symbols)
+    symbols = [s for s in symbols if s not in held_back]
     if not symbols:
         return {}
     store = bar_store(ctx.settings)

@@ -1,4 +1,4 @@
-"""`python -m engine data backfill|update|status`: keep the bar store filled from the configured source.
+"""`python -m engine data backfill|update|iv-backfill|status`: keep the bar store filled from the configured source.
 
 Wire into ``engine/cli.py`` with ``add_data_commands(sub)`` on the top-level subparsers. Each handler
 returns the process exit code: 0 done, 1 a data error (message printed), 2 a settings or API-key
@@ -33,6 +33,15 @@ def add_data_commands(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_update)
 
+    p = actions.add_parser("iv-backfill", help="Massive: daily 30-day ATM IV from historical option aggregates")
+    p.add_argument("--days", type=int, default=60, help="sessions to backfill (default 60; max 504)")
+    p.add_argument("--symbols", nargs="+", metavar="SYMBOL",
+                   help="default: held symbols and those signalled in the last 30 days")
+    p.add_argument("--max-requests", type=int, default=300,
+                   help="request budget of this run (default 300: an hour on the free plan)")
+    p.add_argument("--quiet", action="store_true", help="accepted for symmetry; prints one JSON line")
+    p.set_defaults(handler=_cmd_iv_backfill)
+
     p = actions.add_parser("status", help="coverage, gaps, requests and cache hit rate")
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     p.set_defaults(handler=_cmd_status)
@@ -54,6 +63,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_iv_backfill(args: argparse.Namespace) -> int:
+    return _run(args, "iv-backfill")
+
+
+def _iv_backfill_symbols(settings: Settings) -> list[str]:
+    from datetime import date, timedelta
+
+    from sqlmodel import select
+
+    from engine.db import get_engine, read_scope
+    from engine.models import Position, Signal
+
+    with read_scope(get_engine(settings.db_url)) as session:
+        held = session.exec(select(Position.symbol).where(Position.status == "open")).all()
+        since = date.today() - timedelta(days=30)
+        signalled = session.exec(select(Signal.symbol).where(Signal.data_date >= since)).all()
+    return sorted(set(held) | set(signalled))
+
+
 def _run(args: argparse.Namespace, action: str) -> int:
     from engine.data.ratelimit import DataSourceAuthError, DataSourceError
     from engine.db import migrate
@@ -63,6 +91,8 @@ def _run(args: argparse.Namespace, action: str) -> int:
     progress = None if args.quiet else ProgressBar(f"{action} daily bars", 1)
     try:
         migrate(settings.db_url)
+        if action == "iv-backfill" and settings.data_source is not DataSource.massive:
+            raise SettingsError(f"iv-backfill needs QM_DATA_SOURCE=massive, got {settings.data_source.value!r}")
         if settings.data_source is DataSource.massive:
             result = _run_massive(settings, action, args, progress)
         else:
@@ -87,6 +117,14 @@ def _run_massive(settings: Settings, action: str, args: argparse.Namespace, prog
     from engine.data.massive import MassiveMarketData
 
     market = MassiveMarketData.from_settings(settings)
+    if action == "iv-backfill":
+        from dataclasses import asdict
+
+        from engine.data.massive_ivbackfill import iv_backfill
+
+        symbols = [s.upper() for s in args.symbols] if args.symbols else _iv_backfill_symbols(settings)
+        out = iv_backfill(market, symbols, args.days, args.max_requests, settings.risk_free_rate)
+        return {"kind": action, **asdict(out)}
     if action == "backfill":
         report = market.backfill(days=args.days, progress=progress)
     else:

@@ -15,8 +15,9 @@ bar store (``BarStore(settings.bar_store_dir, "massive")``). A session is never 
 
 Every HTTP attempt, retries included, passes the plan's rate limiter (``engine.data.ratelimit``) and is
 counted. 429/5xx/timeouts are retried 2, 4, 8 s apart (a 429 waits its ``Retry-After``), by our own loop
-around single urllib3 attempts (``massive_http``); ``Backoff`` adds a slower outer retry, and every
-failure surfaces as a ``DataSourceError`` with a readable message. Responses are
+around single urllib3 attempts (``massive_http``): a persistent 429 costs those 4 attempts, no more
+(``Backoff`` does not retry spent attempts; it retries garbled bodies), and every failure surfaces as a
+``DataSourceError`` with a readable message. Responses are
 requested ``raw`` and decoded here: the client turns a malformed JSON body into an empty result without
 telling anyone, which for a grouped day would look exactly like a holiday.
 
@@ -26,6 +27,7 @@ line or database row contains it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -52,6 +54,8 @@ from engine.data.massive_reference import MassiveReference
 from engine.data.massive_splits import MassiveSplits, SplitReport
 from engine.data.ratelimit import MalformedResponse, RateLimiter
 
+log = logging.getLogger(__name__)
+
 UNIVERSAL_BATCH = 250  # tickers per universal snapshot request (the endpoint's limit)
 
 __all__ = [
@@ -77,6 +81,10 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
     The parts: ``massive_http`` (client, limiter, retries, paging), ``massive_bars`` (grouped-daily
     history), ``massive_splits`` (splits, repairs), ``massive_reference`` (universe, contracts, sectors,
     dividends), ``massive_parse`` (pure parsers)."""
+
+    # ``option_quotes`` answers listed contracts only, one request for up to 250 of them, while a chain is
+    # every page of the underlying: quote a contract by its own ticker (the paper broker's quotes).
+    quotes_by_contract = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> MassiveMarketData:
@@ -161,7 +169,21 @@ class MassiveMarketData(MassiveSplits, MassiveReference):
         ):
             results.extend(page)
         chain = from_polygon_snapshot(results, source=SOURCE)
+        self._record_iv(underlying, chain, at)
         return chain if r is None else enrich(chain, r=r, q=q)
+
+    def _record_iv(self, underlying: str, chain: pd.DataFrame, at: datetime) -> None:
+        """Massive has no IV series: every chain fetched anyway (a signal's candidate band) records the
+        day's 30-day ATM IV, so IV rank becomes known after ``ivrank.MIN_PERIODS`` sessions
+        (``engine.options.ivrecord``). A failed write costs the record, not the chain."""
+        if self.db is None or chain.empty:
+            return
+        from engine.options.ivrecord import record_fetched_chain_iv
+
+        try:
+            record_fetched_chain_iv(self.db, underlying, chain, at.astimezone(NEW_YORK).date(), SOURCE)
+        except Exception as exc:
+            log.warning("recording the ATM IV of %s: %s", underlying, exc)
 
     def option_quotes(self, occ_symbols: Sequence[str], at: datetime) -> pd.DataFrame:
         """Chain-shaped quotes for exactly these contracts (held positions), from the universal snapshot

@@ -26,8 +26,11 @@ from engine.data.ratelimit import (
     Backoff,
     DataSourceAuthError,
     DataSourceError,
+    DataSourceNotFound,
     MalformedResponse,
     RateLimiter,
+    RetriesExhausted,
+    describe_error,
 )
 from engine.models import DataRun
 
@@ -47,8 +50,9 @@ def default_retry(total: int = 3, backoff_factor: float = 2.0, backoff_max: floa
     first attempt. Waits ``backoff_factor * 2**k`` before retry k+1 (2, 4, 8 s by default), except that a
     429 with ``Retry-After`` waits what the server asked (up to 2 minutes). ``MassiveHttp`` runs this
     schedule itself, one rate-limiter slot per attempt; urllib3 only makes single attempts (its own
-    retries would bypass the limiter and start with an immediate retry). The outer ``Backoff`` waits
-    longer still."""
+    retries would bypass the limiter and start with an immediate retry). When they are spent the request
+    fails with ``RetriesExhausted``, which the outer ``Backoff`` does not retry again (it would multiply
+    the attempts)."""
     return Retry(
         total=total,
         status_forcelist=RETRY_STATUSES,
@@ -111,7 +115,7 @@ class MassiveHttp:
         self.base = base.rstrip("/")
         self.store, self.db, self.cache = store, db, cache
         self.limiter = limiter or RateLimiter.unlimited()
-        self.backoff = backoff or Backoff(requests_per_minute=self.limiter.limit)
+        self.backoff = backoff or Backoff(requests_per_minute=self.limiter.limit, sleep=sleep)
         self.retry = retry or default_retry()
         self._sleep = sleep
         self.retry_waits: list[float] = []  # seconds waited before each retry, for reports and tests
@@ -154,6 +158,7 @@ class MassiveHttp:
             self._local.status = None
             attempt = 0
             while True:
+                self._local.attempts = attempt + 1
                 self.limiter.acquire()
                 with self._lock:
                     self._requests += 1
@@ -202,6 +207,10 @@ class MassiveHttp:
                 resp = send()
             except BadResponse as exc:
                 raise self._bad_response(what, getattr(self._local, "status", None), str(exc)) from None
+            except MaxRetryError as exc:  # our loop's attempts are spent: final, not retried by Backoff
+                tries = int(getattr(self._local, "attempts", 1))
+                message = describe_error(exc, what, self.limiter.limit)
+                raise RetriesExhausted(f"{message} ({tries} attempt{'s' * (tries > 1)})") from exc
             return _decode(what, resp)
 
         return self.backoff.call(once, what)
@@ -217,7 +226,7 @@ class MassiveHttp:
                 "the plan at massive.com/dashboard."
             )
         if status == 404:
-            return DataSourceError(f"{what}: not found ({code}): {server}")
+            return DataSourceNotFound(f"{what}: not found ({code}): {server}")
         return DataSourceError(f"{what}: {code}: {server}")
 
     def _pages(self, what: str, first: Callable[[], Any], result_key: str = "results") -> Iterator[list[Any]]:

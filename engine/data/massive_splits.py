@@ -76,12 +76,32 @@ class MassiveSplits(MassiveBars):
         store = self._store(store)
         with data_run(self.db, "repair", SOURCE, self.counters) as run:
             table = self._symbol_aggs(symbol, start, end)
+            got = table["date"].to_numpy().astype("datetime64[D]")
             stored = store.stored_dates(start, end)
-            keep = np.isin(table["date"].to_numpy().astype("datetime64[D]"), stored)
-            table = table.filter(pa.array(keep))
+            table = table.filter(pa.array(np.isin(got, stored)))
             written = store.write(table)
-            run.detail.update({"symbol": symbol, "start": str(start), "end": str(end), "bars": written})
+            # Sessions the source answered without a bar: the symbol did not trade (a halt). Recorded so
+            # the nightly repair does not ask for them again (``answered_empty``).
+            empty = [str(d) for d in np.setdiff1d(calendar.sessions(start, end), got)]
+            run.detail.update({"symbol": symbol, "start": str(start), "end": str(end), "bars": written,
+                               "empty": empty})
         return written
+
+    def answered_empty(self) -> dict[str, set[date]]:
+        """symbol -> sessions a completed ``repair`` asked for and the source answered without a bar."""
+        if self.db is None:
+            return {}
+        from engine.db import read_scope
+
+        out: dict[str, set[date]] = {}
+        with read_scope(self.db) as session:
+            runs = session.exec(select(DataRun).where(DataRun.kind == "repair", DataRun.source == SOURCE,
+                                                      DataRun.outcome == "ok")).all()
+            for r in runs:
+                sym, empty = r.detail.get("symbol"), r.detail.get("empty") or []
+                if sym and empty:
+                    out.setdefault(str(sym), set()).update(date.fromisoformat(d) for d in empty)
+        return out
 
     def update(
         self,

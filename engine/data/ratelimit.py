@@ -6,12 +6,12 @@ Two layers keep a data job inside its plan and readable when it is not:
   A token bucket would let a full bucket burst and then refill inside the same minute, i.e. up to
   ``2 * limit - 1`` requests in one minute, which a per-minute plan answers with 429s. The sliding
   window never exceeds the plan. Thread-safe; clock and sleep are injectable for tests.
-- ``Backoff``: the adapter already retries 429/5xx/timeouts a few times itself, each attempt taking a
-  limiter slot (``engine.data.massive_http``, honouring ``Retry-After``), and then raises
-  ``urllib3.exceptions.MaxRetryError``. ``Backoff`` adds a slower
-  outer retry for those transient failures (a minute-long rate window outlasts urllib3's short
-  backoff) and turns every failure into a ``DataSourceError`` whose message says what happened and
-  what to do, without ever showing the API key (the client sends it in a header, never in a URL).
+- ``Backoff``: the adapter retries 429/5xx/timeouts itself, each attempt taking a limiter slot
+  (``engine.data.massive_http``, honouring ``Retry-After``) and then raises ``RetriesExhausted``, which
+  ``Backoff`` passes on unretried (the per-request attempts are the whole cost of a failing request).
+  ``Backoff`` retries what that loop does not see (a garbled 200 body, a bare ``MaxRetryError`` from
+  another caller) and turns every failure into a ``DataSourceError`` whose message says what happened
+  and what to do, without ever showing the API key (the client sends it in a header, never in a URL).
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ class DataSourceAuthError(DataSourceError):
 
 class DataSourceUnavailable(DataSourceError):
     """Transient failure that outlasted every retry: rate limit, server errors, timeouts, no connection."""
+
+
+class RetriesExhausted(DataSourceUnavailable):
+    """The per-request retry loop (``engine.data.massive_http``) already spent every attempt it is allowed,
+    each inside the rate limit. ``Backoff`` does not retry it again: the documented attempts are the cost
+    of a failing request (an outer round would multiply them: 3 x 4 attempts for a persistent 429)."""
+
+
+class DataSourceNotFound(DataSourceError):
+    """HTTP 404: a definite answer (the symbol or resource does not exist), not a transient failure."""
 
 
 class MalformedResponse(DataSourceError):
@@ -165,8 +175,8 @@ def is_transient(exc: BaseException) -> bool:
 class Backoff:
     """Outer retry for transient failures, with growing delays: ``delays`` seconds between attempts.
 
-    With the defaults a request is tried 3 times over ~1.5 minutes on top of urllib3's own retries, which
-    outlasts a per-minute rate window. Non-transient errors (4xx, auth) are raised at once.
+    With the defaults a failure it retries is tried 3 times over ~1.5 minutes. Non-transient errors (4xx,
+    auth) and ``RetriesExhausted`` (the per-request loop already retried) are raised at once.
     """
 
     delays: tuple[float, ...] = (15.0, 60.0)
@@ -182,7 +192,7 @@ class Backoff:
         while True:
             try:
                 return fn()
-            except DataSourceAuthError:
+            except (DataSourceAuthError, RetriesExhausted):
                 raise
             except Exception as exc:
                 if not is_transient(exc):

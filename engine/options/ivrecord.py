@@ -9,12 +9,17 @@ is taken where it has one, else ours (``calc_iv`` from ``chain.enrich``).
 
 IV rank needs ``ivrank.MIN_PERIODS`` (20) recorded sessions before it is known, and a full year (252) for
 the rank to span the usual window.
+
+On Massive every chain fetched (a signal's candidate band) records its day's value
+(``record_fetched_chain_iv``, called by the adapter), so a signal whose build stops early still counts; a
+chain that does not bracket the underlying price at some expiry (one strike) tells nothing and is skipped.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +28,8 @@ from sqlmodel import Session, select
 from engine.models import IvHistory
 from engine.options.ivrank import MIN_PERIODS
 
-__all__ = ["MIN_PERIODS", "TARGET_DAYS", "atm_iv_30d", "record_chain_iv"]
+__all__ = ["MIN_PERIODS", "TARGET_DAYS", "atm_iv_30d", "brackets_spot", "record_chain_iv",
+           "record_fetched_chain_iv"]
 
 TARGET_DAYS = 30
 
@@ -94,3 +100,28 @@ def record_chain_iv(session: Session, symbol: str, chain: pd.DataFrame, trade_da
     session.add(row)
     session.flush()
     return iv
+
+
+def brackets_spot(chain: pd.DataFrame) -> bool:
+    """Some expiry quotes strikes on both sides of the underlying price (so its ATM IV is interpolated,
+    not one strike's IV standing in for the money)."""
+    if chain is None or chain.empty:
+        return False
+    spot = pd.to_numeric(chain["underlying_price"], errors="coerce").dropna()
+    if spot.empty:
+        return False
+    s = float(spot.iloc[0])
+    strikes = pd.to_numeric(chain["strike"], errors="coerce")
+    by_expiry = pd.DataFrame({"e": chain["expiry"], "k": strikes}).groupby("e")["k"]
+    return bool(((by_expiry.min() <= s) & (by_expiry.max() >= s)).any())
+
+
+def record_fetched_chain_iv(db: Any, symbol: str, chain: pd.DataFrame, trade_date: date, source: str) -> float:
+    """``record_chain_iv`` for a chain a source just fetched, in its own short transaction (call it with
+    no transaction open). NaN and nothing stored when the chain does not bracket the money."""
+    if not brackets_spot(chain):
+        return math.nan
+    from engine.db import session_scope
+
+    with session_scope(db) as session:
+        return record_chain_iv(session, symbol, chain, trade_date, source)

@@ -112,6 +112,9 @@ class FakeMassive:
         self.tickers: dict[str, dict[str, Any]] = {}  # symbol -> v3/reference/tickers/{symbol} results
         self.dividends: list[dict[str, Any]] = []  # v3/reference/dividends results (filtered by ticker)
         self.seen: list[Seen] = []
+        # called (in the server thread) with each request before it is answered: a test looks at the
+        # client's state while the request is in flight (e.g. whether the database is locked)
+        self.on_request: Callable[[Seen], None] | None = None
         self._lock = threading.Lock()
         self._index = _index(recorded) if recorded else {}
         self._server: ThreadingHTTPServer | None = None
@@ -157,6 +160,8 @@ class FakeMassive:
                 seen = Seen(path, params, authorised)
                 with fake._lock:
                     fake.seen.append(seen)
+                if fake.on_request is not None:
+                    fake.on_request(seen)
                 reply = fake._answer(seen)
                 seen.status = reply.status
                 if reply.delay:

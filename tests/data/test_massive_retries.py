@@ -59,6 +59,22 @@ def test_a_persistent_429_costs_four_attempts_inside_the_plan(tmp_path: Path) ->
     assert clock.now >= 60.0 + 2.0 - 1e-9
 
 
+def test_a_persistent_429_costs_four_attempts_with_the_production_default_backoff(tmp_path: Path) -> None:
+    # No backoff= and no retry=: what from_settings builds. Only the clock and sleep are injected.
+    clock = FakeClock()
+    with FakeMassive(grouped=GroupedDayGenerator(50, seed=1)) as fake:
+        fake.fault("2024-03-01", *[rate_limited()] * 30)
+        limiter = RateLimiter(5, 60.0, clock=clock, sleep=clock.sleep)  # the free plan
+        market = market_for(fake, tmp_path, cache=False, limiter=limiter, backoff=None, retry=None,
+                            sleep=clock.sleep)
+        with pytest.raises(DataSourceUnavailable, match="429") as err:
+            market.backfill(days=1, end=END)
+        assert fake.count() == 4 and limiter.acquired == 4 and market.requests_made == 4
+    assert market.retry_waits == [2.0, 4.0, 8.0]
+    assert clock.sleeps == [2.0, 4.0, 8.0]  # no outer 15 s / 60 s rounds on top
+    assert "4 attempts" in str(err.value)
+
+
 def test_a_429_waits_the_servers_retry_after(tmp_path: Path) -> None:
     clock = FakeClock()
     with FakeMassive(grouped=GroupedDayGenerator(50, seed=1)) as fake:

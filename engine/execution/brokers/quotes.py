@@ -1,7 +1,9 @@
 """Quotes for the paper broker: what the simulated venue sees when it decides whether and where to fill.
 
 ``QuoteSource`` is the small port the paper broker reads; ``SimQuoteSource`` answers it from the
-simulated market (stocks from ``SimMarket.quotes``, options from the underlying's chain at that minute).
+simulated market (stocks from ``SimMarket.quotes``, options from the underlying's chain at that minute),
+or from a source that quotes contracts by their own tickers (``quotes_by_contract``: Massive), one
+contract per request instead of every page of the chain.
 Prices cross this port as ``Decimal``: the broker does money arithmetic on them.
 """
 
@@ -113,6 +115,7 @@ class SimQuoteSource:
     def __init__(self, market: Any, cache_size: int = 128) -> None:
         self.market = market
         self.cache_size = max(1, int(cache_size))
+        # (underlying or contract, minute) -> rows: chains, or single contracts on a quotes_by_contract source
         self._chains: OrderedDict[tuple[str, datetime], dict[str, _Row]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -159,12 +162,37 @@ class SimQuoteSource:
                               to_decimal(und) if _finite(und) else None)
         return rows
 
+    def _contract(self, padded: str, minute: datetime) -> dict[str, _Row]:
+        """One contract's quote by its own ticker (``option_quotes``), cached like a chain."""
+        key = (padded, minute)
+        with self._lock:
+            rows = self._chains.get(key)
+            if rows is not None:
+                self._chains.move_to_end(key)
+                self.hits += 1
+                return rows
+            self.misses += 1
+        rows = self._rows(self.market.option_quotes([padded], minute))
+        with self._lock:
+            self._chains[key] = rows
+            self._chains.move_to_end(key)
+            while len(self._chains) > self.cache_size:
+                self._chains.popitem(last=False)
+        return rows
+
     def quote(self, instrument: str, at: datetime, *, held: bool = False) -> InstrumentQuote:
         minute = self._minute(at)
         spec = parse_option_symbol(instrument)
         if spec is None:
             return self._stock_quote(instrument, minute)
         padded = f"{spec.underlying:<6}{instrument.strip()[-15:]}"
+        if getattr(self.market, "quotes_by_contract", False):
+            # A source whose chain is many paid pages (Massive) but that quotes listed contracts by their
+            # own tickers in one request: never page the whole chain for one leg.
+            row = self._contract(padded, minute).get(padded)
+            if row is None:
+                raise UnknownInstrument(f"{instrument!r} is not listed at {minute.isoformat()}")
+            return InstrumentQuote(*row)
         row = self._chain(spec.underlying, minute).get(padded)
         if row is None and held and hasattr(self.market, "option_quotes"):
             row = next(iter(self._rows(self.market.option_quotes([padded], minute)).values()), None)
