@@ -226,3 +226,43 @@ def test_offsetting_engine_positions_are_a_reconciliation_difference(books: Book
                            initial_quantity=100, entry_price=D("100") * stock_leg.sign, status="open", opened_at=T0))
     diffs = reconcile(books.db, books.broker, START, T0).differences
     assert [d["kind"] for d in diffs] == ["offsetting_positions"]
+
+
+def _signal(b: Books, direction: str) -> int:
+    from engine.models import Signal
+
+    with session_scope(b.db) as s:
+        sig = Signal(strategy="test", symbol="XYZ", data_date=date(2026, 2, 27), direction=direction,
+                     zone="extended" if direction == "neutral" else "entry", entry_price=105.0, atr=3.0,
+                     stop=0.0 if direction == "neutral" else 100.5,
+                     targets=[] if direction == "neutral" else [120.0, 123.0, 126.0, 129.0])
+        s.add(sig)
+        s.flush()
+        assert sig.id is not None
+        return sig.id
+
+
+def test_an_iron_condor_position_gets_no_atr_stop_or_targets(books: Books) -> None:
+    # even a signal that carries long levels (an older row) must not put them on a neutral condor
+    sid = _signal(books, "long")
+    legs = (leg(C100, Side.sell), leg(C110, Side.buy))  # the call side of a condor is enough for the levels
+    spec = service.OrderSpec("test", "ic", "XYZ", "Tech", "iron_condor", Intent.open, legs, 1, D("-3.80"),
+                             D("1000"), D("1000"), signal_id=sid)
+    with session_scope(books.db) as s:
+        oid = service.propose(s, spec, books.settings, books.clock.now).id
+    order = service.submit_one(books.db, books.settings, books.broker, oid, books.clock.now)
+    assert order.status == "filled"
+    [pos] = positions(books)
+    assert pos.structure == "iron_condor" and pos.stop == 0.0 and pos.targets == []
+    assert (pos.entry_atr, pos.underlying_entry) == (3.0, 105.0)  # kept for reference
+
+
+def test_a_long_entry_still_gets_the_signals_levels(books: Books) -> None:
+    sid = _signal(books, "long")
+    spec = service.OrderSpec("test", "lc", "XYZ", "Tech", "long_call", Intent.open, (leg(C100, Side.buy),), 1,
+                             D("5.20"), D("520"), D("520"), signal_id=sid)
+    with session_scope(books.db) as s:
+        oid = service.propose(s, spec, books.settings, books.clock.now).id
+    assert service.submit_one(books.db, books.settings, books.broker, oid, books.clock.now).status == "filled"
+    [pos] = positions(books)
+    assert (pos.stop, pos.targets) == (100.5, [120.0, 123.0, 126.0, 129.0])
