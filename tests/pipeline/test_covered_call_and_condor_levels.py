@@ -126,3 +126,24 @@ def test_an_assigned_put_leaves_shares_and_the_next_premarket_writes_one_covered
     # the next pre-market sees the shares covered: no second call
     clock.set(datetime(2026, 10, 13, 8, 30, tzinfo=ny))
     assert "covered_call_orders" not in pipeline.run_premarket(ctx).counts
+
+    # The shares' stop is hit: the call is bought back first (the venue refuses to leave it naked), the
+    # shares go at the next cycle; no order is refused on the way and the books still match the broker.
+    with session_scope(ctx.db) as s:
+        (shares,) = s.exec(select(Position).where(Position.structure == "stock", Position.status == "open")).all()
+        shares.stop = 10_000.0
+        s.add(shares)
+    clock.set(datetime(2026, 10, 13, 10, 0, tzinfo=ny))
+    first = pipeline.manage_positions(ctx)
+    assert any("stock exit waits for its covered call" in line for line in first.lines), first.lines
+    pipeline.execute_orders(ctx)
+    clock.set(datetime(2026, 10, 13, 10, 15, tzinfo=ny))
+    pipeline.manage_positions(ctx)
+    pipeline.execute_orders(ctx)
+    with session_scope(ctx.db) as s:
+        assert s.exec(select(Position).where(Position.status == "open")).all() == []
+        exits = s.exec(select(Order).where(Order.intent != "open")).all()
+        assert sorted((o.structure, o.status) for o in exits) == [("covered_call", "filled"), ("stock", "filled")]
+        assert s.exec(select(Order).where(Order.symbol == symbol, Order.status == "rejected")).all() == []
+    assert ctx.broker.positions() == []
+    assert reconcile(ctx.db, ctx.broker, Decimal(str(settings.starting_cash)), clock.now()).differences == []
