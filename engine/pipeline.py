@@ -1,6 +1,6 @@
 """The steps of the trading day. The scheduler, the console and `python -m engine run-day` call these.
 
-run_premarket   scan -> option candidates -> sized orders through the approval route
+run_premarket   scan -> option candidates -> sized orders through the approval route; covered calls on held shares
 execute_orders  reconcile, then gate and send approved orders; let the venue match
 manage_positions marks, stop/target/time rules -> exit orders through the gate
 run_postmarket  reconcile, day-order expiry, expiry settlement, marks, account snapshot, daily P&L
@@ -30,7 +30,7 @@ from engine.execution import service
 from engine.execution.ports import OPTION_MULTIPLIER, AssetType, BrokerUnavailable, Leg
 from engine.execution.reconcile import engine_cash, reconcile
 from engine.models import AccountSnapshot, Order, Position, Signal
-from engine.options import candidates
+from engine.options import candidates, covered
 from engine.options.chainrequest import fetch_chain
 from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
@@ -112,8 +112,6 @@ def write_covered_calls(ctx: EngineContext, now: datetime, report: StepReport) -
     """Held stock of 100+ shares not yet covered gets one covered call per 100 shares (DESIGN §5), through
     the same route and gate as every entry. Reads in a short transaction, fetches the price and chain with
     none open, then chooses and proposes in another (re-checking the coverage meanwhile)."""
-    from engine.options import covered
-
     today = new_york(now).date()
     with session_scope(ctx.db) as session:
         due = [h for h in covered.holdings(session) if h.uncovered_lots > 0]
@@ -314,8 +312,6 @@ def _daily_levels(ctx: EngineContext, symbols: list[str], today: date) -> dict[s
 
 def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[str, float] | None,
                 now: datetime, report: StepReport) -> None:
-    from engine.options import covered
-
     exits = ctx.settings.exits
     close_at_dte = None if exits.hold_to_expiry else exits.close_at_dte
     full_exit: manager.Action | None = None
