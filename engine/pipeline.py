@@ -1,6 +1,6 @@
 """The steps of the trading day. The scheduler, the console and `python -m engine run-day` call these.
 
-run_premarket   scan -> option candidates -> sized orders through the approval route
+run_premarket   scan -> option candidates -> sized orders through the approval route; covered calls on held shares
 execute_orders  reconcile, then gate and send approved orders; let the venue match
 manage_positions marks, stop/target/time rules -> exit orders through the gate
 run_postmarket  reconcile, day-order expiry, expiry settlement, marks, account snapshot, daily P&L
@@ -27,10 +27,10 @@ from engine.data.universe import sectors as sectors_of
 from engine.db import session_scope
 from engine.execution import orders as om
 from engine.execution import service
-from engine.execution.ports import AssetType, BrokerUnavailable, Leg
+from engine.execution.ports import OPTION_MULTIPLIER, AssetType, BrokerUnavailable, Leg
 from engine.execution.reconcile import engine_cash, reconcile
 from engine.models import AccountSnapshot, Order, Position, Signal
-from engine.options import candidates
+from engine.options import candidates, covered
 from engine.options.chainrequest import fetch_chain
 from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
@@ -104,7 +104,40 @@ def run_premarket(ctx: EngineContext) -> StepReport:
         signal_ids = [s.id for s in signals]
     for signal_id in signal_ids:
         _candidate_and_order(ctx, signal_id, now, report)
+    write_covered_calls(ctx, now, report)
     return report
+
+
+def write_covered_calls(ctx: EngineContext, now: datetime, report: StepReport) -> None:
+    """Held stock of 100+ shares not yet covered gets one covered call per 100 shares (DESIGN §5), through
+    the same route and gate as every entry. Reads in a short transaction, fetches the price and chain with
+    none open, then chooses and proposes in another (re-checking the coverage meanwhile)."""
+    today = new_york(now).date()
+    with session_scope(ctx.db) as session:
+        due = [h for h in covered.holdings(session) if h.uncovered_lots > 0]
+    for holding in due:
+        try:
+            spot = float(ctx.market.quotes([holding.symbol], now)["last"].iloc[0])
+        except (KeyError, IndexError, ValueError) as exc:
+            report.add(f"{holding.symbol}: no covered call (no price: {exc})")
+            continue
+        request = covered.chain_request(spot, holding.entry_atr, today, ctx.settings)
+        chain = fetch_chain(ctx.market, holding.symbol, now, request)
+        q = ctx.market.dividend_yield(holding.symbol, today)
+        with session_scope(ctx.db) as session:
+            fresh = next((h for h in covered.holdings(session) if h.symbol == holding.symbol), None)
+            if fresh is None or fresh.uncovered_lots <= 0:
+                report.add(f"{holding.symbol}: covered call skipped (covered meanwhile)")
+                continue
+            chosen = covered.choose(session, ctx.settings, fresh, spot, chain, q, now)
+            if chosen.structure is None:
+                report.add(f"{holding.symbol}: no covered call ({chosen.note})")
+                continue
+            spec = covered.order_spec(fresh, chosen, ctx.settings.fees.open_cost_per_contract_leg, today)
+            order = service.propose(session, spec, ctx.settings, now)
+            report.add(f"{holding.symbol}: covered call x{spec.quantity} limit {spec.limit_price} -> "
+                       f"{order.client_order_id} {order.status} ({spec.reason})")
+            report.count("covered_call_orders")
 
 
 def _already_engaged(session: Session, symbol: str) -> str | None:
@@ -286,6 +319,7 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
     exits = ctx.settings.exits
     close_at_dte = None if exits.hold_to_expiry else exits.close_at_dte
     full_exit: manager.Action | None = None
+    covering: list[Position] = []
     with session_scope(ctx.db) as session:
         pos = session.get(Position, pos_id)
         if pos is None or pos.status != "open" or pos.quantity <= 0:
@@ -302,17 +336,25 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
                 _propose_exit(ctx, session, pos, legs, market, available, "stock delivered at expiry: sell it",
                               "delivered", now, report, urgent=True)
             return
-        if daily is None or not np.isfinite(daily["sma50"]) or not np.isfinite(daily["atr"]) or market.price is None:
+        short_stock = manager.is_short_stock(pos.structure, list(pos.legs))
+        long_stock = pos.structure == "stock" and not short_stock
+        # Condors, covered calls and short stock follow rules of their own, not the daily ATR levels.
+        own_rules = short_stock or pos.structure in ("iron_condor", covered.STRUCTURE)
+        has_daily = daily is not None and np.isfinite(daily["sma50"]) and np.isfinite(daily["atr"])
+        if not own_rules and (not has_daily or market.price is None):
             report.add(f"{pos.symbol}: no daily levels or price; position not managed this cycle")
             return
+        nan = float("nan")
+        lv = daily if daily is not None and has_daily else {"close": nan, "sma50": nan, "atr": nan}
         expiries = [leg.expiry for leg in legs if leg.asset is AssetType.option and leg.expiry]
         view = manager.PositionView(
             quantity=pos.quantity, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
-            underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or daily["atr"], stop=pos.stop,
+            underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or lv["atr"], stop=pos.stop,
             targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
-            expiry=min(expiries) if expiries else None, structure=pos.structure)
-        mkt = manager.MarketView(today=new_york(now).date(), price=market.price, close=daily["close"],
-                                 sma50=daily["sma50"], atr=daily["atr"], mark=pos.mark)
+            expiry=min(expiries) if expiries else None, structure=pos.structure, short_stock=short_stock,
+            stock_held=covered.long_shares(session, pos.symbol) if pos.structure == covered.STRUCTURE else None)
+        mkt = manager.MarketView(today=new_york(now).date(), price=market.price if market.price is not None else nan,
+                                 close=lv["close"], sma50=lv["sma50"], atr=lv["atr"], mark=pos.mark)
         for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, close_at_dte):
             if action.kind == "close_all":
                 full_exit = action
@@ -326,14 +368,36 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
             pos.targets_hit = max(pos.targets_hit, action.targets_hit or 0)
             session.add(pos)
         if full_exit is None:
+            if long_stock:  # shares a covered call needs are not sold at a target (the call would be naked)
+                committed = OPTION_MULTIPLIER * covered.covered_contracts(session, pos.symbol)
+                available = min(available, max(0, covered.long_shares(session, pos.symbol) - committed))
             if available > 0:
                 _ensure_scale_outs(ctx, session, pos, legs, market, available, now, report)
             return
         to_stop = service.orders_to_stop_for_full_exit(session, pos, f"position:{pos.id}:all")
+        if long_stock:
+            covering = [c for c in (session.get(Position, i) for i in covered.covering_positions(session, pos.symbol))
+                        if c is not None]
     # A stop-out or trend exit closes everything: working scale-outs and entries stop first (broker calls
     # outside any transaction), then one exit takes the whole remaining quantity (issue 11 #5).
     for cid in service.cancel_orders(ctx.db, ctx.broker, to_stop, "position is being closed", now):
         report.add(f"{pos.symbol}: cancelled {cid} (closing the position)")
+    if covering:
+        # The venue refuses to sell shares a short call needs: the covered calls are bought back first (by
+        # rule, crossing the spread) and the shares go at the next cycle, if their exit rule still holds.
+        call_markets = {c.id: _fetch_position_market(ctx, c, now) for c in covering}
+        with session_scope(ctx.db) as session:
+            for c in covering:
+                call = session.get(Position, c.id)
+                if call is None or call.status != "open":
+                    continue
+                left = call.quantity - service.working_close_quantity(session, call.id)
+                if left > 0:
+                    _propose_exit(ctx, session, call, [Leg.from_dict(d) for d in call.legs], call_markets[c.id],
+                                  left, f"the covered shares are being sold ({full_exit.reason}): buy back the "
+                                  "call first", "all", now, report, urgent=True, protective=True)
+        report.add(f"{pos.symbol}: stock exit waits for its covered call(s) to be bought back ({full_exit.reason})")
+        return
     with session_scope(ctx.db) as session:
         pos = session.get(Position, pos_id)
         if pos is None or pos.status != "open":

@@ -235,9 +235,11 @@ def _sync_direction(session: Session, run: ScanRun, direction: str, hits: Sequen
     for r in hits:
         produced.add(r.symbol)
         values = {k: v for k, v in r.model_dump().items() if k not in ("id", "scan_run_id")}
+        long = direction == "long"  # a neutral setup (iron condor) has its own levels, not the long ATR ones
         fields = {"scan_run_id": run.id, "score": float(r.score or 0.0), "zone": str(r.zone),
-                  "entry_price": float(r.close or 0.0), "atr": float(r.atr or 0.0), "stop": float(r.stop or 0.0),
-                  "targets": [r.target_1, r.target_2, r.target_3, r.target_4], "values": values}
+                  "entry_price": float(r.close or 0.0), "atr": float(r.atr or 0.0),
+                  "stop": float(r.stop or 0.0) if long else 0.0,
+                  "targets": [r.target_1, r.target_2, r.target_3, r.target_4] if long else [], "values": values}
         sig = existing.get(r.symbol)
         if sig is None:
             session.add(Signal(strategy=run.strategy, symbol=r.symbol, data_date=run.data_date, direction=direction,

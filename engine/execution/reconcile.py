@@ -166,33 +166,91 @@ def _settle_if_complete(session: Session, pos: Position, legs: list[Leg], at: da
         pos.exit_reason = f"{'/'.join(kinds)} at expiry: payoff ${cents(cash):,.2f}"
     else:
         book.close(units, -pos.entry_price, Decimal("0"))  # no P&L yet: it moves into the stock's basis
-        stock_pos = _delivered_stock(pos, stock, cost - cash, at)
-        session.add(stock_pos)
-        session.flush()
-        pos.exit_reason = (f"{'/'.join(kinds)} at expiry: {stock:+d} shares of {pos.symbol} delivered "
-                           f"into position {stock_pos.id}")
+        net_cost = cost - cash
+        left, netted = _net_with_held_stock(session, pos, stock, net_cost, at)
+        where = [f"netted against stock position {i} ({n:+d})" for i, n in netted]
+        if left:
+            stock_pos = _delivered_stock(pos, left, net_cost * Decimal(left) / Decimal(stock), at)
+            session.add(stock_pos)
+            session.flush()
+            where.append(f"delivered into position {stock_pos.id}")
+        pos.exit_reason = (f"{'/'.join(kinds)} at expiry: {stock:+d} shares of {pos.symbol} "
+                           + ", ".join(where))
     pos.realized_pnl, pos.quantity, pos.entry_price = book.realized, 0, book.entry_price
     pos.status, pos.closed_at = "closed", at
     pos.max_loss, pos.unrealized_pnl, pos.delta_dollars = Decimal("0"), Decimal("0"), 0.0
     session.add(pos)
 
 
+def _net_with_held_stock(session: Session, pos: Position, shares: int, net_cost: Decimal,
+                         at: datetime) -> tuple[int, list[tuple[int, int]]]:
+    """Delivered shares first close open stock positions of the opposite sign in the same symbol (oldest
+    first): a covered call assigned calls the held shares away, a condor's short call assigned against
+    shares we hold sells them. Each closed share is priced at the delivery's net price per share (strike
+    and option premium together), so the stock position realizes its P&L and no offsetting pair remains.
+    Returns the shares left to deliver into a new position and (position id, shares netted) pairs."""
+    price = net_cost / abs(shares)  # quote terms per share: + paid (long delivered), - received (short)
+    held = session.exec(select(Position).where(Position.status == "open", Position.symbol == pos.symbol,
+                                               Position.structure == "stock", Position.id != pos.id)
+                        .order_by(Position.opened_at, Position.id)).all()
+    left, netted = shares, []
+    for other in held:
+        legs = [Leg.from_dict(d) for d in other.legs]
+        sign = legs[0].sign if legs else 0
+        if not left or other.quantity <= 0 or sign == 0 or (sign > 0) == (left > 0):
+            continue
+        n = min(abs(left), other.quantity)
+        book = Book(1, other.quantity, other.entry_price, other.realized_pnl)
+        per_share_risk = other.max_loss / other.quantity
+        book.close(n, price, Decimal("0"))
+        other.quantity, other.entry_price, other.realized_pnl = book.quantity, book.entry_price, book.realized
+        other.max_loss = cents(per_share_risk * other.quantity)
+        if other.quantity == 0:
+            other.status, other.closed_at = "closed", at
+            other.unrealized_pnl, other.delta_dollars = Decimal("0"), 0.0
+            other.exit_reason = f"{n} shares delivered against it by the settlement of position {pos.id}"
+        session.add(other)
+        assert other.id is not None
+        netted.append((other.id, n if left > 0 else -n))
+        left += n if left < 0 else -n
+    return left, netted
+
+
 def _delivered_stock(pos: Position, shares: int, net_cost: Decimal, at: datetime) -> Position:
-    """The stock an option position turned into: basis = everything the position netted per share."""
+    """The stock an option position turned into: basis = everything the position netted per share.
+
+    Its risk is entry-to-stop (DESIGN §6). Long shares keep the position's stop; without one (an iron
+    condor has none) the long rule sets it: E - 1.5 ATR, never more than 10% below E. Short shares (a
+    condor's short call assigned) get the mirrored stop, E + 1.5 ATR capped at 10% above E: the manager
+    buys them back at the next cycle by rule (the strategy holds no short stock), and until then this is
+    what they put at risk, instead of their whole notional blocking every entry through heat."""
+    from engine.portfolio.manager import short_stock_stop
+    from engine.strategies.atr_matrix import ATRMatrixParams, initial_stop
+
     side = Side.buy if shares > 0 else Side.sell
     leg = Leg(pos.symbol, side, 1, AssetType.stock, pos.symbol)
     qty = abs(shares)
     entry = net_cost / qty  # net debit per share: positive for long stock, negative (proceeds) for short
     basis = abs(entry)
-    if shares > 0:  # long: at risk down to the position's stop (DESIGN §6: entry-to-stop for stock)
-        stop = Decimal(str(pos.stop)) if pos.stop and pos.stop > 0 else Decimal("0")
-        per_share = max(Decimal("0"), basis - stop)
-    else:  # short stock has no floor under its loss; count its whole notional
-        per_share = basis
+    atr = pos.entry_atr if pos.entry_atr and pos.entry_atr > 0 else 0.0
+    cap = ATRMatrixParams().max_stop_fraction
+    if shares > 0:
+        if pos.stop and pos.stop > 0:
+            stop = pos.stop
+        elif atr:
+            stop = float(initial_stop(float(basis), atr))
+        else:
+            stop = 0.0  # nothing known: the whole basis is at risk
+        per_share = max(Decimal("0"), basis - Decimal(str(stop)))
+        targets = list(pos.targets)
+    else:
+        stop = short_stock_stop(float(basis), atr) if atr else (1.0 + cap) * float(basis)
+        per_share = max(Decimal("0"), Decimal(str(stop)) - basis)
+        targets = []  # no long targets on short shares
     return Position(strategy=pos.strategy, signal_id=pos.signal_id, symbol=pos.symbol, sector=pos.sector,
                     structure="stock", legs=[leg.to_dict()], quantity=qty, initial_quantity=qty,
                     entry_price=entry, underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr,
-                    stop=pos.stop, targets=list(pos.targets), targets_hit=pos.targets_hit,
+                    stop=stop, targets=targets, targets_hit=pos.targets_hit if shares > 0 else 0,
                     highest_close=pos.highest_close, max_loss=cents(per_share * qty),
                     initial_risk=cents(per_share * qty), status="open", opened_at=at,
                     exit_reason=None)

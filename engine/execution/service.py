@@ -482,14 +482,21 @@ def _apply_to_position(session: Session, order: Order, units: int, unit_price: D
 
 
 def _levels_for(session: Session, order: Order) -> dict[str, object]:
-    """Stop, targets and ATR of the signal behind an entry, copied onto the new position."""
+    """Stop, targets and ATR of the signal behind an entry, copied onto the new position.
+
+    Only a long view carries the long setup's ATR stop and targets (DESIGN §4). An iron condor is neutral
+    and a covered call follows the shares it covers: both have exit rules of their own
+    (``portfolio.manager``), so they get no stop or targets, only the entry price and ATR for reference."""
     from engine.models import Signal
 
     sig = session.get(Signal, order.signal_id) if order.signal_id else None
     if sig is None:
         return {}
-    return {"stop": sig.stop, "targets": list(sig.targets), "entry_atr": sig.atr,
-            "underlying_entry": sig.entry_price, "highest_close": sig.entry_price}
+    levels: dict[str, object] = {"entry_atr": sig.atr, "underlying_entry": sig.entry_price,
+                                 "highest_close": sig.entry_price}
+    if order.structure in ("iron_condor", "covered_call") or sig.direction != "long":
+        return levels
+    return {**levels, "stop": sig.stop, "targets": list(sig.targets)}
 
 
 # --- operator decisions -----------------------------------------------------------------------------

@@ -213,7 +213,8 @@ def entry_spec(signal: Signal, candidate_id: int, structure: Structure, sector: 
         max_loss_per_unit=max_loss, buying_power_per_unit=buying_power, fees_per_unit=fees,
         delta_dollars_per_unit=delta_dollars if math.isfinite(delta_dollars) else 0.0,
         reason=(f"{signal.strategy} entry: score {signal.score:.2f}, zone {signal.zone}, "
-                f"close {signal.entry_price:.2f}, ATR {signal.atr:.2f}, stop {signal.stop:.2f}; "
-                f"{structure.kind} x{qty} at {limit}"),
+                f"close {signal.entry_price:.2f}, ATR {signal.atr:.2f}"
+                + (f", stop {signal.stop:.2f}" if signal.direction == "long" else ", neutral (condor levels)")
+                + f"; {structure.kind} x{qty} at {limit}"),
         signal_id=signal.id, candidate_id=candidate_id)
     return spec, "ok"

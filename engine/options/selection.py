@@ -6,8 +6,10 @@ Which structures (``select_candidates``):
   signal's stop), the call debit spread after it;
 - zone in ``params.condor_zones`` ('extended') with IV rank >= 70: an iron condor, short legs |delta|
   0.15-0.25 (``condor_delta_*``), wings 0.05-0.20 further out;
-- anything else: nothing (the notes say why).  Covered calls need held shares: see
-  ``structures.covered_call``.
+- anything else: nothing (the notes say why).
+- ``kinds=["covered_call"]`` (the pre-market's covered-call step, for held shares: ``options.covered``):
+  one short call at |delta| 0.25-0.35 (``covered_delta_*``) expiring in 30-45 days (the target window),
+  paired with 100 shares at the signal's ``close`` in the structure (the shares are already held).
 
 Every leg must pass: a clean quote (``quote_flag == 'ok'``), dte in [21, 60], no earnings date between the
 quote date and expiry, open interest >= 500, volume >= 50, bid-ask spread <= 10% of mid, and |delta| in
@@ -34,8 +36,10 @@ from engine.options.structures import (
     Structure,
     bull_put_credit_spread,
     call_debit_spread,
+    covered_call,
     iron_condor,
     long_call,
+    stock_leg,
 )
 
 __all__ = ["ROLES", "STANDARD_DELIVERABLE", "OptionParams", "Selection", "planned_kinds", "select_candidates"]
@@ -61,6 +65,9 @@ class OptionParams:
     condor_delta_min: float = 0.15    # DESIGN §5: the iron condor's short legs, a neutral view
     condor_delta_max: float = 0.25
     condor_delta_target: float = 0.20
+    covered_delta_min: float = 0.25   # DESIGN §5: the call written on held shares
+    covered_delta_max: float = 0.35
+    covered_delta_target: float = 0.30
     min_open_interest: float = 500
     min_volume: float = 50
     max_spread_pct: float = 10.0      # (ask - bid) / mid * 100
@@ -77,7 +84,7 @@ class OptionParams:
     def __post_init__(self) -> None:
         if not (0 <= self.dte_min <= self.dte_target_min <= self.dte_target_max <= self.dte_max):
             raise ValueError("need 0 <= dte_min <= dte_target_min <= dte_target_max <= dte_max")
-        for name in ("long", "short", "wing", "condor"):
+        for name in ("long", "short", "wing", "condor", "covered"):
             lo, hi, tgt = (getattr(self, f"{name}_delta_{k}") for k in ("min", "max", "target"))
             if not (0 <= lo <= tgt <= hi <= 1):
                 raise ValueError(f"need 0 <= {name}_delta_min <= target <= max <= 1")
@@ -110,6 +117,7 @@ ROLES = {
     "call_debit_spread": ("long_call", "short_call"),
     "bull_put_credit_spread": ("short_put", "wing_put"),
     "iron_condor": ("wing_put", "condor_put", "condor_call", "wing_call"),
+    "covered_call": ("covered_call",),
 }
 
 
@@ -287,6 +295,9 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
         if (role == "short_put" and "bull_put_credit_spread" in kinds
                 and p.credit_short_at_or_below_stop and np.isfinite(stop)):
             ok &= strike <= stop
+        if role == "covered_call":  # DESIGN §5: a 30-45 day call, the target window itself
+            dte = df["_dte"].to_numpy()
+            ok &= (dte >= p.dte_target_min) & (dte <= p.dte_target_max)
         role_ok[role] = ok
     for i in np.flatnonzero(passed):
         if any(role_ok[r][i] for r in roles_needed):
@@ -301,6 +312,10 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
             bands.append(f"{r.split('_')[0]} {lo:.2f}-{hi:.2f}")
             if r == "short_put" and lo <= absd[i] <= hi and strike[i] > stop:
                 reason[i] = f"strike {strike[i]:g} above stop {stop:g} (short put of the credit spread)"
+            dte_i = float(df.at[i, "_dte"])
+            if r == "covered_call" and lo <= absd[i] <= hi and not p.dte_target_min <= dte_i <= p.dte_target_max:
+                reason[i] = (f"dte {dte_i:g} outside {p.dte_target_min}-{p.dte_target_max} "
+                             "(the covered call's window)")
         if not reason[i]:
             reason[i] = f"|delta| {absd[i]:.2f} outside {' / '.join(bands)}"
 
@@ -316,6 +331,11 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
             if ranked["long_call"].size:
                 i = ranked["long_call"][0]
                 built, legs = long_call(row(i)), [i]
+        elif kind == "covered_call":
+            close = _get(signal, "close")
+            if ranked["covered_call"].size and _finite(close):
+                i = ranked["covered_call"][0]
+                built, legs = covered_call(stock_leg(symbol, float(close)), row(i), symbol=symbol), [i]
         elif kind == "call_debit_spread":
             for i in ranked["long_call"]:
                 shorts = [j for j in ranked["short_call"] if expiry[j] == expiry[i] and strike[j] > strike[i]]

@@ -31,7 +31,7 @@ def next_action(pos: Position, underlying: float | None, today: date, close_at_d
         quantity=pos.quantity, initial_quantity=pos.initial_quantity, entry_price=pos.entry_price,
         underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr, stop=pos.stop or 0.0,
         targets=tuple(pos.targets or ()), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
-        expiry=expiry, structure=pos.structure)
+        expiry=expiry, structure=pos.structure, short_stock=manager.is_short_stock(pos.structure, list(pos.legs or [])))
     # Intraday the console knows the price, not today's SMA50 or ATR: the daily rules wait for the engine.
     price = underlying if underlying is not None else float("nan")
     mkt = manager.MarketView(today=today, price=price, close=float("nan"), sma50=float("nan"), atr=float("nan"),
@@ -39,6 +39,17 @@ def next_action(pos: Position, underlying: float | None, today: date, close_at_d
     steps = manager.next_steps(view, mkt, params or ATRMatrixParams(), premium_stop_pct, close_at_dte)
     parts = [f"exit now: {a.reason}" for a in steps.due_now if a.kind == "close_all"]
     parts += [f"sell {a.quantity} now: {a.reason}" for a in steps.due_now if a.kind == "scale_out"]
+    if steps.condor is not None:  # the condor's own three levels, never the ATR stop, targets or time exit
+        lv = steps.condor
+        parts.append(f"take profit at buy-back ≤ {lv.take_profit_cost:,.2f} (+${lv.profit_usd:,.2f})")
+        parts.append(f"stop at buy-back ≥ {lv.stop_cost:,.2f} (−${lv.loss_usd:,.2f})")
+        if lv.close_on is not None and steps.days_to_expiry is not None:
+            dte = steps.days_to_expiry
+            parts.append(f"time exit now ({dte} DTE)" if dte <= manager.CONDOR_CLOSE_AT_DTE
+                         else f"time exit {lv.close_on:%b %d} ({dte} DTE)")
+        return " · ".join(dict.fromkeys(parts))
+    if steps.rule:
+        return " · ".join(dict.fromkeys(parts + ([] if steps.due_now else [steps.rule]))) or steps.rule
     if steps.stop:
         dist = f" ({100 * (steps.stop / underlying - 1):+.1f}%)".replace("-", "−") if underlying else ""
         parts.append(f"stop at {steps.stop:,.2f}{dist}")

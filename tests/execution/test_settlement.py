@@ -208,6 +208,8 @@ def test_long_call_exercised_becomes_stock_with_the_premium_in_its_basis(books: 
     assert option.status == "closed" and option.realized_pnl == D("-1.10")
     assert (stock.quantity, stock.entry_price, stock.status) == (100, D("105.13"), "open")
     assert_cash_agrees(books, "89485.90")
+    # the broker holds exactly the delivered shares at the strike, and nothing of the call
+    assert [(p.instrument, p.quantity, p.avg_price) for p in books.broker.positions()] == [("XYZ", 100, D("100"))]
 
 
 def test_out_of_the_money_expiry_loses_the_premium(books: Books) -> None:
@@ -226,3 +228,133 @@ def test_offsetting_engine_positions_are_a_reconciliation_difference(books: Book
                            initial_quantity=100, entry_price=D("100") * stock_leg.sign, status="open", opened_at=T0))
     diffs = reconcile(books.db, books.broker, START, T0).differences
     assert [d["kind"] for d in diffs] == ["offsetting_positions"]
+
+
+def _signal(b: Books, direction: str) -> int:
+    from engine.models import Signal
+
+    with session_scope(b.db) as s:
+        sig = Signal(strategy="test", symbol="XYZ", data_date=date(2026, 2, 27), direction=direction,
+                     zone="extended" if direction == "neutral" else "entry", entry_price=105.0, atr=3.0,
+                     stop=0.0 if direction == "neutral" else 100.5,
+                     targets=[] if direction == "neutral" else [120.0, 123.0, 126.0, 129.0])
+        s.add(sig)
+        s.flush()
+        assert sig.id is not None
+        return sig.id
+
+
+def test_an_iron_condor_position_gets_no_atr_stop_or_targets(books: Books) -> None:
+    # even a signal that carries long levels (an older row) must not put them on a neutral condor
+    sid = _signal(books, "long")
+    legs = (leg(C100, Side.sell), leg(C110, Side.buy))  # the call side of a condor is enough for the levels
+    spec = service.OrderSpec("test", "ic", "XYZ", "Tech", "iron_condor", Intent.open, legs, 1, D("-3.80"),
+                             D("1000"), D("1000"), signal_id=sid)
+    with session_scope(books.db) as s:
+        oid = service.propose(s, spec, books.settings, books.clock.now).id
+    order = service.submit_one(books.db, books.settings, books.broker, oid, books.clock.now)
+    assert order.status == "filled"
+    [pos] = positions(books)
+    assert pos.structure == "iron_condor" and pos.stop == 0.0 and pos.targets == []
+    assert (pos.entry_atr, pos.underlying_entry) == (3.0, 105.0)  # kept for reference
+
+
+def test_a_long_entry_still_gets_the_signals_levels(books: Books) -> None:
+    sid = _signal(books, "long")
+    spec = service.OrderSpec("test", "lc", "XYZ", "Tech", "long_call", Intent.open, (leg(C100, Side.buy),), 1,
+                             D("5.20"), D("520"), D("520"), signal_id=sid)
+    with session_scope(books.db) as s:
+        oid = service.propose(s, spec, books.settings, books.clock.now).id
+    assert service.submit_one(books.db, books.settings, books.broker, oid, books.clock.now).status == "filled"
+    [pos] = positions(books)
+    assert (pos.stop, pos.targets) == (100.5, [120.0, 123.0, 126.0, 129.0])
+
+
+def stock(symbol: str, side: Side) -> Leg:
+    return Leg(symbol, side, 1, AssetType.stock, symbol)
+
+
+def order(b: Books, key: str, structure: str, legs: tuple[Leg, ...], qty: int, limit: str, max_loss: str,
+          intent: Intent = Intent.open, position_id: int | None = None, signal_id: int | None = None):  # type: ignore[no-untyped-def]
+    spec = service.OrderSpec("test", key, legs[0].underlying, "Tech", structure, intent, legs, qty, D(limit),
+                             D(max_loss), D(max_loss), position_id=position_id, signal_id=signal_id)
+    with session_scope(b.db) as s:
+        oid = service.propose(s, spec, b.settings, b.clock.now).id
+    return service.submit_one(b.db, b.settings, b.broker, oid, b.clock.now)
+
+
+def test_covered_call_structure_assigned_nets_its_own_shares(books: Books) -> None:
+    # one unit = buy 100 XYZ + sell 1 C100. mid 105.00 - 5.10 = 99.90, natural 105.02 - 5.00 = 100.02,
+    # fill ceil(99.90 + 0.25 x 0.12) = 99.93: stock 105.005 -> 105.01, call 5.075 -> 5.07, net 99.94; the
+    # -0.01 residue goes to the wider quote (the call): 5.08. Cash -10501 + 508 - 1.00 - 0.10 = -9994.10.
+    legs = (Leg("XYZ", Side.buy, 100, AssetType.stock, "XYZ"), leg(C100, Side.sell))
+    filled = order(books, "cc", "covered_call", legs, 1, "100.02", "9993")
+    assert filled.status == "filled" and filled.avg_fill_price == D("99.93")
+    assert_cash_agrees(books, "90005.90")
+    # settles at 112: C100 assigned, -100 shares at 100 (+10000) against the position's own 100 shares
+    assert settle(books, "XYZ", "112") == []
+    [pos] = positions(books)
+    # P&L = 10000 - 9993 - fees 1.10 = 5.90 (stock 105.01 -> 100: -501; call premium kept: +508)
+    assert pos.status == "closed" and pos.quantity == 0 and pos.realized_pnl == D("5.90")
+    assert_cash_agrees(books, "100005.90")
+    assert books.broker.positions() == []
+
+
+def _held_stock(b: Books) -> int:
+    # buy 100 XYZ: mid 105.00, fill ceil(105.00 + 0.25 x 0.02) = 105.01 -> cash -10501
+    filled = order(b, "stk", "stock", (stock("XYZ", Side.buy),), 100, "105.02", "10")  # risk per share
+    assert filled.status == "filled" and filled.position_id is not None
+    return filled.position_id
+
+
+def test_covered_call_written_on_held_shares_is_accepted_and_an_uncovered_one_refused(books: Books) -> None:
+    _held_stock(books)
+    # sell 1 C110 against the 100 shares: mid -1.05, natural -1.00, fill ceil(-1.0375) = -1.03; +103 - 1.10
+    call = order(books, "cc", "covered_call", (leg(C110, Side.sell),), 1, "-1.00", "0")
+    assert call.status == "filled"
+    assert_cash_agrees(books, "89600.90")  # 100000 - 10501 + 101.90
+    # a second call has no shares left to cover it: the venue refuses a naked short call
+    again = order(books, "cc2", "covered_call", (leg(C110, Side.sell),), 1, "-1.00", "0")
+    assert again.status == "rejected"
+    assert reconcile(books.db, books.broker, START, books.clock.now).differences == []
+
+
+def test_covered_call_on_held_shares_assigned_calls_the_shares_away(books: Books) -> None:
+    stock_id = _held_stock(books)
+    call_id = order(books, "cc", "covered_call", (leg(C110, Side.sell),), 1, "-1.00", "0").position_id
+    # settles at 112: C110 assigned, -100 shares at 110 (+11000) net against the held 100 shares
+    assert settle(books, "XYZ", "112") == []
+    by_id = {p.id: p for p in positions(books)}
+    assert len(by_id) == 2  # no short stock position appears next to the long one
+    held, call = by_id[stock_id], by_id[call_id]
+    # the shares are sold at 110 + the 1.03 premium = 111.03: (111.03 - 105.01) x 100 = 602.00
+    assert (held.status, held.quantity, held.realized_pnl, held.max_loss) == ("closed", 0, D("602.00"), D("0"))
+    assert (call.status, call.quantity, call.realized_pnl) == ("closed", 0, D("-1.10"))  # its fees
+    assert_cash_agrees(books, "100600.90")  # 100000 + 602.00 - 1.10
+    assert books.broker.positions() == []
+
+
+def test_condor_short_call_assigned_is_short_stock_with_a_stop_based_risk(books: Books) -> None:
+    sid = _signal(books, "neutral")  # ATR 3.00
+    # the condor's call side: sell C100 / buy C110, fill -4.01 (see above); cash +401 - 2.20 = +398.80
+    assert order(books, "ic", "iron_condor", (leg(C100, Side.sell), leg(C110, Side.buy)), 1, "-3.80", "599",
+                 signal_id=sid).status == "filled"
+    assert_cash_agrees(books, "100398.80")
+    # settles at 105: C100 assigned (-100 shares at 100, +10000), C110 expires
+    assert settle(books, "XYZ", "105") == []
+    _, short = positions(books)
+    assert (short.structure, short.quantity, short.status) == ("stock", 100, "open")
+    assert Leg.from_dict(short.legs[0]).side is Side.sell
+    assert short.entry_price == D("-104.01")  # proceeds 100 + the 4.01 credit per share
+    # mirrored stop: 104.01 + 1.5 x 3.00 = 108.51 (within 10% = 114.41): risk 4.50 x 100, not the notional
+    assert short.stop == pytest.approx(108.51) and short.targets == []
+    assert short.max_loss == D("450.00") and short.initial_risk == D("450.00")
+    assert {(p.instrument, p.quantity) for p in books.broker.positions()} == {("XYZ", -100)}
+    # bought back by rule: ask side 105.00 + 0.25 x 0.02 -> 105.01; P&L 10401 - 10501 = -100.00
+    books.clock.now = datetime(2026, 3, 23, 10, 0, tzinfo=NY)
+    assert order(books, "cover", "stock", (stock("XYZ", Side.buy),), 100, "106.00", "0", Intent.close,
+                 position_id=short.id).status == "filled"
+    _, short = positions(books)
+    assert short.status == "closed" and short.realized_pnl == D("-100.00")
+    assert_cash_agrees(books, "99897.80")  # credit 401 - assignment 500 - buy-back slippage 1 - fees 2.20
+    assert books.broker.positions() == []

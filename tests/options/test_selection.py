@@ -191,3 +191,27 @@ def test_params_are_validated_and_configurable():
     loose = OptionParams(min_open_interest=100)
     sel = select_candidates(SIGNAL, chain(c("C", 95, 35, 0.62, oi=120)), loose)
     assert sel.chosen is not None
+
+
+def test_covered_call_is_a_30_to_45_day_call_at_delta_025_to_035():
+    ch = chain(
+        c("C", 106, 38, 0.30),                               # chosen: delta on target, dte in 30-45
+        c("C", 107, 38, 0.26),                               # eligible, further from 0.30
+        c("C", 105, 52, 0.30),                               # within 21-60 but not a 30-45 day call
+        c("C", 104, 38, 0.40),                               # too close to the money
+        c("C", 110, 38, 0.15),                               # too far out
+    )
+    held = {**SIGNAL, "close": 100.0, "zone": "held"}
+    sel = select_candidates(held, ch, kinds=["covered_call"])
+    assert [s.kind for s in sel.structures] == ["covered_call"]
+    stock, call = sel.chosen.legs
+    assert (stock.right, stock.qty, stock.occ_symbol) == ("S", 1, "XYZ")
+    assert (call.occ_symbol, call.qty) == (sym("C", 106, 38), -1)
+    assert reasons(sel) == {
+        sym("C", 107, 38): "not chosen: covered_call ranked 2 of 2",
+        sym("C", 105, 52): "dte 52 outside 30-45 (the covered call's window)",
+        sym("C", 104, 38): "|delta| 0.40 outside covered 0.25-0.35",
+        sym("C", 110, 38): "|delta| 0.15 outside covered 0.25-0.35",
+    }
+    # max loss of the pair is the shares' (covered: the call adds none): 100 - 5.00 credit, x 100
+    assert sel.chosen.max_loss_per_contract("mid") == 9500

@@ -155,3 +155,66 @@ def test_iron_condor_closes_at_21_days_to_expiry() -> None:
     assert decide(_condor(), _market("-1.40", today=date(2026, 6, 25)), params, 50, 7) == []  # 22 days
     (action,) = decide(_condor(), _market("-1.40", today=date(2026, 6, 26)), params, 50, 7)  # 21 days
     assert action.reason == "condor_time: 21 days to expiry <= 21"
+
+
+# --- one statement of the condor's levels, shown by the console (issue 11 review, condor levels) -----------
+
+
+def test_condor_next_steps_are_its_own_three_levels_not_the_atr_ones() -> None:
+    from datetime import date
+
+    from engine.portfolio.manager import next_steps
+
+    # credit 1.40 x 2 condors x 100: profit take at a buy-back of 0.70 keeps 0.70 x 200 = $140;
+    # the stop at a buy-back of 1.40 + 2.80 = 4.20 loses 2.80 x 200 = $560; time exit 2026-07-17 - 21 days
+    steps = next_steps(_condor(), _market("-1.40"), P, 50.0, 7)
+    assert steps.condor is not None
+    assert (steps.condor.take_profit_cost, steps.condor.stop_cost) == (Decimal("0.70"), Decimal("4.20"))
+    assert (steps.condor.profit_usd, steps.condor.loss_usd) == (Decimal("140.00"), Decimal("560.00"))
+    assert steps.time_exit_on == date(2026, 6, 26) and steps.days_to_expiry == 46
+    assert steps.stop == 0.0 and steps.plan == () and steps.next_target is None
+
+
+def test_condor_next_action_shows_the_managers_levels_in_money_and_dates() -> None:
+    from datetime import date
+
+    from engine.models import Position
+    from engine.queries.positions import next_action
+
+    # the position still carries copied long levels (older rows): they must not be shown
+    pos = Position(strategy="atr_matrix", symbol="XYZ", structure="iron_condor", quantity=2, initial_quantity=2,
+                   entry_price=Decimal("-1.40"), underlying_entry=50.0, entry_atr=2.0, stop=47.0,
+                   targets=[54.0, 56.0, 58.0, 60.0], legs=[{"instrument": "XYZ   261211P00045000", "side": "sell",
+                                                           "asset": "option", "expiry": "2026-07-17"}],
+                   mark=Decimal("-1.40"))
+    text = next_action(pos, 50.0, date(2026, 6, 1), close_at_dte=7)
+    assert text == "take profit at buy-back ≤ 0.70 (+$140.00) · stop at buy-back ≥ 4.20 (−$560.00) · " \
+                   "time exit Jun 26 (46 DTE)"
+    assert "47.00" not in text and "target" not in text and "plan" not in text
+
+
+def test_short_stock_is_bought_back_by_rule() -> None:
+    from engine.portfolio.manager import SHORT_STOCK_RULE
+
+    short = PositionView(quantity=100, initial_quantity=100, entry_price=Decimal("-110.00"), underlying_entry=100.0,
+                         entry_atr=4.0, stop=0.0, targets=(), targets_hit=0, highest_close=100.0, expiry=None,
+                         structure="stock", short_stock=True)
+    (a,) = run(short, mkt(105.0, mark="105.00"))
+    assert (a.kind, a.quantity, a.reason) == ("close_all", 100, SHORT_STOCK_RULE)
+
+
+def test_short_stock_stop_mirrors_the_long_stop() -> None:
+    from engine.portfolio.manager import short_stock_stop
+
+    assert short_stock_stop(100.0, 4.0) == 106.0  # 100 + 1.5 x 4, within 10%
+    assert abs(short_stock_stop(100.0, 8.0) - 110.0) < 1e-9  # 100 + 12 capped at 10% above
+
+
+def test_covered_call_is_held_while_covered_and_bought_back_when_not() -> None:
+    call = PositionView(quantity=2, initial_quantity=2, entry_price=Decimal("-1.50"), underlying_entry=100.0,
+                        entry_atr=4.0, stop=0.0, targets=(), targets_hit=0, highest_close=100.0,
+                        expiry=date(2026, 12, 31), structure="covered_call", stock_held=200)
+    # no premium stop, no time exit: a covered call is held to expiry or assignment
+    assert run(call, mkt(99.0, mark="-4.00", today=date(2026, 12, 30))) == []
+    (a,) = run(PositionView(**{**call.__dict__, "stock_held": 100}), mkt(99.0, mark="-1.00"))
+    assert a.kind == "close_all" and a.quantity == 2 and a.reason.startswith("uncovered: 100 shares held")

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,12 @@ from engine.data import calendar
 from engine.db import make_engine
 from engine.execution.brokers.paper_books import (
     SCHEMA_VERSION,
-    SUB_PENNY,
     ZERO,
     PaperBooks,
     W,
     _account,
     _Books,
     _ceil,
-    _events,
     _fills,
     _floor,
     _iso,
@@ -55,20 +53,17 @@ from engine.execution.brokers.paper_books import (
     _meta,
     _money,
     _orders,
-    _Pos,
     _venue_call,
 )
-from engine.execution.brokers.paper_margin import _margin
+from engine.execution.brokers.paper_margin import PaperBuyingPower
+from engine.execution.brokers.paper_reads import PaperReads
 from engine.execution.brokers.paper_settlement import PaperSettlement
 from engine.execution.brokers.quotes import InstrumentQuote, QuoteSource, UnknownInstrument, parse_option_symbol
 from engine.execution.ports import (
     AssetType,
-    BrokerAccount,
-    BrokerEvent,
     BrokerFill,
     BrokerOrder,
     BrokerOrderStatus,
-    BrokerPosition,
     BrokerRejected,
     BrokerUnavailable,
     Leg,
@@ -113,7 +108,7 @@ class _Priced:
     max_units: int  # volume cap for this attempt, in units of the structure
 
 
-class PaperBroker(PaperBooks, PaperSettlement):
+class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
     """A paper venue with its own SQLite books (see the module docstring)."""
 
     name = "paper"
@@ -232,77 +227,6 @@ class PaperBroker(PaperBooks, PaperSettlement):
         if cfg.option_commission_cap_per_leg is not None:
             commission = max(ZERO, min(commission, cfg.option_commission_cap_per_leg - charged))
         return commission, cfg.option_fee_per_contract * qty
-
-    # ------------------------------------------------------------------ buying power
-
-    def _after(self, books: _Books, legs: Sequence[Leg], units: int) -> list[_Pos]:
-        """Positions after ``units`` of the structure (prices do not matter for margin)."""
-        changed = {}
-        for leg in legs:
-            base = books.positions.get(leg.instrument) or self._position_for(
-                _Books(ZERO, ZERO, {}), leg)
-            changed[leg.instrument] = replace(base, quantity=base.quantity + leg.sign * leg.ratio * units)
-        return [changed.get(k, p) for k, p in books.positions.items()] + [
-            p for k, p in changed.items() if k not in books.positions]
-
-    def _order_cost(self, books: _Books, legs: Sequence[Leg], units: int, net_price: Decimal,
-                    charged: Sequence[Decimal] | None = None) -> Decimal:
-        """Cash the order takes (+) or gives (-) for ``units`` at ``net_price``, commissions and fees included."""
-        m = structure_multiplier(legs)
-        cost = net_price * m * units
-        for i, leg in enumerate(legs):
-            pos = books.positions.get(leg.instrument)
-            commission, fees = self._leg_charges(leg, leg.ratio * units, pos.quantity if pos else 0,
-                                                 charged[i] if charged else ZERO)
-            cost += commission + fees
-        return cost
-
-    def _bp_problem(self, books: _Books, legs: Sequence[Leg], units: int, cost: Decimal,
-                    reserved: Decimal = ZERO) -> str | None:
-        """Why the account cannot take this trade (None when it can)."""
-        before_req, _ = _margin(books.positions.values())
-        after = self._after(books, legs, units)
-        after_req, naked = _margin(after)
-        if naked:
-            return f"naked short options are not supported: {', '.join(naked)} would be uncovered"
-        for leg in legs:
-            if leg.asset is AssetType.stock and leg.side is Side.sell:
-                was = books.positions[leg.instrument].quantity if leg.instrument in books.positions else 0
-                if was - leg.ratio * units < 0:
-                    return f"short selling stock is not supported: {leg.instrument} holds {was}"
-        bp_before = books.cash - before_req
-        bp_after = books.cash - cost - after_req
-        if bp_after - reserved < 0 and bp_after < bp_before:
-            need = bp_before - bp_after
-            return (f"insufficient buying power: the order needs ${need:,.2f} (debit or margin, plus "
-                    f"commissions and fees), available ${bp_before - reserved:,.2f}")
-        return None
-
-    def _reserved(self, conn: Connection, books: _Books) -> Decimal:
-        """Buying power held for working orders (at their limits, for what is left of them)."""
-        total = ZERO
-        bp_now = books.cash - _margin(books.positions.values())[0]
-        for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value)).mappings():
-            legs = self._legs(r)
-            left = int(r["quantity"]) - int(r["filled_quantity"])
-            if left <= 0:
-                continue
-            charged = [Decimal(x) for x in json.loads(r["leg_commissions"])]
-            cost = self._order_cost(books, legs, left, Decimal(r["limit_price"]), charged)
-            req, naked = _margin(self._after(books, legs, left))
-            if not naked:
-                total += max(ZERO, bp_now - (books.cash - cost - req))
-        return total
-
-    def _pending_closes(self, conn: Connection) -> dict[str, int]:
-        """Units of each instrument that working close orders are already set to take off."""
-        out: dict[str, int] = {}
-        for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value,
-                                                       _orders.c.intent == "close")).mappings():
-            left = int(r["quantity"]) - int(r["filled_quantity"])
-            for leg in self._legs(r):
-                out[leg.instrument] = out.get(leg.instrument, 0) + leg.ratio * left
-        return out
 
     # ------------------------------------------------------------------ submit
 
@@ -566,74 +490,3 @@ class PaperBroker(PaperBooks, PaperSettlement):
         with self._engine.begin() as conn:
             ids = self._expire_day_orders(conn, now)
             return [self._to_order(r) for r in (self._get(conn, i) for i in ids) if r is not None]
-
-    # ------------------------------------------------------------------ reads
-
-    @_venue_call
-    def order(self, client_order_id: str) -> BrokerOrder | None:
-        with self._engine.connect() as conn:
-            r = self._get(conn, client_order_id)
-            return None if r is None else self._to_order(r)
-
-    @_venue_call
-    def orders(self, status: BrokerOrderStatus | None = None) -> list[BrokerOrder]:
-        q = sa.select(_orders).order_by(_orders.c.id)
-        if status is not None:
-            q = q.where(_orders.c.status == status.value)
-        with self._engine.connect() as conn:
-            return [self._to_order(r) for r in conn.execute(q).mappings()]
-
-    @_venue_call
-    def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
-        q = sa.select(_fills).order_by(_fills.c.id)
-        if client_order_id is not None:
-            q = q.where(_fills.c.client_order_id == client_order_id)
-        with self._engine.connect() as conn:
-            return [self._to_fill(r) for r in conn.execute(q).mappings()]
-
-    @_venue_call
-    def events(self) -> list[BrokerEvent]:
-        with self._engine.connect() as conn:
-            return [self._to_event(r) for r in conn.execute(sa.select(_events).order_by(_events.c.id)).mappings()]
-
-    @_venue_call
-    def positions(self) -> list[BrokerPosition]:
-        with self._engine.connect() as conn:
-            books = self._load(conn)
-        out = []
-        for p in sorted(books.positions.values(), key=lambda p: p.instrument):
-            if p.quantity:
-                avg = (abs(p.cost) / (abs(p.quantity) * p.multiplier)).quantize(SUB_PENNY, ROUND_HALF_EVEN)
-                out.append(BrokerPosition(p.instrument, p.quantity, _money(avg), p.asset, p.underlying))
-        return out
-
-    @_venue_call
-    def account(self) -> BrokerAccount:
-        now = self.clock()
-        with self._engine.connect() as conn:
-            books = self._load(conn)
-        req, _ = _margin(books.positions.values())
-        marks = sum((self._mark(p, books, now) * p.quantity * p.multiplier
-                     for p in books.positions.values() if p.quantity), ZERO)
-        return BrokerAccount(_money(books.cash), _money(books.cash - req), _money(books.cash + marks))
-
-    def realized_pnl(self) -> Decimal:
-        """Realised P&L of all reductions so far (before commissions and fees)."""
-        with self._engine.connect() as conn:
-            return _money(self._load(conn).realized)
-
-    def _mark(self, p: _Pos, books: _Books, now: datetime) -> Decimal:
-        """Mid of the quote; for an option without one (e.g. on its expiry day) its intrinsic value
-        against the underlying's mid; failing both, its average price."""
-        try:
-            return self._quote(p.instrument, now, books).mid
-        except UnknownInstrument:
-            pass
-        if p.asset is AssetType.option and p.strike is not None:
-            try:
-                spot = self.quotes.quote(p.underlying, now).mid
-                return max(ZERO, spot - p.strike if p.right == "C" else p.strike - spot)
-            except UnknownInstrument:
-                pass
-        return abs(p.cost) / (abs(p.quantity) * p.multiplier)
-

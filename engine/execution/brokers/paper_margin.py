@@ -1,15 +1,27 @@
-"""Reg-T style margin of the paper venue's positions (used for its buying power)."""
+"""Reg-T style margin of the paper venue's positions and the buying power checks built on it.
+
+Split out of ``paper.py`` along its seams (venue, margin, settlement, books, reads); ``PaperBroker``
+combines them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
-from engine.execution.brokers.paper_books import ZERO, _Pos
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.execution.brokers.paper_books import ZERO, W, _Books, _orders, _Pos
 from engine.execution.ports import (
     OPTION_MULTIPLIER,
     AssetType,
+    Leg,
+    Side,
 )
+from engine.portfolio.accounting import structure_multiplier
 
 
 def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
@@ -67,3 +79,76 @@ def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
                     total += width * OPTION_MULTIPLIER * n
     return total, naked
 
+
+class PaperBuyingPower:
+    """What an order does to the account's margin and cash (mixed into PaperBroker, which provides the
+    books, the legs of stored orders and the commission schedule)."""
+
+    def _after(self, books: _Books, legs: Sequence[Leg], units: int) -> list[_Pos]:
+        """Positions after ``units`` of the structure (prices do not matter for margin)."""
+        changed = {}
+        for leg in legs:
+            base = books.positions.get(leg.instrument) or self._position_for(
+                _Books(ZERO, ZERO, {}), leg)
+            changed[leg.instrument] = replace(base, quantity=base.quantity + leg.sign * leg.ratio * units)
+        return [changed.get(k, p) for k, p in books.positions.items()] + [
+            p for k, p in changed.items() if k not in books.positions]
+
+    def _order_cost(self, books: _Books, legs: Sequence[Leg], units: int, net_price: Decimal,
+                    charged: Sequence[Decimal] | None = None) -> Decimal:
+        """Cash the order takes (+) or gives (-) for ``units`` at ``net_price``, commissions and fees included."""
+        m = structure_multiplier(legs)
+        cost = net_price * m * units
+        for i, leg in enumerate(legs):
+            pos = books.positions.get(leg.instrument)
+            commission, fees = self._leg_charges(leg, leg.ratio * units, pos.quantity if pos else 0,
+                                                 charged[i] if charged else ZERO)
+            cost += commission + fees
+        return cost
+
+    def _bp_problem(self, books: _Books, legs: Sequence[Leg], units: int, cost: Decimal,
+                    reserved: Decimal = ZERO) -> str | None:
+        """Why the account cannot take this trade (None when it can)."""
+        before_req, _ = _margin(books.positions.values())
+        after = self._after(books, legs, units)
+        after_req, naked = _margin(after)
+        if naked:
+            return f"naked short options are not supported: {', '.join(naked)} would be uncovered"
+        for leg in legs:
+            if leg.asset is AssetType.stock and leg.side is Side.sell:
+                was = books.positions[leg.instrument].quantity if leg.instrument in books.positions else 0
+                if was - leg.ratio * units < 0:
+                    return f"short selling stock is not supported: {leg.instrument} holds {was}"
+        bp_before = books.cash - before_req
+        bp_after = books.cash - cost - after_req
+        if bp_after - reserved < 0 and bp_after < bp_before:
+            need = bp_before - bp_after
+            return (f"insufficient buying power: the order needs ${need:,.2f} (debit or margin, plus "
+                    f"commissions and fees), available ${bp_before - reserved:,.2f}")
+        return None
+
+    def _reserved(self, conn: Connection, books: _Books) -> Decimal:
+        """Buying power held for working orders (at their limits, for what is left of them)."""
+        total = ZERO
+        bp_now = books.cash - _margin(books.positions.values())[0]
+        for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value)).mappings():
+            legs = self._legs(r)
+            left = int(r["quantity"]) - int(r["filled_quantity"])
+            if left <= 0:
+                continue
+            charged = [Decimal(x) for x in json.loads(r["leg_commissions"])]
+            cost = self._order_cost(books, legs, left, Decimal(r["limit_price"]), charged)
+            req, naked = _margin(self._after(books, legs, left))
+            if not naked:
+                total += max(ZERO, bp_now - (books.cash - cost - req))
+        return total
+
+    def _pending_closes(self, conn: Connection) -> dict[str, int]:
+        """Units of each instrument that working close orders are already set to take off."""
+        out: dict[str, int] = {}
+        for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value,
+                                                       _orders.c.intent == "close")).mappings():
+            left = int(r["quantity"]) - int(r["filled_quantity"])
+            for leg in self._legs(r):
+                out[leg.instrument] = out.get(leg.instrument, 0) + leg.ratio * left
+        return out

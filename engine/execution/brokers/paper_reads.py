@@ -1,0 +1,113 @@
+"""What the paper venue reports: orders, fills, events, positions and the account (its marks).
+
+Split out of ``paper.py`` along its seams (venue, margin, settlement, books, reads); ``PaperBroker``
+combines them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.execution.brokers.paper_books import (
+    SUB_PENNY,
+    ZERO,
+    _Books,
+    _events,
+    _fills,
+    _money,
+    _orders,
+    _Pos,
+    _venue_call,
+)
+from engine.execution.brokers.paper_margin import _margin
+from engine.execution.brokers.quotes import QuoteSource, UnknownInstrument
+from engine.execution.ports import (
+    AssetType,
+    BrokerAccount,
+    BrokerEvent,
+    BrokerFill,
+    BrokerOrder,
+    BrokerOrderStatus,
+    BrokerPosition,
+)
+
+
+class PaperReads:
+    """The Broker port's reads (mixed into PaperBroker, which provides the books and the quotes)."""
+
+    _engine: Engine
+    quotes: QuoteSource
+    clock: Callable[[], datetime]
+
+    @_venue_call
+    def order(self, client_order_id: str) -> BrokerOrder | None:
+        with self._engine.connect() as conn:
+            r = self._get(conn, client_order_id)
+            return None if r is None else self._to_order(r)
+
+    @_venue_call
+    def orders(self, status: BrokerOrderStatus | None = None) -> list[BrokerOrder]:
+        q = sa.select(_orders).order_by(_orders.c.id)
+        if status is not None:
+            q = q.where(_orders.c.status == status.value)
+        with self._engine.connect() as conn:
+            return [self._to_order(r) for r in conn.execute(q).mappings()]
+
+    @_venue_call
+    def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
+        q = sa.select(_fills).order_by(_fills.c.id)
+        if client_order_id is not None:
+            q = q.where(_fills.c.client_order_id == client_order_id)
+        with self._engine.connect() as conn:
+            return [self._to_fill(r) for r in conn.execute(q).mappings()]
+
+    @_venue_call
+    def events(self) -> list[BrokerEvent]:
+        with self._engine.connect() as conn:
+            return [self._to_event(r) for r in conn.execute(sa.select(_events).order_by(_events.c.id)).mappings()]
+
+    @_venue_call
+    def positions(self) -> list[BrokerPosition]:
+        with self._engine.connect() as conn:
+            books = self._load(conn)
+        out = []
+        for p in sorted(books.positions.values(), key=lambda p: p.instrument):
+            if p.quantity:
+                avg = (abs(p.cost) / (abs(p.quantity) * p.multiplier)).quantize(SUB_PENNY, ROUND_HALF_EVEN)
+                out.append(BrokerPosition(p.instrument, p.quantity, _money(avg), p.asset, p.underlying))
+        return out
+
+    @_venue_call
+    def account(self) -> BrokerAccount:
+        now = self.clock()
+        with self._engine.connect() as conn:
+            books = self._load(conn)
+        req, _ = _margin(books.positions.values())
+        marks = sum((self._mark(p, books, now) * p.quantity * p.multiplier
+                     for p in books.positions.values() if p.quantity), ZERO)
+        return BrokerAccount(_money(books.cash), _money(books.cash - req), _money(books.cash + marks))
+
+    def realized_pnl(self) -> Decimal:
+        """Realised P&L of all reductions so far (before commissions and fees)."""
+        with self._engine.connect() as conn:
+            return _money(self._load(conn).realized)
+
+    def _mark(self, p: _Pos, books: _Books, now: datetime) -> Decimal:
+        """Mid of the quote; for an option without one (e.g. on its expiry day) its intrinsic value
+        against the underlying's mid; failing both, its average price."""
+        try:
+            return self._quote(p.instrument, now, books).mid
+        except UnknownInstrument:
+            pass
+        if p.asset is AssetType.option and p.strike is not None:
+            try:
+                spot = self.quotes.quote(p.underlying, now).mid
+                return max(ZERO, spot - p.strike if p.right == "C" else p.strike - spot)
+            except UnknownInstrument:
+                pass
+        return abs(p.cost) / (abs(p.quantity) * p.multiplier)
