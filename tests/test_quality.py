@@ -264,11 +264,8 @@ def test_float32_panel_and_array_form() -> None:
     assert reasons[2].startswith(f"high_below_low on {day(panel, 30)}")
 
 
-def test_gate_is_vectorised_enough() -> None:
-    """5,000 symbols x 300 days in well under a second (the full-universe budget is shared)."""
-    import time
-
+def test_gate_runs_on_a_float32_universe_sized_panel() -> None:
+    """5,000 symbols x 300 days of float32 pass through the gate (its speed is part of `bench scan`)."""
     panel = clean_panel(days=300, n=5000, seed=3).astype(np.float32)
-    start = time.perf_counter()
-    check_panel(panel)
-    assert time.perf_counter() - start < 1.0
+    reasons = check_panel(panel)
+    assert len(reasons) == 5000 and reasons.isna().all()  # a clean panel passes in float32 too
