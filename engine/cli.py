@@ -291,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from engine.redact import install_log_redaction, redact
 
-    install_log_redaction()
+    try:
+        # with the settings, log lines mask every configured secret value, not only URL passwords
+        install_log_redaction(get_settings())
+    except SettingsError:
+        install_log_redaction()  # a command that needs the settings reports the error below, masked
     try:
         return args.handler(args)
     except SettingsError as exc:
