@@ -7,6 +7,7 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -264,14 +265,26 @@ def missed_runs(ctx: EngineContext, now: datetime) -> list[PlannedRun]:
 
 
 def catch_up(ctx: EngineContext, state: RuntimeState, now: datetime) -> list[PlannedRun]:
-    """On start: run every missed job of the previous and current session once, in planned order."""
+    """On start: run every missed job of the previous and current session once, in planned order, each as
+    of its planned time: yesterday's post-market caught up this morning snapshots yesterday's session (the
+    daily-loss limit measures from it) and stores no bar of a session that has not traded yet."""
     runs = missed_runs(ctx, now)
     for run in runs:
         if state.stopping.is_set():
             break
         log.info("catching up %s planned for %s", run.job_id, run.at.isoformat())
-        run_job(ctx, state, run.job_id, f"catch-up@{run.at.isoformat()}")
+        with _as_of(ctx, run.at):
+            run_job(ctx, state, run.job_id, f"catch-up@{run.at.isoformat()}")
     return runs
+
+
+def _as_of(ctx: EngineContext, at: datetime) -> Any:
+    """The engine's clock held at ``at`` while a caught-up job runs (the scheduler's clock is a ReplayClock
+    that follows the wall clock and follows it again afterwards)."""
+    if isinstance(ctx.clock, ReplayClock):
+        return ctx.clock.held_at(at)
+    log.warning("the clock cannot be set: catching up as of now, not as of %s", at.isoformat())
+    return nullcontext()
 
 
 def startup_reconcile(ctx: EngineContext, state: RuntimeState | None = None) -> None:
