@@ -99,6 +99,8 @@ class RuntimeState:
     # One guard per job id for every trigger (schedule, catch-up, operator run-now): never two at once.
     running: dict[str, threading.Lock] = field(default_factory=lambda: {j: threading.Lock() for j in JOB_IDS})
     inline_run_now: bool = True  # replay: run-now inline; live: on its own thread (commands keep flowing)
+    # live run-now threads: a stop waits for them (wait_for_run_now) before the lease is released
+    run_now_threads: list[threading.Thread] = field(default_factory=list)
 
 
 def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
@@ -315,9 +317,21 @@ def apply_commands(ctx: EngineContext, state: RuntimeState) -> list[OperatorComm
         if state.inline_run_now:
             run_job(ctx, state, job_id, "operator")
         else:  # its own thread, through the same per-job guard: the commands poll keeps applying the kill switch
-            threading.Thread(target=run_job, args=(ctx, state, job_id, "operator"), name=f"run-now-{job_id}",
-                             daemon=True).start()
+            thread = threading.Thread(target=run_job, args=(ctx, state, job_id, "operator"),
+                                      name=f"run-now-{job_id}", daemon=True)
+            state.run_now_threads[:] = [t for t in state.run_now_threads if t.is_alive()]
+            state.run_now_threads.append(thread)
+            thread.start()
     return applied
+
+
+def wait_for_run_now(state: RuntimeState) -> None:
+    """Let the operator's run-now jobs finish (a stop lets a running job finish; they hold the lease too)."""
+    for thread in list(state.run_now_threads):
+        if thread.is_alive():
+            log.info("waiting for %s to finish", thread.name)
+        thread.join()
+    state.run_now_threads.clear()
 
 
 def _apply(session: Any, ctx: EngineContext, state: RuntimeState, cmd: OperatorCommand) -> str:
