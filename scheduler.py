@@ -102,7 +102,7 @@ def run_live(ctx, state) -> None:  # type: ignore[no-untyped-def]
 
     The scheduler runs in the background and this (main) thread only waits for the stop: a stop that
     arrives while the catch-up is still running, or before the scheduler has started, is seen all the same,
-    and the shutdown below lets a running job finish."""
+    and the shutdown below lets a running job finish, an operator's run-now job included."""
     state.mode = "live"
     state.inline_run_now = False
     scheduler = BackgroundScheduler(
@@ -124,7 +124,8 @@ def run_live(ctx, state) -> None:  # type: ignore[no-untyped-def]
         while not state.stopping.wait(1.0):  # a timed wait, so Ctrl-C reaches this thread too
             pass
     finally:
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=True)  # the scheduled job running now finishes ...
+        runtime.wait_for_run_now(state)  # ... and so does an operator's run-now on its own thread
 
 
 def main(argv: list[str] | None = None) -> int:

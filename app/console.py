@@ -24,6 +24,15 @@ from app.registry import PAGES  # noqa: E402
 
 st.set_page_config(page_title="QuantMatrix", page_icon="📈", layout="wide")
 
+from app.state import settings as _settings  # noqa: E402
+from engine.config import SettingsError  # noqa: E402
+from engine.redact import install_log_redaction  # noqa: E402
+
+try:  # log lines of this server process mask every configured secret value and URL password
+    install_log_redaction(_settings())
+except SettingsError:
+    install_log_redaction()  # the pages show the settings error (masked) themselves
+
 authenticated = bool(st.session_state.get("authenticated"))
 sections: dict[str, list[st.Page]] = {}
 for i, spec in enumerate(PAGES):

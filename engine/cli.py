@@ -103,12 +103,19 @@ def _cmd_run_day(args: argparse.Namespace) -> int:
     from engine.data import calendar
     from engine.db import migrate
     from engine.replay import books_summary, run_days
+    from engine.replay_target import replay_settings
 
     settings = get_settings()
     if args.symbols is not None:
         settings = settings.model_copy(update={"sim_symbols": args.symbols})
     if args.hold_to_expiry:  # no time exit: positions reach expiry and are settled
         settings = settings.model_copy(update={"exits": settings.exits.model_copy(update={"hold_to_expiry": True})})
+    # run-day is a replay: with a live data source or a real broker configured it runs on the simulated market
+    # with a paper broker in its own folder, exactly like the scheduler's replay (never the live book)
+    settings, folder = replay_settings(settings)
+    if folder is not None:
+        print(f"run-day kept apart from live: simulated market and paper broker in {folder} "
+              f"(see it with QM_DATA_DIR={folder} streamlit run app/console.py)", file=sys.stderr)
     migrate(settings.db_url)
     if args.date:
         start = date.fromisoformat(args.date)
@@ -291,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from engine.redact import install_log_redaction, redact
 
-    install_log_redaction()
+    try:
+        # with the settings, log lines mask every configured secret value, not only URL passwords
+        install_log_redaction(get_settings())
+    except SettingsError:
+        install_log_redaction()  # a command that needs the settings reports the error below, masked
     try:
         return args.handler(args)
     except SettingsError as exc:

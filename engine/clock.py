@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -55,6 +57,21 @@ class ReplayClock:
             self._anchor = datetime.now(timezone.utc)
             self._real_anchor = self._anchor
             self._speed = 1.0
+
+    @contextmanager
+    def held_at(self, when: datetime) -> Iterator[None]:
+        """Stand still at ``when`` meanwhile (a caught-up job runs as of its planned time), then resume the
+        course the clock was on: following real time (so it reads the real time again) or frozen where it was."""
+        if when.tzinfo is None:
+            raise ValueError("ReplayClock.held_at needs a timezone-aware time")
+        with self._lock:
+            saved = (self._anchor, self._real_anchor, self._speed)
+            self._anchor, self._real_anchor, self._speed = when, datetime.now(timezone.utc), 0.0
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._anchor, self._real_anchor, self._speed = saved
 
     def now_unlocked(self) -> datetime:
         if self._speed <= 0:

@@ -294,27 +294,38 @@ class SettingsError(RuntimeError):
     """Raised at start-up with one line per invalid setting, each naming the setting and its value."""
 
 
-def _secret_fields(model: type[BaseModel] = Settings) -> set[str]:
-    """Names of the fields typed SecretStr (by type, not by name: a new secret is masked without a list)."""
-    out = set()
+def _secret_tree(model: type[BaseModel] = Settings) -> dict[str, Any]:
+    """Where the SecretStr fields are, at any depth: ``{"operator_password": True, "tastytrade":
+    {"client_secret": True, ...}, ...}`` (by type, not by name: a new secret is masked without a list)."""
+    out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         if "SecretStr" in str(info.annotation):
-            out.add(name)
+            out[name] = True
+        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            nested = _secret_tree(info.annotation)
+            if nested:
+                out[name] = nested
     return out
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    from engine.redact import MASK, redact, redact_value
+    from engine.redact import MASK, redact, redact_value, secrets_in
 
-    secret = _secret_fields()
+    tree = _secret_tree()
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "settings"
         env = "QM_" + "__".join(str(p) for p in err["loc"]).upper() if err["loc"] else "QM_*"
         value = err.get("input")
-        # a secret field's value, the secrets inside a whole-settings input, and URL passwords never show
-        shown = MASK if err["loc"] and str(err["loc"][0]) in secret else redact_value(value, secret)
-        lines.append(f"{name} ({env}) = {shown!r}: {redact(str(err['msg']))}")
+        # the secrets below this error's place in the settings (the whole tree for a whole-settings error)
+        node: Any = tree
+        for part in err["loc"]:
+            node = node.get(str(part), {}) if isinstance(node, dict) else node
+        # a secret field's value, the secrets inside a nested or whole-settings input, and URL passwords never
+        # show; the plain values found are also masked wherever else they appear in the line
+        shown = MASK if node is True else redact_value(value, node)
+        line = f"{name} ({env}) = {shown!r}: {redact(str(err['msg']))}"
+        lines.append(redact(line, secrets_in(value, node)))
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

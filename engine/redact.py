@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import SecretStr
@@ -48,18 +48,47 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
-def redact_value(value: Any, secret_fields: Iterable[str] = ()) -> Any:
-    """A copy of ``value`` fit to print: secret-named keys of dicts masked, URL passwords masked."""
-    names = set(secret_fields)
+def redact_value(value: Any, secret_fields: Mapping[str, Any] | Iterable[str] = ()) -> Any:
+    """A copy of ``value`` fit to print: secret keys of dicts masked at any depth, URL passwords masked.
+
+    ``secret_fields`` says where the secrets are: a tree like ``{"password": True, "broker": {"token": True}}``
+    (a plain list of names is the flat tree)."""
+    tree = _as_tree(secret_fields)
     if isinstance(value, SecretStr):
         return MASK
     if isinstance(value, dict):
-        return {k: (MASK if str(k) in names else redact_value(v, names)) for k, v in value.items()}
+        return {k: (MASK if tree.get(str(k)) is True else redact_value(v, _subtree(tree, k)))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redact_value(v, names) for v in value)
+        return type(value)(redact_value(v, tree) for v in value)
     if isinstance(value, str):
         return redact(value)
     return value
+
+
+def secrets_in(value: Any, secret_fields: Mapping[str, Any] | Iterable[str] | bool = ()) -> list[str]:
+    """The plain secret values inside ``value`` (a raw settings input) at the places ``secret_fields`` names."""
+    if secret_fields is True:
+        if isinstance(value, SecretStr):
+            return [value.get_secret_value()]
+        return [str(value)] if isinstance(value, (str, int)) and str(value) else []
+    tree = _as_tree(secret_fields)
+    if isinstance(value, dict):
+        return [s for k, v in value.items() if str(k) in tree for s in secrets_in(v, tree[str(k)])]
+    return []
+
+
+def _as_tree(secret_fields: Any) -> dict[str, Any]:
+    if isinstance(secret_fields, Mapping):
+        return dict(secret_fields)
+    if isinstance(secret_fields, bool):
+        return {}
+    return dict.fromkeys(secret_fields, True)
+
+
+def _subtree(tree: dict[str, Any], key: Any) -> dict[str, Any]:
+    node = tree.get(str(key))
+    return node if isinstance(node, dict) else {}
 
 
 class RedactingFilter(logging.Filter):

@@ -7,6 +7,7 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -98,6 +99,8 @@ class RuntimeState:
     # One guard per job id for every trigger (schedule, catch-up, operator run-now): never two at once.
     running: dict[str, threading.Lock] = field(default_factory=lambda: {j: threading.Lock() for j in JOB_IDS})
     inline_run_now: bool = True  # replay: run-now inline; live: on its own thread (commands keep flowing)
+    # live run-now threads: a stop waits for them (wait_for_run_now) before the lease is released
+    run_now_threads: list[threading.Thread] = field(default_factory=list)
 
 
 def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
@@ -110,8 +113,9 @@ def refresh_settings(ctx: EngineContext, state: RuntimeState) -> None:
         log.error("stored settings are invalid, keeping the previous ones: %s", exc)
 
 
-def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None = None) -> tuple[int, str]:
-    """Failed runs of ``job_id`` since its last good one (and the newest error), from the job-run table."""
+def _failure_streak(ctx: EngineContext, job_id: str, before_id: int | None = None) -> tuple[int, str, int]:
+    """Failed runs of ``job_id`` since its last good one: how many, the newest error, and the id of the
+    streak's first failed run (what its alert and its recovery message are keyed on), from the job-run table."""
     from sqlmodel import col, func, select
 
     from engine.models import JobRun
@@ -125,29 +129,37 @@ def _consecutive_failures(ctx: EngineContext, job_id: str, before_id: int | None
             query = query.where(col(JobRun.id) < before_id)
         errors = session.exec(query.order_by(col(JobRun.id))).all()
         # read inside the scope: a read scope's rows are detached once it ends
-        return len(errors), (errors[-1].error or "") if errors else ""
+        if not errors:
+            return 0, "", 0
+        return len(errors), errors[-1].error or "", int(errors[0].id or 0)
+
+
+def _send_alert(ctx: EngineContext, message: Message, key: str, replayed: bool) -> None:
+    """Live alerts go to system status; a replay's go to the playground, marked, under their own keys (never
+    to the live status channel)."""
+    notifier = OutboxNotifier(ctx.db, ctx.settings)
+    if replayed:
+        notifier.notify("playground", replace(message, title=f"[REPLAY] {message.title}"), f"replay:{key}")
+    else:
+        notifier.notify("system_status", message, key)
 
 
 def alert_failure(ctx: EngineContext, replayed: bool = False) -> Callable[[str, str], None]:
-    """One system-status alert per job and market day (a failing intraday cycle would otherwise alert ~78
-    times); it carries the running count of failures, and :func:`alert_recovery` says when it works again."""
+    """One system-status alert per failure streak of a job (a failing intraday cycle would otherwise alert
+    ~78 times a day); it carries the running count of failures, and :func:`alert_recovery` says when it works
+    again. Keyed on the streak's first failed run, so a job that fails again after recovering alerts again."""
     def _alert(job_id: str, error: str) -> None:
-        count, _ = _consecutive_failures(ctx, job_id)
-        day = ctx.now.astimezone(NEW_YORK).date().isoformat()
+        count, _, first = _failure_streak(ctx, job_id)
         message = Message(title=f"Job {job_id} failed", color=0xE74C3C, kind="job_failure",
                           description=(f"{error[:3300]}\n\nFailure {count} in a row. Further failures of {job_id} "
-                                       f"on {day} are counted, not alerted again; a recovery message follows "
-                                       "when it succeeds."))
-        if replayed:  # a replay's failures go to the playground, marked (never to the live status channel)
-            message = replace(message, title=f"[REPLAY] {message.title}")
-            OutboxNotifier(ctx.db, ctx.settings).notify("playground", message, f"replay:job-failure:{job_id}:{day}")
-            return
-        OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"job-failure:{job_id}:{day}")
+                                       "are counted, not alerted again; a recovery message follows when it "
+                                       "succeeds."))
+        _send_alert(ctx, message, f"job-failure:{job_id}:streak-{first}", replayed)
     return _alert
 
 
-def alert_recovery(ctx: EngineContext, job_id: str) -> None:
-    """After a good run that follows failures: say it recovered and how many runs failed."""
+def alert_recovery(ctx: EngineContext, job_id: str, replayed: bool = False) -> None:
+    """After a good run that follows failures: say it recovered and how many runs failed (once per streak)."""
     from sqlmodel import col, func, select
 
     from engine.models import JobRun
@@ -161,12 +173,11 @@ def alert_recovery(ctx: EngineContext, job_id: str) -> None:
                                 .order_by(col(JobRun.id).desc())).first()
     if previous != "error" or newest_ok is None:
         return
-    count, last_error = _consecutive_failures(ctx, job_id, before_id=newest_ok)
-    day = ctx.now.astimezone(NEW_YORK).date().isoformat()
+    count, last_error, first = _failure_streak(ctx, job_id, before_id=newest_ok)
     message = Message(title=f"Job {job_id} recovered", color=0x2ECC71, kind="job_recovery",
                       description=f"{job_id} ran successfully again after {count} failed run(s). "
                                   f"Last error: {last_error[:1500]}")
-    OutboxNotifier(ctx.db, ctx.settings).notify("system_status", message, f"job-recovery:{job_id}:{day}")
+    _send_alert(ctx, message, f"job-recovery:{job_id}:streak-{first}", replayed)
 
 
 def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) -> Any:
@@ -194,7 +205,7 @@ def run_job(ctx: EngineContext, state: RuntimeState, job_id: str, trigger: str) 
         run = record_run(ctx.db, job_id, trigger, lambda: JOBS[job_id](ctx),
                          on_failure=alert_failure(ctx, replayed=state.mode == "replay"), now=None)
         if run.outcome == "ok":
-            alert_recovery(ctx, job_id)
+            alert_recovery(ctx, job_id, replayed=state.mode == "replay")
         if run.outcome in ("ok", "error"):
             # Reports and alerts are built from what the job stored, so a pre-market that failed after
             # placing orders still announces them; a failure here never fails the job.
@@ -256,14 +267,26 @@ def missed_runs(ctx: EngineContext, now: datetime) -> list[PlannedRun]:
 
 
 def catch_up(ctx: EngineContext, state: RuntimeState, now: datetime) -> list[PlannedRun]:
-    """On start: run every missed job of the previous and current session once, in planned order."""
+    """On start: run every missed job of the previous and current session once, in planned order, each as
+    of its planned time: yesterday's post-market caught up this morning snapshots yesterday's session (the
+    daily-loss limit measures from it) and stores no bar of a session that has not traded yet."""
     runs = missed_runs(ctx, now)
     for run in runs:
         if state.stopping.is_set():
             break
         log.info("catching up %s planned for %s", run.job_id, run.at.isoformat())
-        run_job(ctx, state, run.job_id, f"catch-up@{run.at.isoformat()}")
+        with _as_of(ctx, run.at):
+            run_job(ctx, state, run.job_id, f"catch-up@{run.at.isoformat()}")
     return runs
+
+
+def _as_of(ctx: EngineContext, at: datetime) -> Any:
+    """The engine's clock held at ``at`` while a caught-up job runs (the scheduler's clock is a ReplayClock
+    that follows the wall clock and follows it again afterwards)."""
+    if isinstance(ctx.clock, ReplayClock):
+        return ctx.clock.held_at(at)
+    log.warning("the clock cannot be set: catching up as of now, not as of %s", at.isoformat())
+    return nullcontext()
 
 
 def startup_reconcile(ctx: EngineContext, state: RuntimeState | None = None) -> None:
@@ -294,9 +317,21 @@ def apply_commands(ctx: EngineContext, state: RuntimeState) -> list[OperatorComm
         if state.inline_run_now:
             run_job(ctx, state, job_id, "operator")
         else:  # its own thread, through the same per-job guard: the commands poll keeps applying the kill switch
-            threading.Thread(target=run_job, args=(ctx, state, job_id, "operator"), name=f"run-now-{job_id}",
-                             daemon=True).start()
+            thread = threading.Thread(target=run_job, args=(ctx, state, job_id, "operator"),
+                                      name=f"run-now-{job_id}", daemon=True)
+            state.run_now_threads[:] = [t for t in state.run_now_threads if t.is_alive()]
+            state.run_now_threads.append(thread)
+            thread.start()
     return applied
+
+
+def wait_for_run_now(state: RuntimeState) -> None:
+    """Let the operator's run-now jobs finish (a stop lets a running job finish; they hold the lease too)."""
+    for thread in list(state.run_now_threads):
+        if thread.is_alive():
+            log.info("waiting for %s to finish", thread.name)
+        thread.join()
+    state.run_now_threads.clear()
 
 
 def _apply(session: Any, ctx: EngineContext, state: RuntimeState, cmd: OperatorCommand) -> str:

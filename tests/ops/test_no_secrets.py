@@ -80,3 +80,62 @@ def test_log_records_are_masked(caplog: pytest.LogCaptureFixture) -> None:
     except ValueError:
         logger.exception("connecting to %s failed", PG_WITH_PASSWORD)
     assert "hunter2" not in caplog.text and "u:***@" in caplog.text
+
+
+NESTED_SECRETS = {"QM_TASTYTRADE__CLIENT_SECRET": "tt-client-secret-123",
+                  "QM_TASTYTRADE__REFRESH_TOKEN": "tt-refresh-456", "QM_IBKR__FLEX_TOKEN": "flex-token-789",
+                  "QM_MASSIVE_API_KEY": "massive-key-321"}
+
+
+def _run(command: list[str], env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_") and k != "DATABASE_URL"}
+    env.update({"QM_DATA_DIR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT), **env_extra})
+    return subprocess.run([sys.executable, *command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("command", [[str(ROOT / "scheduler.py"), "--replay", "2026-11-02..2026-11-02"],
+                                     ["-m", "engine", "scan"]], ids=["scheduler", "cli"])
+@pytest.mark.parametrize("bad", [
+    # a whole-settings error: its input is every setting, the nested tastytrade/ibkr tables included
+    {"QM_TRADING_MODE": "live"},
+    # a bad value inside the same nested table as the secrets
+    {"QM_TASTYTRADE__API_URL": "ftp://x"},
+], ids=["live-without-opt-in", "nested-bad-url"])
+def test_nested_secrets_never_print(command: list[str], bad: dict[str, str], tmp_path: Path) -> None:
+    done = _run(command, {**NESTED_SECRETS, "DATABASE_URL": PG_WITH_PASSWORD, **bad}, tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "invalid settings" in out
+    if "QM_TASTYTRADE__API_URL" in bad:
+        assert "tastytrade.api_url (QM_TASTYTRADE__API_URL) = 'ftp://x'" in out
+    else:
+        assert "trading_mode=live needs QM_LIVE_TRADING_CONFIRMED=true" in out
+    for secret in [*NESTED_SECRETS.values(), "hunter2"]:
+        assert secret not in out
+
+
+def test_cli_logs_mask_the_configured_secrets(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                              tmp_path: Path) -> None:
+    """The CLI installs log redaction with the loaded settings: a secret value (not only a URL password)
+    that ends up in a log line is masked."""
+    from engine import cli
+    from engine.config import get_settings
+
+    monkeypatch.setenv("QM_DATA_DIR", str(tmp_path / "var"))
+    for k, v in NESTED_SECRETS.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+
+    def leaky(_args: object) -> int:
+        logging.getLogger("qm.test.cli").error("broker said: bad token flex-token-789 / tt-refresh-456")
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_scan", leaky)
+    caplog.set_level(logging.INFO)
+    try:
+        assert cli.main(["scan"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "broker said: bad token" in caplog.text
+    assert "flex-token-789" not in caplog.text and "tt-refresh-456" not in caplog.text

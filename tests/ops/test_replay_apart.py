@@ -65,3 +65,27 @@ def test_a_replay_with_massive_configured_stays_out_of_the_live_database(tmp_pat
         rows = s.exec(select(NotificationOutbox)).all()
     assert rows and {r.channel for r in rows} == {"playground"}
     assert all(r.idempotency_key.startswith("replay:") and "[REPLAY]" in json.dumps(r.payload) for r in rows)
+
+
+@pytest.mark.parametrize("live", [
+    # a live data source: nothing listens at the URL, so any live request would fail the run
+    {"QM_DATA_SOURCE": "massive", "QM_MASSIVE_API_KEY": "test-key-123456", "QM_MASSIVE_BASE_URL": "http://127.0.0.1:9"},
+    # a real broker: its (made-up) account must never see a replayed order
+    {"QM_BROKER": "tastytrade", "QM_TASTYTRADE__CLIENT_SECRET": "cs-123456",
+     "QM_TASTYTRADE__REFRESH_TOKEN": "rt-123456", "QM_TASTYTRADE__API_URL": "http://127.0.0.1:9"},
+], ids=["massive", "tastytrade"])
+def test_run_day_with_a_live_book_configured_runs_apart_like_the_scheduler_replay(live: dict[str, str],
+                                                                                   tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_") and k != "DATABASE_URL"}
+    env.update({"QM_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **live})
+    done = subprocess.run([sys.executable, "-m", "engine", "run-day", "--date", "2026-11-02", "--symbols", "30",
+                           "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "kept apart from live" in done.stderr
+    assert not (data_dir / "quantmatrix.db").exists()  # the live database is never opened
+    replayed = get_engine(f"sqlite:///{data_dir / 'replay' / 'quantmatrix.db'}")
+    with Session(replayed) as s:
+        runs = s.exec(select(JobRun).where(col(JobRun.trigger).like("replay@%"))).all()
+    assert {r.job_id for r in runs} >= {"premarket", "intraday", "postmarket", "nightly"}
+    assert all(r.outcome == "ok" for r in runs), [(r.job_id, r.error) for r in runs if r.outcome != "ok"]

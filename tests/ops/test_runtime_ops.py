@@ -132,3 +132,34 @@ def test_the_fill_sweep_starts_at_the_last_fill_reported(ctx) -> None:  # type: 
     with Session(ctx.db) as s:
         keys = [r.key for r in reports.fills(s, now)]
     assert keys == ["fill:F2", "fill:F3"]
+
+
+def _outbox(ctx) -> list[NotificationOutbox]:  # type: ignore[no-untyped-def]
+    with Session(ctx.db) as s:
+        return list(s.exec(select(NotificationOutbox).order_by(col(NotificationOutbox.id))).all())
+
+
+def test_each_failure_streak_alerts_once_and_each_recovery_once_on_the_same_day(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # all on Tue 3 Nov: fails twice, recovers, fails once more, recovers again
+    calls: list[str] = []
+    state = runtime.RuntimeState(instance="t")
+    for failing, times in ((True, 2), (False, 1), (True, 1), (False, 1)):
+        _fake_jobs(monkeypatch, calls, fail={"intraday"} if failing else None)
+        for _ in range(times):
+            runtime.run_job(ctx, state, "intraday", "schedule")
+    rows = [r for r in _outbox(ctx) if r.channel == "system_status"]
+    assert [r.kind for r in rows] == ["job_failure", "job_recovery", "job_failure", "job_recovery"]
+    assert "after 2 failed run(s)" in str(rows[1].payload) and "after 1 failed run(s)" in str(rows[3].payload)
+    assert len({r.idempotency_key for r in rows}) == 4
+
+
+def test_a_replayed_recovery_goes_to_the_playground_marked(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls: list[str] = []
+    state = runtime.RuntimeState(instance="t", mode="replay")
+    _fake_jobs(monkeypatch, calls, fail={"nightly"})
+    runtime.run_job(ctx, state, "nightly", "replay@x")
+    _fake_jobs(monkeypatch, calls)
+    runtime.run_job(ctx, state, "nightly", "replay@y")
+    rows = _outbox(ctx)
+    assert [(r.channel, r.kind) for r in rows] == [("playground", "job_failure"), ("playground", "job_recovery")]
+    assert all(r.idempotency_key.startswith("replay:") and "[REPLAY]" in str(r.payload) for r in rows)

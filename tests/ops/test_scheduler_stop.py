@@ -58,3 +58,39 @@ def test_a_stop_after_the_start_shuts_the_scheduler_down(monkeypatch: pytest.Mon
     state.stopping.set()
     thread.join(timeout=20)
     assert not thread.is_alive(), "run_live did not return after the stop"
+
+
+def test_a_stop_waits_for_an_operator_run_now_job_before_returning(monkeypatch: pytest.MonkeyPatch,
+                                                                   migrated_sqlite) -> None:  # type: ignore[no-untyped-def]
+    """run_live returns (and main releases the lease) only after a run-now job on its own thread finished."""
+    import time
+    from datetime import UTC, datetime
+
+    from engine.clock import ReplayClock
+    from engine.config import load_settings
+    from engine.context import EngineContext
+
+    module = _scheduler_module()
+    monkeypatch.setattr(module, "COMMAND_POLL_SECONDS", 1)
+    monkeypatch.setattr(runtime, "catch_up", lambda ctx, st, now: [])
+    monkeypatch.setattr(runtime, "refresh_settings", lambda ctx, st: None)
+    monkeypatch.setattr(runtime, "after_job", lambda ctx, job_id, replayed=False: None)
+    started, calls = threading.Event(), []
+
+    def slow_nightly(_ctx: object) -> None:
+        started.set()
+        time.sleep(2.0)
+        calls.append("nightly finished")
+
+    monkeypatch.setitem(runtime.JOBS, "nightly", slow_nightly)
+    ctx = EngineContext(load_settings(), migrated_sqlite, None, None,  # type: ignore[arg-type]
+                        ReplayClock(datetime.now(UTC), speed=1.0))
+    state = runtime.RuntimeState(instance="test:3")
+    state.run_now.append("nightly")  # the operator's "run now", applied by the next commands poll
+    thread = threading.Thread(target=module.run_live, args=(ctx, state), daemon=True)
+    thread.start()
+    assert started.wait(timeout=20), "the run-now job never started"
+    state.stopping.set()  # SIGTERM while the operator's job runs
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert calls == ["nightly finished"], "run_live returned while the run-now job was still running"
