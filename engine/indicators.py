@@ -9,14 +9,20 @@ Conventions, all matching TA-Lib on float64 input (to ~1e-15 relative, tested to
 
 * A column may start late (leading NaNs, e.g. a recent IPO). Its values are exactly what the
   function gives for that column alone with the leading NaNs cut off: recursions are seeded per
-  column at ``first_valid + lookback`` (TA-Lib's Python wrapper does the same), without a Python
-  loop over symbols; loops run over days only.
+  column at ``first_valid + lookback`` (TA-Lib's Python wrapper does the same).
 * Windowed indicators (``sma``, ``rolling_max``, ``rolling_min``) are NaN while their window holds
   a NaN and recover once it has passed. Recursive ones (``atr``, ``ema``) carry a NaN forward, as
   TA-Lib does: a gap inside a series poisons everything after it (the data-quality gate flags
   such series anyway).
 * Recursions and sums accumulate in float64 whatever the input dtype, so a float32 result is the
   float64 result rounded once: no float32 drift, even over thousands of days.
+
+The time loops are compiled with numba (:mod:`engine.indicator_kernels`): one pass over the days
+per block of adjacent symbols, column ranges on all cores. A Python loop over days with whole-row numpy
+calls was ~2x faster than a per-symbol TA-Lib loop; the compiled loops are >= 5x on a backtest's
+full series (``python -m engine bench scan``). numba is imported on the first call, not at
+import, so importing this module stays cheap; the first call in a process compiles the kernels
+or loads them from numba's disk cache.
 
 The ``*_last`` variants return only the last day's value per column (shape ``(symbols,)`` or a
 scalar for 1-D input). The universe scan uses them: it needs one row, and skipping the full
@@ -26,28 +32,41 @@ row of the full functions (tested).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "FullSeries",
     "atr",
     "atr_last",
     "ema",
     "ema_last",
     "first_valid_index",
+    "full_series",
     "rolling_max",
     "rolling_max_last",
     "rolling_min",
     "rolling_min_last",
+    "set_threads",
     "sma",
     "sma_last",
     "sma_last_many",
+    "threads",
     "true_range",
 ]
 
 _F64 = np.float64
-_BLOCK_ROWS = 8  # rows per block where a per-row recursion needs a whole-row input computed first
+_CHUNK = 1024  # columns per task when a kernel is split across threads (16 kernel blocks)
+_max_threads: int | None = None  # see set_threads
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,6 +95,82 @@ def _restore(out: np.ndarray, was_1d: bool) -> np.ndarray:
 
 def _restore_last(out: np.ndarray, was_1d: bool) -> np.ndarray | float:
     return out.dtype.type(out[0]) if was_1d else out
+
+
+def _kernels() -> ModuleType:
+    """The compiled kernels, imported on first use (importing numba takes a noticeable moment)."""
+    from engine import indicator_kernels
+
+    return indicator_kernels
+
+
+def _kernel_input(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` as a C-contiguous array of ``dtype``: the one layout the kernels are compiled for
+    (a strided or Fortran-ordered view would compile, and run, a slower variant)."""
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def threads() -> int:
+    if _max_threads is not None:
+        return _max_threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int | None) -> int | None:
+    """Use at most ``n`` threads per indicator call (None: one per core); returns the previous
+    setting. For processes that already run in parallel (Dask workers) and for benchmarks."""
+    global _max_threads
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+    previous, _max_threads = _max_threads, None if n is None else int(n)
+    return previous
+
+
+def _helpers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(threads() - 1, 1), thread_name_prefix="indicators")
+        return _pool
+
+
+def _run(kernel: Callable[..., None], n: int, *args: Any) -> None:
+    """``kernel(*args, j_lo, j_hi)`` over the columns 0..n-1, split across the cores.
+
+    The kernels release the GIL; the calling thread and ``cores - 1`` helper threads take chunks
+    of ``_CHUNK`` columns from a shared counter until none is left. Why not numba's ``prange``:
+    its barrier makes every call wait for every worker thread to be scheduled, which on a busy
+    machine cost more than the work for small panels (measured: 2 threads ~8x slower than 1 on
+    500 symbols with the cores loaded), and its "workqueue" layer (numba's fallback) aborts the
+    process when two Python threads (the console, the scheduler) launch kernels at once. Here a helper
+    that has not started when the work is done is cancelled, not waited for, and kernels can
+    run from any number of threads at once.
+    """
+    starts = range(0, n, _CHUNK)
+    helpers = min(threads(), len(starts)) - 1
+    if helpers <= 0:
+        kernel(*args, 0, n)
+        return
+    todo = iter(starts)
+    todo_lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with todo_lock:
+                j = next(todo, None)
+            if j is None:
+                return
+            kernel(*args, j, min(j + _CHUNK, n))
+
+    pool = _helpers()
+    futures = [pool.submit(work) for _ in range(helpers)]
+    work()
+    for f in futures:
+        if not f.cancel():
+            f.result()
 
 
 def _check_period(period: int) -> int:
@@ -110,74 +205,6 @@ def first_valid_index(*arrays: np.ndarray) -> np.ndarray:
     return first
 
 
-class _Seeds:
-    """Which columns get their seed value on which day, without a loop over symbols.
-
-    ``rows[j]`` is the day column j's recursion starts (``>= days`` when it never does).
-    ``at(t)`` returns the columns seeded on day t: a slice for the common case where every
-    column starts together, else an index array.
-    """
-
-    def __init__(self, rows: np.ndarray, days: int) -> None:
-        self.rows = rows
-        n = len(rows)
-        if n and np.all(rows == rows[0]):
-            self._single = int(rows[0])
-            return
-        self._single = None
-        self._order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[self._order]
-        t = np.arange(days)
-        self._start = np.searchsorted(sorted_rows, t, side="left")
-        self._end = np.searchsorted(sorted_rows, t, side="right")
-
-    def at(self, t: int) -> slice | np.ndarray | None:
-        if self._single is not None:
-            return slice(None) if t == self._single else None
-        lo, hi = self._start[t], self._end[t]
-        return self._order[lo:hi] if hi > lo else None
-
-
-def _seed_sums(
-    first: np.ndarray,
-    days: int,
-    offset: int,
-    count: int,
-    rows_fn: Callable[[int, int, np.ndarray | slice], np.ndarray],
-    cells_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> np.ndarray:
-    """Per column j, the float64 sum of V[first_j + offset + k, j] for k = 0..count-1, added in
-    day order (TA-Lib's order, so seeds match TA-Lib's bit for bit).
-
-    ``rows_fn(r0, r1, cols)`` gives V's rows r0..r1-1 for some columns; ``cells_fn(rows, cols)``
-    gives V at (row, col) pairs. The largest group of columns sharing a start (usually all of
-    them) is summed from contiguous row slices; the rest (late listings) from gathered cells.
-    Columns whose window runs past the end are left 0: their seed day never comes.
-    """
-    n = len(first)
-    acc = np.zeros(n, dtype=_F64)
-    start = first + offset
-    usable = start + count <= days
-    if n == 0 or not usable.any():
-        return acc
-    values, counts = np.unique(start[usable], return_counts=True)
-    common = int(values[counts.argmax()])
-    in_group = usable & (start == common)
-    group: np.ndarray | slice = slice(None) if in_group.all() else np.flatnonzero(in_group)
-    block = rows_fn(common, common + count, group)
-    group_acc = np.zeros(block.shape[1], dtype=_F64)
-    for k in range(count):
-        group_acc += block[k]
-    acc[group] = group_acc
-    rest = np.flatnonzero(usable & ~in_group)
-    if rest.size:
-        rest_acc = np.zeros(rest.size, dtype=_F64)
-        for k in range(count):
-            rest_acc += cells_fn(start[rest] + k, rest)
-        acc[rest] = rest_acc
-    return acc
-
-
 # --------------------------------------------------------------------------------------------
 # true range and ATR
 
@@ -208,21 +235,8 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
     return _restore(out, was_1d)
 
 
-def _tr_valid_bars(h: np.ndarray, lo: np.ndarray, prev_close: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """TR as max(high, prev_close) - min(low, prev_close), into ``out``: three numpy calls.
-
-    For every bar with high >= low this is bit-identical to TA-Lib's
-    max(h - l, |h - pc|, |l - pc|): the result is one of the same three differences, and
-    rounding is monotonic, so the largest one stays the largest. (A bar with high < low is
-    invalid and the data gate rejects it; there the two formulas may differ.)
-    """
-    tmp = np.minimum(lo, prev_close)
-    np.maximum(h, prev_close, out=out)
-    np.subtract(out, tmp, out=out)
-    return out
-
-
-def _atr_core(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int, keep: bool, out_dtype=None):
+def _atr_core(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int, keep: bool,
+              out_dtype: Any = None) -> tuple[np.ndarray, bool]:
     period = _check_period(period)
     h, was_1d = _as_2d(high)
     lo, _ = _as_2d(low)
@@ -237,47 +251,13 @@ def _atr_core(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int,
             return tr, was_1d
         last = tr[-1] if days else np.full(n, np.nan, dtype)
         return last.astype(dtype if out_dtype is None else out_dtype), was_1d
-    first = first_valid_index(h, lo, c)
-
-    def tr_rows(r0: int, r1: int, cols: np.ndarray | slice) -> np.ndarray:
-        out = np.empty((r1 - r0, len(cols) if isinstance(cols, np.ndarray) else n), dtype=dtype)
-        return _tr_valid_bars(h[r0:r1, cols], lo[r0:r1, cols], c[r0 - 1 : r1 - 1, cols], out)
-
-    def tr_cells(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return _tr_valid_bars(h[rows, cols], lo[rows, cols], c[rows - 1, cols], np.empty(len(cols), dtype))
-
-    # The first TR needs the previous close, so it exists from first+1; ATR's first value, on
-    # day first+period, is the mean of TR[first+1 .. first+period].
-    with np.errstate(invalid="ignore"):
-        seed_total = _seed_sums(first, days, 1, period, tr_rows, tr_cells)
-    seeds = _Seeds(first + period, days)
-    start = max(int(first.min()) + period, 1) if n else days
-    out = np.full((days, n), np.nan, dtype=dtype) if keep else None
-    # The recursion runs on S = period * ATR: S_t = S_{t-1} * (p-1)/p + TR_t, two numpy calls
-    # per day; ATR = S / p. (TA-Lib computes (ATR*(p-1) + TR)/p: equal to ~1e-16 relative.)
-    total = np.full(n, np.nan, dtype=_F64)
-    tr_block = np.empty((_BLOCK_ROWS, n), dtype=dtype)
-    decay = (period - 1) / period
-    with np.errstate(invalid="ignore"):
-        # Rows before the earliest seed are NaN for every column: skip them. TR is computed a
-        # block of rows at a time: fewer, larger numpy calls.
-        for t0 in range(start, days, _BLOCK_ROWS):
-            t1 = min(t0 + _BLOCK_ROWS, days)
-            k = t1 - t0
-            _tr_valid_bars(h[t0:t1], lo[t0:t1], c[t0 - 1 : t1 - 1], tr_block[:k])
-            for i in range(k):
-                t = t0 + i
-                total *= decay
-                total += tr_block[i]
-                seeded = seeds.at(t)
-                if seeded is not None:
-                    total[seeded] = seed_total[seeded]
-                if keep:
-                    np.divide(total, period, out=out[t])
-    if keep:
-        return out, was_1d
-    total /= period
-    return total.astype(dtype if out_dtype is None else out_dtype), was_1d
+    h, lo, c = (_kernel_input(a, dtype) for a in (h, lo, c))
+    out = np.empty((days if keep else 1, n), dtype=dtype if keep or out_dtype is None else out_dtype)
+    if days == 0:
+        out[:] = np.nan
+    else:
+        _run(_kernels().atr_into, n, h, lo, c, period, out, keep)
+    return (out if keep else out[0]), was_1d
 
 
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
@@ -285,7 +265,8 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
 
     The first value is the mean of the first ``period`` true ranges; the first TR needs the
     previous close, so for a column starting on day f the first ATR is on day f + period. Then
-    ATR_t = (ATR_{t-1} * (period - 1) + TR_t) / period.
+    ATR_t = (ATR_{t-1} * (period - 1) + TR_t) / period, computed as S_t = S_{t-1} * (p-1)/p + TR_t
+    on S = period * ATR (equal to TA-Lib's form to ~1e-16 relative).
 
     TR is taken as max(high, prev_close) - min(low, prev_close): bit-identical to TA-Lib's
     definition on every bar with high >= low (a bar with high < low is invalid and the data
@@ -296,7 +277,7 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
 
 
 def atr_last(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14, *, out_dtype=None
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14, *, out_dtype: Any = None
 ) -> np.ndarray | float:
     """The last row of :func:`atr` without materialising the full output.
 
@@ -304,7 +285,6 @@ def atr_last(
     """
     out, was_1d = _atr_core(high, low, close, period, keep=False, out_dtype=out_dtype)
     return _restore_last(out, was_1d)
-
 
 # --------------------------------------------------------------------------------------------
 # moving averages
@@ -315,36 +295,15 @@ def sma(x: np.ndarray, period: int) -> np.ndarray:
 
     A running sum in float64, updated in TA-Lib's order (add the new value, read, subtract the
     oldest), so on float64 input it is bit-identical to TA-Lib's SMA for gap-free columns. NaNs
-    are summed as zeros and counted; a window with a NaN in it gives NaN.
+    are left out of the sum and counted; a window with a NaN in it gives NaN.
     """
     period = _check_period(period)
     arr, was_1d = _as_2d(x)
     days, n = arr.shape
-    out = np.full((days, n), np.nan, dtype=arr.dtype)
-    if days < period:
-        return _restore(out, was_1d)
-    nan_mask = np.isnan(arr)
-    has_nan = bool(nan_mask.any())
-    if has_nan:
-        arr = np.where(nan_mask, arr.dtype.type(0), arr)
-        nan_count = np.zeros(n, dtype=np.int64)
-    total = np.zeros(n, dtype=_F64)
-    mean = np.empty(n, dtype=_F64)
-    for t in range(days):
-        total += arr[t]
-        if has_nan:
-            nan_count += nan_mask[t]
-        if t >= period - 1:
-            np.divide(total, period, out=mean)
-            if has_nan:
-                mean[nan_count > 0] = np.nan
-            out[t] = mean
-            old = t - period + 1
-            total -= arr[old]
-            if has_nan:
-                nan_count -= nan_mask[old]
+    out = np.empty((days, n), dtype=arr.dtype)
+    if days:
+        _run(_kernels().sma_into, n, _kernel_input(arr, arr.dtype), period, out)
     return _restore(out, was_1d)
-
 
 def sma_last(x: np.ndarray, period: int, *, out_dtype=None) -> np.ndarray | float:
     """The last value of :func:`sma`: mean of the last ``period`` bars (NaN if any is NaN).
@@ -384,98 +343,54 @@ def sma_last_many(x: np.ndarray, periods: Sequence[int], *, out_dtype=None) -> l
     return [_restore_last(results[p], was_1d) for p in checked]
 
 
-def _ema_core(x: np.ndarray, period: int, keep: bool, out_dtype=None):
+def _ema_core(x: np.ndarray, period: int, keep: bool, out_dtype: Any = None) -> tuple[np.ndarray, bool]:
     period = _check_period(period)
     arr, was_1d = _as_2d(x)
     days, n = arr.shape
-    first = first_valid_index(arr)
-    seeds = _Seeds(first + period - 1, days)
-    seed_value = _seed_sums(
-        first,
-        days,
-        0,
-        period,
-        lambda r0, r1, cols: arr[r0:r1, cols],
-        lambda rows, cols: arr[rows, cols],
-    )
-    seed_value /= period
-    k = 2.0 / (period + 1.0)  # TA-Lib's PER_TO_K
-    out = np.empty((days, n), dtype=arr.dtype) if keep else None
-    prev = np.full(n, np.nan, dtype=_F64)
-    start = int(first.min()) + period - 1 if n else days
-    if keep:
-        out[: min(start, days)] = np.nan
-    block = np.empty((_BLOCK_ROWS, n), dtype=_F64)
-    with np.errstate(invalid="ignore"):
-        # Rows before the earliest seed are NaN for every column: skip them. k*x is computed in
-        # float64 a block of rows at a time; the recursion EMA_t = EMA_{t-1}*(1-k) + k*x_t then
-        # costs two numpy calls per day. (TA-Lib computes (x - EMA)*k + EMA: the same value to
-        # ~1e-16 relative.)
-        for t0 in range(max(start, 0), days, _BLOCK_ROWS):
-            t1 = min(t0 + _BLOCK_ROWS, days)
-            kx = block[: t1 - t0]
-            np.multiply(arr[t0:t1], k, out=kx)
-            for i in range(t1 - t0):
-                t = t0 + i
-                prev *= 1.0 - k
-                prev += kx[i]
-                cols = seeds.at(t)
-                if cols is not None:
-                    prev[cols] = seed_value[cols]
-                if keep:
-                    out[t] = prev
-    if keep:
-        return out, was_1d
-    return prev.astype(arr.dtype if out_dtype is None else out_dtype), was_1d
+    out = np.empty((days if keep else 1, n), dtype=arr.dtype if keep or out_dtype is None else out_dtype)
+    if days == 0:
+        out[:] = np.nan
+    else:
+        _run(_kernels().ema_into, n, _kernel_input(arr, arr.dtype), period, out, keep)
+    return (out if keep else out[0]), was_1d
 
 
 def ema(x: np.ndarray, period: int) -> np.ndarray:
     """Exponential moving average, k = 2 / (period + 1), seeded with the SMA of the first
-    ``period`` values of each column (TA-Lib's default): first value on day first + period - 1."""
+    ``period`` values of each column (TA-Lib's default): first value on day first + period - 1.
+    EMA_t = EMA_{t-1} * (1 - k) + x_t * k (TA-Lib computes (x - EMA) * k + EMA: the same value
+    to ~1e-16 relative)."""
     out, was_1d = _ema_core(x, period, keep=True)
     return _restore(out, was_1d)
 
 
-def ema_last(x: np.ndarray, period: int, *, out_dtype=None) -> np.ndarray | float:
+def ema_last(x: np.ndarray, period: int, *, out_dtype: Any = None) -> np.ndarray | float:
     """The last row of :func:`ema` without materialising the full output (``out_dtype`` as in
     :func:`atr_last`)."""
     out, was_1d = _ema_core(x, period, keep=False, out_dtype=out_dtype)
     return _restore_last(out, was_1d)
 
-
 # --------------------------------------------------------------------------------------------
 # rolling extremes
 
 
-def _rolling_extreme(x: np.ndarray, period: int, op: Callable) -> np.ndarray:
-    """Window extreme by doubling: after j steps m[i] = op over x[i : i + 2**j], then one more
-    op of two overlapping power-of-two windows covers any period. log2(period) whole-array
-    passes, no Python loop over symbols or days. NaN propagates (np.maximum/np.minimum do)."""
+def _rolling_extreme(x: np.ndarray, period: int, sign: float) -> np.ndarray:
     period = _check_period(period)
     arr, was_1d = _as_2d(x)
-    days, _ = arr.shape
-    out = np.full(arr.shape, np.nan, dtype=arr.dtype)
-    if days < period:
-        return _restore(out, was_1d)
-    m = arr
-    width = 1
-    while width * 2 <= period:
-        m = op(m[:-width], m[width:])
-        width *= 2
-    count = days - period + 1
-    op(m[:count], m[period - width : period - width + count], out=out[period - 1 :])
+    out = np.empty(arr.shape, dtype=arr.dtype)
+    if arr.shape[0]:
+        _run(_kernels().extreme_into, arr.shape[1], _kernel_input(arr, arr.dtype), period, sign, out)
     return _restore(out, was_1d)
 
 
 def rolling_max(x: np.ndarray, period: int) -> np.ndarray:
     """Highest value of the last ``period`` bars (TA-Lib MAX); NaN in warm-up and over gaps."""
-    return _rolling_extreme(x, period, np.maximum)
+    return _rolling_extreme(x, period, 1.0)
 
 
 def rolling_min(x: np.ndarray, period: int) -> np.ndarray:
     """Lowest value of the last ``period`` bars (TA-Lib MIN); NaN in warm-up and over gaps."""
-    return _rolling_extreme(x, period, np.minimum)
-
+    return _rolling_extreme(x, period, -1.0)
 
 def _extreme_last(x: np.ndarray, period: int, reduce: Callable) -> np.ndarray | float:
     period = _check_period(period)
@@ -494,3 +409,66 @@ def rolling_max_last(x: np.ndarray, period: int) -> np.ndarray | float:
 def rolling_min_last(x: np.ndarray, period: int) -> np.ndarray | float:
     """The last value of :func:`rolling_min`."""
     return _extreme_last(x, period, np.min)
+
+
+# --------------------------------------------------------------------------------------------
+# everything a backtest needs, in one pass
+
+
+@dataclass(frozen=True)
+class FullSeries:
+    """Full (days x symbols) series from :func:`full_series`, each equal to its single function."""
+
+    atr: np.ndarray
+    sma: dict[int, np.ndarray]  # by period
+    ema: np.ndarray
+    highest: np.ndarray  # rolling_max of highs
+    lowest: np.ndarray  # rolling_min of lows
+    dollar_volume: np.ndarray  # sma(close * volume, volume_period)
+
+
+def full_series(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    *,
+    atr_period: int = 14,
+    sma_periods: Sequence[int] = (20, 50, 100, 200),
+    ema_period: int = 10,
+    range_period: int = 20,
+    volume_period: int = 20,
+) -> FullSeries:
+    """ATR, SMAs, EMA of closes, rolling max of highs / min of lows and the dollar-volume SMA in
+    one pass over the data, equal to ``atr``, ``sma``, ``ema``, ``rolling_max``, ``rolling_min``
+    and ``sma(close * volume)`` called one by one (tested), about twice as fast: each input row is
+    read once for all of them instead of once per indicator (``python -m engine bench scan``).
+    Outputs have the inputs' common dtype.
+    """
+    periods = [_check_period(p) for p in (atr_period, *sma_periods, ema_period, range_period, volume_period)]
+    atr_period, *sma_list, ema_period, range_period, volume_period = periods
+    mats = [_as_2d(a) for a in (high, low, close, volume)]
+    shapes = {m.shape for m, _ in mats}
+    if len(shapes) != 1:
+        raise ValueError(f"high, low, close, volume shapes differ: {[m.shape for m, _ in mats]}")
+    was_1d = mats[0][1]
+    dtype = _result_dtype(*(m for m, _ in mats))
+    h, lo, c, v = (_kernel_input(m, dtype) for m, _ in mats)
+    days, n = c.shape
+    unique = sorted(set(sma_list))
+    outs = [np.empty((days, n), dtype=dtype) for _ in range(5)]
+    sma_out = np.empty((len(unique), days, n), dtype=dtype)
+    if days:
+        _run(_kernels().series_into, n, h, lo, c, v, atr_period, np.asarray(unique, dtype=np.int64), ema_period,
+             range_period, volume_period, outs[0], sma_out, *outs[1:])
+    atr_out, ema_out, max_out, min_out, dv_out = outs
+    if atr_period == 1:  # as atr(): TA-Lib's ATR(1) is its true range
+        atr_out = true_range(h, lo, c)
+    return FullSeries(
+        atr=_restore(atr_out, was_1d),
+        sma={p: _restore(sma_out[unique.index(p)], was_1d) for p in sma_list},
+        ema=_restore(ema_out, was_1d),
+        highest=_restore(max_out, was_1d),
+        lowest=_restore(min_out, was_1d),
+        dollar_volume=_restore(dv_out, was_1d),
+    )

@@ -273,3 +273,117 @@ def test_atr_period_one_is_true_range(real: dict[str, np.ndarray]) -> None:
 def test_first_valid_index() -> None:
     a = np.array([[np.nan, 1.0, np.nan], [2.0, 1.0, np.nan], [3.0, 1.0, np.nan]])
     np.testing.assert_array_equal(ind.first_valid_index(a), [1, 0, 3])
+
+
+# ---------------------------------------------------------------------------------------------
+# the fused full series, threads, and the benchmark's two sides
+
+
+def test_full_series_equals_the_single_functions_and_talib(real: dict[str, np.ndarray]) -> None:
+    starts = (STARTS * 2)[: real["close"].shape[1]]
+    h, lo, c = (late_start(real[f], starts) for f in ("high", "low", "close"))
+    rng = np.random.default_rng(3)
+    v = np.round(rng.uniform(1e5, 5e6, c.shape))
+    v[np.isnan(c)] = np.nan
+    v[700, 2] = np.nan  # a gap inside one volume series: only the dollar-volume windows over it are NaN
+    for dtype in (np.float64, np.float32):
+        hh, ll, cc, vv = (a.astype(dtype) for a in (h, lo, c, v))
+        fs = ind.full_series(hh, ll, cc, vv, sma_periods=(20, 50, 100, 200, 50))
+        np.testing.assert_array_equal(fs.atr, ind.atr(hh, ll, cc, 14))
+        for p in (20, 50, 100, 200):
+            np.testing.assert_array_equal(fs.sma[p], ind.sma(cc, p))
+        np.testing.assert_array_equal(fs.ema, ind.ema(cc, 10))
+        np.testing.assert_array_equal(fs.highest, ind.rolling_max(hh, 20))
+        np.testing.assert_array_equal(fs.lowest, ind.rolling_min(ll, 20))
+        for out in (fs.atr, fs.ema, fs.highest, fs.dollar_volume, *fs.sma.values()):
+            assert out.dtype == dtype and out.shape == c.shape
+        if dtype == np.float64:  # the backtester's own call, and TA-Lib
+            np.testing.assert_array_equal(fs.dollar_volume, ind.sma(cc * vv, 20))
+            for j in range(c.shape[1]):
+                if j != 2:  # TA-Lib's SMA stays NaN after a gap for good; ours recovers (module doc)
+                    assert_matches(fs.dollar_volume[:, j], talib.SMA(c[:, j] * v[:, j], 20))
+
+
+def test_full_series_one_dimensional_and_atr_period_one(real: dict[str, np.ndarray]) -> None:
+    h, lo, c = (np.ascontiguousarray(real[f][:, 0]) for f in ("high", "low", "close"))
+    fs = ind.full_series(h, lo, c, np.ones_like(c), atr_period=1, sma_periods=(5,), ema_period=3, range_period=7,
+                         volume_period=4)
+    assert fs.atr.shape == c.shape
+    np.testing.assert_array_equal(fs.atr, ind.true_range(h, lo, c))
+    assert_matches(fs.sma[5], talib.SMA(c, 5))
+    assert_matches(fs.ema, talib.EMA(c, 3))
+    assert_matches(fs.highest, talib.MAX(h, 7))
+    assert_matches(fs.lowest, talib.MIN(lo, 7))
+    assert_matches(fs.dollar_volume, talib.SMA(c, 4))
+    with pytest.raises(ValueError, match="shapes differ"):
+        ind.full_series(h, lo, c, np.ones(3))
+    with pytest.raises(ValueError, match="period"):
+        ind.full_series(h, lo, c, c, range_period=0)
+
+
+def _wide(seed: int, days: int, n: int) -> tuple[np.ndarray, ...]:
+    """More columns than one thread's chunk, some starting late, with gaps."""
+    rng = np.random.default_rng(seed)
+    c = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (days, n)), axis=0))
+    h = c * (1 + rng.uniform(0, 0.03, (days, n)))
+    lo = c * (1 - rng.uniform(0, 0.03, (days, n)))
+    v = rng.uniform(1e5, 1e6, (days, n))
+    late = rng.integers(0, days, n) * (rng.random(n) < 0.1)
+    gaps = rng.random((days, n)) < 0.001
+    for a in (h, lo, c, v):
+        a[np.arange(days)[:, None] < late[None, :]] = np.nan
+        a[gaps] = np.nan
+    return h, lo, c, v
+
+
+def test_threads_split_columns_without_changing_results() -> None:
+    h, lo, c, v = _wide(5, 90, 2 * ind._CHUNK + 77)
+    previous = ind.set_threads(1)
+    try:
+        one = ind.full_series(h, lo, c, v, sma_periods=(5, 30))
+        one_atr = ind.atr_last(h, lo, c)
+    finally:
+        ind.set_threads(previous)
+    ind.set_threads(3)
+    try:
+        many = ind.full_series(h, lo, c, v, sma_periods=(5, 30))
+        many_atr = ind.atr_last(h, lo, c)
+    finally:
+        ind.set_threads(previous)
+    for a, b in zip((one.atr, one.ema, one.highest, one.lowest, one.dollar_volume, *one.sma.values()),
+                    (many.atr, many.ema, many.highest, many.lowest, many.dollar_volume, *many.sma.values()),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one_atr, many_atr)
+    with pytest.raises(ValueError, match="threads"):
+        ind.set_threads(0)
+
+
+def test_calls_from_several_python_threads_at_once() -> None:
+    """The console and the scheduler compute indicators from their own threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h, lo, c, _ = _wide(6, 60, ind._CHUNK + 10)
+    expected = ind.atr(h, lo, c, 14)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ind.atr(h, lo, c, 14), range(8)))
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_benchmark_sides_compute_the_same_series(real: dict[str, np.ndarray]) -> None:
+    """``bench scan`` compares like with like: TA-Lib's loop returns the same nine series."""
+    from engine.bench.scan import _full_series, _one_by_one, _talib_full_series
+    from engine.strategies.atr_matrix import ATRMatrixParams
+
+    p = ATRMatrixParams()
+    h, lo, c = (real[f][:400, :6] for f in ("high", "low", "close"))
+    v = np.round(np.random.default_rng(2).uniform(1e5, 1e6, c.shape))
+    fs = _full_series(h, lo, c, v, p)
+    ours = [fs.atr, *fs.sma.values(), fs.ema, fs.highest, fs.lowest, fs.dollar_volume]
+    for a, b in zip(ours, _one_by_one(h, lo, c, v, p), strict=True):
+        np.testing.assert_array_equal(a, b)
+    ref = _talib_full_series(*(np.ascontiguousarray(a.T) for a in (h, lo, c, v)), p)
+    for j, per_symbol in enumerate(ref):
+        for k, expected in enumerate(per_symbol):
+            assert_matches(ours[k][:, j], expected)
