@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.models import LoginThrottle, OperatorAuth, utcnow
 
 FREE_FAILURES = 3  # mistyped passwords cost nothing
@@ -64,14 +64,21 @@ def _row(session) -> OperatorAuth:  # type: ignore[no-untyped-def]
 
 
 def ensure_password(engine: Engine, configured: str | None) -> bool:
-    """Make the stored hash match a configured password; True when a password is set."""
+    """Make the stored hash match a configured password; True when a password is set. The console calls this
+    on every reload: the stored hash is read and checked (scrypt) with no write lock held, and written in a
+    short transaction only when the configured password changed."""
+    stored = _stored_hash(engine)
+    if not configured:
+        return stored is not None
+    if stored is not None and verify_password(configured, stored):
+        return True
+    new_hash = hash_password(configured)
     with session_scope(engine) as session:
         row = _row(session)
-        stale = row.password_hash is None or not verify_password(configured or "", row.password_hash)
-        if configured and stale:
-            row.password_hash = hash_password(configured)
+        if row.password_hash == stored:  # else another process stored it meanwhile; the next reload checks it
+            row.password_hash = new_hash
             row.updated_at = utcnow()
-        return row.password_hash is not None
+    return True
 
 
 def set_password(engine: Engine, password: str, replace: bool = False) -> None:
@@ -131,11 +138,18 @@ def _token_key(password_hash: str) -> bytes:
     return hashlib.sha256(b"qm-session-token:" + password_hash.encode()).digest()
 
 
+def _stored_hash(engine: Engine) -> str | None:
+    # Every console reload checks its token: a read, so no write lock (a job's write transaction would make
+    # the reload wait, and the reload would make the job wait).
+    with read_scope(engine) as session:
+        row = session.get(OperatorAuth, 1)
+        return row.password_hash if row is not None else None
+
+
 def issue_token(engine: Engine, hours: float, now: datetime | None = None) -> str | None:
     """A signed "operator until <expiry>" token for the session cookie; None without a password."""
     now = now or datetime.now(UTC)
-    with session_scope(engine) as session:
-        stored = _row(session).password_hash
+    stored = _stored_hash(engine)
     if stored is None:
         return None
     expiry = int((now + timedelta(hours=hours)).timestamp())
@@ -150,8 +164,7 @@ def verify_token(engine: Engine, token: str | None, now: datetime | None = None)
         return False
     now = now or datetime.now(UTC)
     expiry, nonce, mac = token.split(".")
-    with session_scope(engine) as session:
-        stored = _row(session).password_hash
+    stored = _stored_hash(engine)
     if stored is None or not expiry.isdigit():
         return False
     good = hmac.new(_token_key(stored), f"{expiry}.{nonce}".encode(), hashlib.sha256).hexdigest()

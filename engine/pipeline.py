@@ -24,7 +24,7 @@ from engine.context import EngineContext
 from engine.data import calendar
 from engine.data.sources import bar_store, fill_bar_store, settle_sessions
 from engine.data.universe import sectors as sectors_of
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.execution import orders as om
 from engine.execution import service
 from engine.execution.ports import OPTION_MULTIPLIER, AssetType, BrokerUnavailable, Leg
@@ -35,7 +35,7 @@ from engine.options.chainrequest import fetch_chain
 from engine.portfolio import manager
 from engine.portfolio.accounting import cents, net_price
 from engine.portfolio.exposure import portfolio_risk_for_account
-from engine.portfolio.marks import apply_mark, leg_quotes, mark_all, positions_value
+from engine.portfolio.marks import apply_mark, fetch_marks, leg_quotes, mark_all, positions_value
 from engine.portfolio.splits import apply_splits, symbols_held_back
 from engine.risk import Intent
 
@@ -465,8 +465,14 @@ def run_postmarket(ctx: EngineContext) -> StepReport:
     _expire_unsent(ctx, now, report)
     written = refresh_bars(ctx, today) if calendar.is_session(today) else 0
     report.count("sessions_stored", written)
+    # Quotes first, with no transaction open (issue 12 #2); then the marks are written in a short one.
+    with read_scope(ctx.db) as session:
+        held = list(session.exec(select(Position).where(Position.status == "open")).all())
+        session.expunge_all()  # read after the snapshot ends (its rollback would expire them)
+    marks = fetch_marks(ctx.market, held, now)
     with session_scope(ctx.db) as session:
-        mark_all(session, ctx.market, now)
+        for symbol in mark_all(session, marks):
+            report.add(f"could not mark {symbol}: kept its last mark")
         _update_highest_closes(ctx, session, today)
     snapshot = account_snapshot(ctx, now)
     report.add(f"equity ${snapshot.equity:,.2f} = cash ${snapshot.cash:,.2f} + positions "
@@ -502,6 +508,11 @@ def _update_highest_closes(ctx: EngineContext, session: Session, today: date) ->
 def account_snapshot(ctx: EngineContext, now: datetime) -> AccountSnapshot:
     today = new_york(now).date()
     starting = Decimal(str(ctx.settings.starting_cash))
+    try:  # a network call at a real broker: made before the write transaction (issue 12 #2)
+        broker_account = ctx.broker.account()
+        buying_power, broker_equity = broker_account.buying_power, broker_account.equity
+    except BrokerUnavailable:
+        buying_power, broker_equity = Decimal("0"), None
     with session_scope(ctx.db) as session:
         cash = cents(engine_cash(session, starting))
         value = cents(positions_value(session))
@@ -513,11 +524,6 @@ def account_snapshot(ctx: EngineContext, now: datetime) -> AccountSnapshot:
         prev_equity = prev.equity if prev else starting
         prev_unrealized = prev.unrealized_pnl if prev else Decimal("0")
         equity = cash + value
-        try:
-            broker_account = ctx.broker.account()
-            buying_power, broker_equity = broker_account.buying_power, broker_account.equity
-        except BrokerUnavailable:
-            buying_power, broker_equity = Decimal("0"), None
         snap = AccountSnapshot(
             at=now, trade_date=today, cash=cash, positions_value=value, equity=equity, buying_power=buying_power,
             realized_pnl_day=cents((equity - prev_equity) - (unrealized - prev_unrealized)),

@@ -26,6 +26,7 @@ from engine.execution.economics import unit_economics
 from engine.execution.orders import OrderStatus
 from engine.execution.ports import (
     Broker,
+    BrokerAccount,
     BrokerFill,
     BrokerOrder,
     BrokerOrderStatus,
@@ -38,7 +39,7 @@ from engine.execution.ports import (
 from engine.models import Fill, Order, Position
 from engine.operator import approval_mode
 from engine.portfolio.accounting import Book, cents, structure_multiplier
-from engine.portfolio.exposure import portfolio_risk, portfolio_risk_offline
+from engine.portfolio.exposure import portfolio_risk_for_account, portfolio_risk_offline
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +159,28 @@ def to_proposed(order: Order, position_quantity: int | None = None) -> risk.Prop
 
 def check(session: Session, order: Order, settings: Settings, broker: Broker, now: datetime,
           exclude_pending: bool = True) -> risk.RiskDecision:
-    """Run the gate for ``order`` against the current portfolio (excluding the order itself)."""
-    held = _held_for(session, order)
-    state = portfolio_risk(session, broker, settings, now, exclude_order_id=order.id if exclude_pending else None)
-    proposed = to_proposed(order, held)
-    return risk.evaluate(proposed, state, settings.risk, now, preview=broker_preview(broker, proposed))
+    """Run the gate for ``order`` against the current portfolio (excluding the order itself). This asks the
+    broker (account, dry run): with a write transaction open use ``gate_inputs`` first, then ``decide``."""
+    proposed = to_proposed(order, _held_for(session, order))
+    account, preview = gate_inputs(broker, proposed)
+    return decide(session, order, proposed, account, preview, settings, now, exclude_pending)
 
 
-def broker_preview(broker: Broker, proposed: risk.ProposedOrder) -> BrokerPreview | None:
-    """A real broker's dry run of exactly the order the gate is about to decide (None for the paper broker).
-    BrokerUnavailable propagates: no gate decision without the broker's own numbers."""
-    if not isinstance(broker, PreviewingBroker):
-        return None
-    return broker.preview(proposed)
+def gate_inputs(broker: Broker, proposed: risk.ProposedOrder) -> tuple[BrokerAccount, BrokerPreview | None]:
+    """What the gate needs from the broker: its account and, from a real broker, its dry run of exactly
+    ``proposed``. Network calls: made with no transaction open (issue 12 #2). BrokerUnavailable propagates:
+    no gate decision without the broker's own numbers."""
+    account = broker.account()
+    return account, broker.preview(proposed) if isinstance(broker, PreviewingBroker) else None
+
+
+def decide(session: Session, order: Order, proposed: risk.ProposedOrder, account: BrokerAccount,
+           preview: BrokerPreview | None, settings: Settings, now: datetime,
+           exclude_pending: bool = True) -> risk.RiskDecision:
+    """The gate on the broker's numbers read beforehand and the portfolio (kill switch included) as it is in
+    ``session`` now: database reads only, so it fits in a short write transaction."""
+    state = portfolio_risk_for_account(session, account, now, order.id if exclude_pending else None, settings)
+    return risk.evaluate(proposed, state, settings.risk, now, preview=preview)
 
 
 def _held_for(session: Session, order: Order) -> int | None:
@@ -267,22 +277,43 @@ def submit_approved(engine, settings: Settings, broker: Broker, now: datetime,  
 
 def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: datetime,  # type: ignore[no-untyped-def]
                report: ExecutionReport | None = None) -> Order:
-    from engine.db import session_scope
+    """Gate and send one approved order, with no transaction open while the broker answers (issue 12 #2):
+    read the order; ask the broker for its account and dry run; then one short write transaction claims the
+    order (compare-and-set approved -> submitting under a row lock on PostgreSQL, so exactly one submitter
+    wins), runs the gate on the portfolio as it is at that moment (a kill switch set meanwhile counts) and
+    commits the decision. The submitting state is committed before the order is sent."""
+    from engine.db import read_scope, session_scope
 
     report = report or ExecutionReport()
     guard.before_broker_call(f"gate order {order_id}")  # a scheduler without its lease does not even claim it
+    with read_scope(engine) as session:
+        order = session.get(Order, order_id)
+        assert order is not None
+        session.expunge(order)  # stays readable after the read-only snapshot ends (a rollback expires it)
+        if order.status != OrderStatus.approved.value:
+            return order
+        proposed = to_proposed(order, _held_for(session, order))
+        basis = _gate_basis(order, proposed)
+    try:
+        account, preview = gate_inputs(broker, proposed)
+    except BrokerUnavailable as exc:
+        log.warning("order %s waits: broker account unavailable for the risk gate: %s",
+                    order.client_order_id, exc)
+        return order
     with session_scope(engine) as session:
         # Row lock on PostgreSQL: a second submitter of the same order waits here, then sees it claimed.
         order = session.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None
         if order.status != OrderStatus.approved.value:
+            return order  # claimed by another submitter, or cancelled, while the broker answered
+        proposed = to_proposed(order, _held_for(session, order))
+        if _gate_basis(order, proposed) != basis:
+            # An override (or a fill of the position an exit closes) while the broker answered: its dry run
+            # was of another order. The next cycle gates what would be sent.
+            log.info("order %s changed while the gate asked the broker; gated again next cycle",
+                     order.client_order_id)
             return order
-        try:
-            decision = check(session, order, settings, broker, now)
-        except BrokerUnavailable as exc:
-            log.warning("order %s waits: broker account unavailable for the risk gate: %s",
-                        order.client_order_id, exc)
-            return order
+        decision = decide(session, order, proposed, account, preview, settings, now)
         order.risk_decision = decision.to_dict()
         if not decision.approved or decision.gate_pass is None:
             om.transition(session, order, OrderStatus.rejected, f"risk gate: {decision.summary()}",
@@ -334,6 +365,12 @@ def _claim(session: Session, order: Order) -> bool:
         return False
     order.status = OrderStatus.approved.value  # the transition below records approved -> submitting
     return True
+
+
+def _gate_basis(order: Order, proposed: risk.ProposedOrder) -> tuple[object, ...]:
+    """What the broker's dry run was of (field by field: a missing limit is NaN in ``proposed``, never equal)."""
+    return (order.quantity, order.limit_price, order.legs, order.economics, order.time_in_force,
+            proposed.position_quantity)
 
 
 def _fills_or_none(broker: Broker, order: Order) -> list[BrokerFill] | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, func, select
 
 from engine.config import Settings
-from engine.execution.ports import Broker, BrokerAccount
+from engine.execution.ports import BrokerAccount
 from engine.models import AccountSnapshot, Order, Position
 from engine.operator import kill_switch_on
 from engine.risk import PortfolioRisk
@@ -20,20 +20,15 @@ if TYPE_CHECKING:
 _PENDING = ("approved", "submitting", "submitted", "partially_filled")
 
 
-def portfolio_risk(session: Session, broker: Broker, settings: Settings, now: datetime,
-                   exclude_order_id: int | None = None, exclude_external: str | None = None) -> PortfolioRisk:
-    """Open risk from the engine's positions and orders; equity and buying power from the broker.
-
-    Aggregated in SQL so the gate's cost does not grow with the number of positions and orders."""
-    account = broker.account()  # BrokerUnavailable propagates: no gate decision without the account
-    return _risk(session, account.equity, account.buying_power, now, exclude_order_id,
-                 _external(session, settings, exclude_external))
-
-
 def portfolio_risk_for_account(session: Session, account: BrokerAccount, now: datetime,
-                               exclude_order_id: int | None = None) -> PortfolioRisk:
-    """The gate's view with an account read beforehand (outside the transaction)."""
-    return _risk(session, account.equity, account.buying_power, now, exclude_order_id)
+                               exclude_order_id: int | None = None, settings: Settings | None = None,
+                               exclude_external: str | None = None) -> PortfolioRisk:
+    """The gate's view: open risk from the engine's positions and orders, equity and buying power from the
+    broker's account, read beforehand (a network call, never inside a write transaction). Aggregated in SQL so the
+    gate's cost does not grow with the number of positions and orders. With ``settings``, positions at the
+    broker the engine did not open count too (what the gate itself always uses)."""
+    external = _external(session, settings, exclude_external) if settings is not None else None
+    return _risk(session, account.equity, account.buying_power, now, exclude_order_id, external)
 
 
 def portfolio_risk_offline(session: Session, settings: Settings, now: datetime,

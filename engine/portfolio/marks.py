@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -69,11 +70,6 @@ def structure_greeks(legs: list[Leg], quotes: dict[str, LegQuote], quantity: int
     return {k: float(np.round(v, 4)) for k, v in net.items()}
 
 
-def mark_position(pos: Position, market: MarketData, at: datetime) -> None:
-    legs = [Leg.from_dict(d) for d in pos.legs]
-    apply_mark(pos, legs, leg_quotes(market, pos.symbol, legs, at))
-
-
 def apply_mark(pos: Position, legs: list[Leg], quotes: dict[str, LegQuote]) -> None:
     """Set mark, unrealized P&L and greeks from quotes already fetched (no market call here)."""
     mark = net_price(legs, {k: q.mid for k, q in quotes.items()})
@@ -85,15 +81,31 @@ def apply_mark(pos: Position, legs: list[Leg], quotes: dict[str, LegQuote]) -> N
     pos.delta_dollars = abs(pos.greeks["delta_dollars"])
 
 
-def mark_all(session: Session, market: MarketData, at: datetime) -> list[str]:
-    """Mark every open position; returns the symbols that could not be marked (kept at their last mark)."""
+def fetch_marks(market: MarketData, positions: Sequence[Position], at: datetime) -> dict[int, dict[str, LegQuote]]:
+    """Leg quotes for each position, by position id; a position that could not be quoted is left out.
+    Network calls (Massive may wait on its rate limiter): made with no transaction open (issue 12 #2)."""
+    out: dict[int, dict[str, LegQuote]] = {}
+    for pos in positions:
+        try:
+            quotes = leg_quotes(market, pos.symbol, [Leg.from_dict(d) for d in pos.legs], at)
+        except (KeyError, IndexError, ValueError):
+            continue
+        if pos.id is not None:
+            out[pos.id] = quotes
+    return out
+
+
+def mark_all(session: Session, marks: dict[int, dict[str, LegQuote]]) -> list[str]:
+    """Mark every open position from quotes fetched beforehand (``fetch_marks``); returns the symbols that
+    could not be marked (kept at their last mark)."""
     failed = []
     for pos in session.exec(select(Position).where(Position.status == "open")).all():
-        try:
-            mark_position(pos, market, at)
-            session.add(pos)
-        except (KeyError, IndexError, ValueError):
+        quotes = marks.get(pos.id) if pos.id is not None else None
+        if quotes is None:
             failed.append(pos.symbol)
+            continue
+        apply_mark(pos, [Leg.from_dict(d) for d in pos.legs], quotes)
+        session.add(pos)
     return failed
 
 

@@ -6,9 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import SimpleNamespace
 
-import pytest
 from sqlmodel import Session, select
 
 from engine.config import load_settings
@@ -16,7 +14,7 @@ from engine.db import get_engine, migrate, session_scope
 from engine.execution import orders as om
 from engine.execution import service
 from engine.execution.orders import OrderStatus
-from engine.execution.ports import BrokerOrder, BrokerOrderStatus, Leg, Side
+from engine.execution.ports import BrokerAccount, BrokerOrder, BrokerOrderStatus, Leg, Side
 from engine.models import Order, OrderEvent
 
 NOW = datetime(2026, 11, 2, 15, tzinfo=UTC)
@@ -24,11 +22,21 @@ CALL = Leg("AAA   261218C00100000", Side.buy)
 
 
 class CountingBroker:
-    """Accepts every order and counts the submissions it receives."""
+    """Accepts every order and counts the submissions it receives. Its account read (a network call the gate
+    makes, with no transaction open) takes long enough for both submitters to be past their first read."""
+
+    name = "counting"
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
+        self.account_reads = 0
         self._lock = threading.Lock()
+
+    def account(self) -> BrokerAccount:
+        with self._lock:
+            self.account_reads += 1
+        time.sleep(0.4)
+        return BrokerAccount(Decimal("100000"), Decimal("100000"), Decimal("100000"))
 
     def submit(self, gate_pass):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -37,14 +45,6 @@ class CountingBroker:
 
     def fills(self, client_order_id=None):  # type: ignore[no-untyped-def]
         return []
-
-
-def _slow_gate(session, order, settings, broker, now, exclude_pending=True):  # type: ignore[no-untyped-def]
-    # The real gate reads the account from the broker (a network call): wide enough for a race.
-    time.sleep(0.4)
-    gate_pass = SimpleNamespace(client_order_id=order.client_order_id)
-    return SimpleNamespace(approved=True, gate_pass=gate_pass, to_dict=lambda: {"approved": True},
-                           summary=lambda: "passed")
 
 
 def _approved_order(url: str) -> int:
@@ -58,10 +58,9 @@ def _approved_order(url: str) -> int:
         return int(o.id)  # type: ignore[arg-type]
 
 
-def _race(url: str, monkeypatch: pytest.MonkeyPatch) -> CountingBroker:
+def _race(url: str) -> CountingBroker:
     migrate(url)
     order_id = _approved_order(url)
-    monkeypatch.setattr(service, "check", _slow_gate)
     broker = CountingBroker()
     settings = load_settings()
     barrier = threading.Barrier(2)
@@ -84,12 +83,13 @@ def _race(url: str, monkeypatch: pytest.MonkeyPatch) -> CountingBroker:
         moves = s.exec(select(OrderEvent.to_status).where(OrderEvent.order_id == order_id,
                                                           OrderEvent.to_status == "submitting")).all()
         assert len(moves) == 1
+    assert broker.account_reads == 2  # both submitters passed their first read: the claim decided
     return broker
 
 
-def test_one_broker_order_on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _race(postgres_url, monkeypatch).submitted == ["qm-race-1"]
+def test_one_broker_order_on_postgres(postgres_url: str) -> None:
+    assert _race(postgres_url).submitted == ["qm-race-1"]
 
 
-def test_one_broker_order_on_sqlite(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _race(sqlite_url, monkeypatch).submitted == ["qm-race-1"]
+def test_one_broker_order_on_sqlite(sqlite_url: str) -> None:
+    assert _race(sqlite_url).submitted == ["qm-race-1"]
