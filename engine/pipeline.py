@@ -194,7 +194,8 @@ def _candidate_and_order(ctx: EngineContext, signal_id: int, now: datetime, repo
         if account is None:
             report.add(f"{symbol}: broker unavailable for sizing ({unavailable}); candidate kept, no order")
             return
-        portfolio = portfolio_risk_for_account(session, account, now)
+        # positions the engine did not open count in sizing too, as they do in the gate
+        portfolio = portfolio_risk_for_account(session, account, now, settings=ctx.settings)
         sector = sectors_of(session).get(symbol, "")
         fees = ctx.settings.fees.open_cost_per_contract_leg
         spec, why = candidates.entry_spec(signal, outcome.candidate_id, outcome.structure, sector, ctx.settings,
