@@ -165,7 +165,7 @@ def audit(settings: Any) -> dict[str, Any]:
     decisions = Counter((o.signal_id, o.position_id, o.intent, o.reason) for o in orders if o.filled_quantity > 0
                         and o.intent == "open")
     stuck = [o.client_order_id for o in orders
-             if OrderStatus(o.status) not in TERMINAL and o.status not in ("submitted", "partially_filled")]
+             if OrderStatus(o.status) not in TERMINAL | {OrderStatus.submitted, OrderStatus.partially_filled}]
     return {
         "orders": len(orders),
         "orders_sent": len(sent),

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from app import data, ui
+from engine.execution.orders import WORKING_VALUES, OrderStatus
 
-STATUSES = ["proposed", "approved", "submitting", "submitted", "partially_filled", "filled", "cancelled", "rejected",
-            "expired"]
+STATUSES = [s.value for s in OrderStatus]
 
 
 def order_book(orders: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +103,7 @@ def render() -> None:
     m = st.columns(5)
     m[0].metric("Orders", f"{len(orders):,}")
     m[1].metric("Waiting approval", f"{int(counts.get('proposed', 0))}")
-    working = sum(int(counts.get(s, 0)) for s in ("approved", "submitting", "submitted", "partially_filled"))
+    working = sum(int(counts.get(s, 0)) for s in WORKING_VALUES)
     m[2].metric("Working", f"{working}")
     m[3].metric("Filled", f"{int(counts.get('filled', 0))}")
     m[4].metric("Rejected / expired", f"{int(counts.get('rejected', 0) + counts.get('expired', 0))}")

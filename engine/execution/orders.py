@@ -41,6 +41,10 @@ LIVE_AT_BROKER = frozenset({OrderStatus.submitting, OrderStatus.submitted, Order
 # (risk, duplicate checks, working exits, cancels) of what "live" means.
 LIVE = frozenset({OrderStatus.proposed, OrderStatus.approved}) | LIVE_AT_BROKER
 LIVE_VALUES = tuple(sorted(s.value for s in LIVE))
+# Cleared to trade and not finished: what counts as a working order in risk and on the console (an order
+# still waiting for the operator's approval is not working yet).
+WORKING = LIVE - {OrderStatus.proposed}
+WORKING_VALUES = tuple(sorted(s.value for s in WORKING))
 
 _AFTER_SEND = {OrderStatus.submitted, OrderStatus.partially_filled, OrderStatus.filled, OrderStatus.cancelled,
                OrderStatus.rejected, OrderStatus.expired}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, func, select
 
 from engine.config import Settings
+from engine.execution.orders import WORKING_VALUES
 from engine.execution.ports import BrokerAccount
 from engine.models import AccountSnapshot, Order, Position
 from engine.operator import kill_switch_on
@@ -17,7 +18,6 @@ from engine.risk import PortfolioRisk
 if TYPE_CHECKING:
     from engine.portfolio.sync import ExternalView
 
-_PENDING = ("approved", "submitting", "submitted", "partially_filled")
 
 
 def portfolio_risk_for_account(session: Session, account: BrokerAccount, now: datetime,
@@ -66,7 +66,7 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
         risk_by_symbol[sym] = risk_by_symbol.get(sym, Decimal("0")) + ext
     unfilled = Order.quantity - Order.filled_quantity
     pending_query = (select(Order.symbol, func.sum(Order.risk_per_unit * unfilled))
-                     .where(Order.status.in_(_PENDING), Order.intent == "open").group_by(Order.symbol))
+                     .where(Order.status.in_(WORKING_VALUES), Order.intent == "open").group_by(Order.symbol))
     if exclude_order_id is not None:
         pending_query = pending_query.where(Order.id != exclude_order_id)
     pending = Decimal("0")
