@@ -117,10 +117,10 @@ def equity_figure(history: pd.DataFrame) -> go.Figure:
 
 def render() -> None:
     mode = data.mode()
+    # environment, broker, account and trading mode are in the header line every page shows
     badges = [
-        f"{'🔴 **LIVE**' if mode['trading_mode'] == 'live' else '🧪 **PAPER**'} trading",
         f"approvals **{mode['approval_mode']}** ({mode['approval_mode_source']})",
-        f"broker **{mode['broker']}** · data **{mode['data_source']}**",
+        f"data **{mode['data_source']}**",
         "🛑 **KILL SWITCH ON**" if mode["kill_switch"] else "kill switch off",
     ]
     ui.page_header("Overview", " · ".join(badges))
