@@ -35,20 +35,48 @@ def cycle_times(day: date, every_minutes: int) -> list[time]:
 
 
 class LiveTimingRun(_Run):
-    entry_time = time(9, 35)
+    entry_time = time(8, 30)  # the pre-market job chooses, sizes and gates the entries on the 08:30 chain
+    fill_time = time(9, 35)  # the first intraday cycle sends them; the paper broker fills at that quote
 
     def __init__(self, *args: Any, cycle_minutes: int = 5) -> None:
         super().__init__(*args)
+        # entries not marketable at 09:35 rest as day orders, as at the paper broker: (order, fill args)
+        self.resting: list[tuple[Any, tuple[Any, ...]]] = []
         if self.market is None or not hasattr(self.market, "intraday_price"):
             raise ValueError("timing='live' needs the simulated market (source sim): it reads intraday prices")
         self.cycle_minutes = cycle_minutes
 
+    def _fill_open(self, order: Any, quotes: Any, *rest: Any) -> bool:
+        if super()._fill_open(order, quotes, *rest):
+            return True
+        if not self._in_cycle:
+            self.resting.append((order, rest))  # the day order rests; later cycles try it at their quotes
+        return False
+
+    _in_cycle = False
+
+    def _try_resting(self, day: date, at: time) -> None:
+        keep = []
+        self._in_cycle = True
+        try:
+            for order, rest in self.resting:
+                symbol = rest[2].symbol  # rest = (source, kind, signal, levels, day, sector)
+                q, _ = self.chains.quotes(symbol, [leg.instrument for leg in order.legs], day, at)
+                if not super()._fill_open(order, _quote_map(q), *rest):
+                    keep.append((order, rest))
+        finally:
+            self._in_cycle = False
+        self.resting = keep
+
     def _manage_day(self, t: int, day: date) -> None:
         col = {s: j for j, s in enumerate(self.panel.symbols)}
         for at in cycle_times(day, self.cycle_minutes):
-            # the 09:35 cycle sends the entries first (``_Run.run`` made them) and then manages every position
+            if self.resting and at > self.fill_time:
+                self._try_resting(day, at)
+            # the 09:35 cycle sends the entries first (``_Run.run`` filled them) and then manages every position
             for pos in list(self.open):
                 self._manage_at(pos, t, col[pos.symbol], day, at)
+        self.resting = []  # day orders expire at the close
         for pos in self.open:  # end of day: marks at the close, highest close for the trailing rules
             j = col[pos.symbol]
             close = float(self.c[t, j])

@@ -130,7 +130,8 @@ def _exit_label(reason: str) -> str:
 
 
 class _Run:
-    entry_time = ENTRY_TIME  # when entries are priced and checked (live timing: the first intraday cycle)
+    entry_time = ENTRY_TIME  # when entries are chosen, sized and checked (live timing: the 08:30 pre-market)
+    fill_time: time | None = None  # when they fill, if later (live timing: the first intraday cycle, 09:35)
 
     def __init__(self, spec: Any, panel: Panel, first_day: int, chains: ChainSource, market: Any,
                  progress: Callable[[int, int], None] | None) -> None:
@@ -303,6 +304,9 @@ class _Run:
                                   spec.limit_price, spec.max_loss_per_unit, spec.buying_power_per_unit,
                                   spec.delta_dollars_per_unit, spec.fees_per_unit)
             quotes, kind = _quote_map(chain), structure.kind
+            if self.fill_time is not None:  # sent later than decided: filled at the quotes of that moment
+                q, source = self.chains.quotes(symbol, [leg.instrument for leg in spec.legs], day, self.fill_time)
+                quotes = _quote_map(q)
         decision = evaluate(order, portfolio, self.risk, datetime.combine(day, self.entry_time, NY))
         if not decision.approved:
             return False
@@ -390,7 +394,8 @@ class _Run:
 
     def _manage_day(self, t: int, day: date) -> None:
         """The day's management: at the close of t here; on the intraday cycles in live timing."""
-        self._manage(t, day)
+        if self.open:
+            self._manage(t, day)
 
     def _fill_pending(self, t: int, day: date) -> None:
         """Yesterday's exit decisions at today's open quotes; one without a quote is dropped (the next
@@ -458,7 +463,7 @@ class _Run:
                     self._fill_pending(t, day)
                 # entries before anything that reads the close of t (equity on the marks of t-1)
                 self._enter(t, day, self._equity(), day_start)
-                self._manage_day(t, day) if self.open else None
+                self._manage_day(t, day)
                 # positions opened today are marked at today's close
                 col = {s: j for j, s in enumerate(self.panel.symbols)}
                 for pos in self.open:

@@ -41,10 +41,10 @@ def test_validate_is_a_registered_command() -> None:
 
 
 def test_validate_runs_jobs_and_backtest_and_reports(capsys) -> None:  # type: ignore[no-untyped-def]
-    rc = main(["validate", "--days", "2", "--symbols", "100", "--json"])
+    rc = main(["validate", "--date", "2026-08-03", "--days", "3", "--symbols", "300", "--json"])
     out = capsys.readouterr().out.strip().splitlines()
     res = json.loads(out[-1])
-    assert res["days"] == 2
+    assert res["days"] == 3
     for key in ("orders_live", "orders_backtest", "fills_live", "fills_backtest"):
         assert isinstance(res[key], int)
     assert res["orders_live"] > 0 and res["fills_backtest"] > 0, "the sessions must trade for the test to mean much"
