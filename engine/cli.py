@@ -276,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", type=int, default=32_345)
     p.add_argument("--days", type=int, default=300)
     p.set_defaults(handler=_cmd_bench_store)
-    from engine.backtest.cli_backtest import add_backtest_commands
+    from engine.backtest.cli_backtest import add_backtest_commands, add_validate_command
     from engine.backtest.cli_search import add_search_commands
     from engine.cli_ops import add_ops_commands
     from engine.data.cli_data import add_data_commands
@@ -287,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
     add_broker_commands(sub)
     add_backtest_commands(sub, bsub)
+    add_validate_command(sub)
     add_ops_commands(sub)
     add_search_commands(sub)
     add_notify_commands(sub)

@@ -1,6 +1,7 @@
 """Backtests: launch a run through the engine (progress with ETA, the console stays responsive), then per
 run the metrics, equity and drawdown, monthly returns heatmap, trades on the price chart (entry, stop and
-exit markers), and a run-versus-run comparison."""
+exit markers; options trades on the underlying's chart), a run-versus-run comparison, and a parameter heatmap
+for searches (two chosen parameters against the objective, from the stored trials)."""
 
 from __future__ import annotations
 
@@ -89,25 +90,90 @@ def run_view(run) -> None:  # type: ignore[no-untyped-def]
     price_chart(run, trades[trades["symbol"] == symbol], symbol)
 
 
-def price_chart(run, trades: pd.DataFrame, symbol: str) -> None:  # type: ignore[no-untyped-def]
-    fig = go.Figure()
+def _bars(run, symbol: str) -> pd.DataFrame | None:  # type: ignore[no-untyped-def]
+    """Daily bars of the run's source: generated for sim runs, the bar store for csv/massive."""
     if run.data_source == "sim":
         from engine.data.sim import SimMarket
 
         market = SimMarket(seed=int(run.params.get("seed", 7)), n_symbols=max(run.n_symbols, 1))
-        bars = market.daily_bars(run.start, run.end, symbols=[symbol]).frame(symbol)
+        return market.daily_bars(run.start, run.end, symbols=[symbol]).frame(symbol)
+    from engine.data.barstore import BarStore
+
+    try:
+        panel = BarStore(state.settings().bar_store_dir, run.data_source).load(run.start, run.end)
+    except (LookupError, OSError, ValueError):
+        return None
+    return panel.frame(symbol) if symbol in set(panel.symbols) else None
+
+
+def trade_markers(run, trades: pd.DataFrame, bars: pd.DataFrame | None) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    """Entry, stop and exit points on the price chart. Stock trades are priced in shares; options trades in
+    premium, so they are placed on the underlying: entry at the underlying's price at entry (the signal
+    close), the stop level, and the exit at the underlying's close on the exit day."""
+    if run.mode == "stock":
+        entry = pd.DataFrame({"x": trades["entry_date"], "y": trades["entry_price"]})
+        exit_ = pd.DataFrame({"x": trades["exit_date"], "y": trades["exit_price"], "text": trades["exit_reason"]})
+    else:
+        under = trades["detail"].map(lambda d: (d or {}).get("underlying_entry", np.nan)).astype(float)
+        entry = pd.DataFrame({"x": trades["entry_date"], "y": under})
+        closes = None if bars is None else bars["close"]
+        ys = [np.nan if closes is None or pd.Timestamp(x) not in closes.index else float(closes[pd.Timestamp(x)])
+              for x in trades["exit_date"]]
+        exit_ = pd.DataFrame({"x": trades["exit_date"], "y": ys,
+                              "text": trades["exit_reason"] + " (" + trades["detail"].map(
+                                  lambda d: str((d or {}).get("structure", ""))) + ")"})
+    stop = pd.DataFrame({"x": trades["entry_date"], "y": trades["stop"]})
+    return {"entry": entry, "stop": stop, "exit": exit_[trades["exit_reason"] != "open"]}
+
+
+def price_chart(run, trades: pd.DataFrame, symbol: str) -> None:  # type: ignore[no-untyped-def]
+    fig = go.Figure()
+    bars = _bars(run, symbol)
+    if bars is not None:
+        bars.index = pd.to_datetime(bars.index)
         fig.add_trace(go.Candlestick(x=bars.index, open=bars["open"], high=bars["high"], low=bars["low"],
                                      close=bars["close"], name=symbol))
-    if run.mode == "stock":  # options trades are priced in premium: markers only on the stock chart
-        fig.add_trace(go.Scatter(x=trades["entry_date"], y=trades["entry_price"], mode="markers", name="entry",
-                                 marker={"symbol": "triangle-up", "size": 10, "color": "green"}))
-        fig.add_trace(go.Scatter(x=trades["entry_date"], y=trades["stop"], mode="markers", name="stop",
-                                 marker={"symbol": "line-ew-open", "size": 12, "color": "red"}))
-        fig.add_trace(go.Scatter(x=trades["exit_date"], y=trades["exit_price"], mode="markers", name="exit",
-                                 marker={"symbol": "triangle-down", "size": 10, "color": "black"},
-                                 text=trades["exit_reason"]))
+    m = trade_markers(run, trades, bars)
+    fig.add_trace(go.Scatter(x=m["entry"]["x"], y=m["entry"]["y"], mode="markers", name="entry",
+                             marker={"symbol": "triangle-up", "size": 10, "color": "green"}))
+    fig.add_trace(go.Scatter(x=m["stop"]["x"], y=m["stop"]["y"], mode="markers", name="stop",
+                             marker={"symbol": "line-ew-open", "size": 12, "color": "red"}))
+    fig.add_trace(go.Scatter(x=m["exit"]["x"], y=m["exit"]["y"], mode="markers", name="exit",
+                             marker={"symbol": "triangle-down", "size": 10, "color": "black"}, text=m["exit"]["text"]))
     fig.update_layout(height=380, margin={"t": 20, "b": 20}, xaxis_rangeslider_visible=False)
     st.plotly_chart(fig, key=f"px_{run.id}")
+
+
+def search_view() -> None:
+    """Parameter heatmap of a stored search: the mean objective over two chosen parameters' values."""
+    from engine.backtest.search import optuna_storage_url
+    from engine.backtest.trials import heatmap_table, study_names, trials_frame
+
+    storage = optuna_storage_url(state.settings().db_url)
+    studies = study_names(storage)
+    if not studies:
+        st.caption("No parameter searches stored yet (`python -m engine search ...`).")
+        return
+    study = st.selectbox("Search (study)", studies, key="bt_study")
+    trials = trials_frame(storage, study)
+    params = [c for c in trials.columns if c not in ("trial", "value")]
+    if trials.empty or len(params) < 2:
+        st.info(f"{study}: {len(trials)} finished trials over {len(params)} parameter(s); a heatmap needs two.")
+        if not trials.empty:
+            st.dataframe(trials, hide_index=True, key="bt_trials")
+        return
+    c = st.columns(2)
+    x = c[0].selectbox("Parameter (x)", params, index=0, key="bt_hx")
+    y = c[1].selectbox("Parameter (y)", params, index=1, key="bt_hy")
+    if x == y:
+        st.warning("Choose two different parameters.")
+        return
+    table = heatmap_table(trials, x, y)
+    fig = go.Figure(go.Heatmap(z=table.values, x=[str(v) for v in table.columns], y=[str(v) for v in table.index],
+                               colorscale="Viridis", texttemplate="%{z:.3f}", colorbar={"title": "objective"}))
+    fig.update_layout(height=120 + 30 * len(table), margin={"t": 30, "b": 20}, xaxis_title=x, yaxis_title=y,
+                      title=f"{study}: mean objective of {len(trials)} trials")
+    st.plotly_chart(fig, key="bt_heatmap")
 
 
 def compare(runs) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +200,12 @@ def render() -> None:
     runs = list_runs(state.reader())
     if not runs:
         st.info("No backtests stored yet: run one above or with `python -m engine backtest ...`.")
-        return
+    else:
+        runs_view(runs)
+    search_view()
+
+
+def runs_view(runs) -> None:  # type: ignore[no-untyped-def]
     labels = {r.id: f"run {r.id}: {r.strategy}/{r.mode} {r.data_source} {r.start}..{r.end} "
                     f"(sharpe {np.round(r.metrics.get('sharpe') or np.nan, 2)})" for r in runs}
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="bt_run")

@@ -108,13 +108,29 @@ class ChainSource(Protocol):
 
 
 class EodChains:
-    """Historical chains by (underlying, quote date). A day's chain is its close: any ``at`` maps to it."""
+    """Historical chains by (underlying, quote date). The vendor's quotes are end-of-day (taken at the
+    16:00 close), so a chain is known only from the close of its quote date: a request before 16:00 on
+    ``day`` gets the latest chain quoted before ``day`` (the previous session's close, at most
+    ``STALE_DAYS`` calendar days old), never the closing chain of ``day`` itself."""
+
+    CLOSE = time(16, 0)
+    STALE_DAYS = 5
 
     def __init__(self, frames: Iterable[pd.DataFrame]) -> None:
         self._by: dict[tuple[str, date], pd.DataFrame] = {}
         for f in frames:
             for (u, d), g in f.groupby(["underlying", "quote_date"], sort=False):
                 self._by[(str(u), d)] = g.drop(columns="quote_date").reset_index(drop=True)
+
+    def known(self, symbol: str, day: date, at: time) -> date | None:
+        """The quote date of the chain known at ``at`` on ``day`` (None: none recent enough)."""
+        if at >= self.CLOSE:
+            return day if (symbol, day) in self._by else None
+        for back in range(1, self.STALE_DAYS + 1):
+            d = day - timedelta(days=back)
+            if (symbol, d) in self._by:
+                return d
+        return None
 
     @classmethod
     def from_dir(cls, folder: Path | str) -> EodChains:
@@ -127,10 +143,11 @@ class EodChains:
         return sorted(d for s, d in self._by if s == symbol)
 
     def chain(self, symbol: str, day: date, at: time) -> tuple[pd.DataFrame, str]:
-        return self._by.get((symbol, day), empty_chain()), EOD
+        d = self.known(symbol, day, at)
+        return (empty_chain() if d is None else self._by[(symbol, d)]), EOD
 
     def quotes(self, symbol: str, occ_symbols: Sequence[str], day: date, at: time) -> tuple[pd.DataFrame, str]:
-        ch = self._by.get((symbol, day), empty_chain())
+        ch, _ = self.chain(symbol, day, at)
         return ch[ch["occ_symbol"].isin(list(occ_symbols))].reset_index(drop=True), EOD
 
 
@@ -227,12 +244,12 @@ class LayeredChains:
         self.eod, self.fallback = eod, fallback
 
     def chain(self, symbol: str, day: date, at: time) -> tuple[pd.DataFrame, str]:
-        if self.eod is not None and self.eod.has(symbol, day):
+        if self.eod is not None and self.eod.known(symbol, day, at) is not None:
             return self.eod.chain(symbol, day, at)
         return self.fallback.chain(symbol, day, at)
 
     def quotes(self, symbol: str, occ_symbols: Sequence[str], day: date, at: time) -> tuple[pd.DataFrame, str]:
-        if self.eod is not None and self.eod.has(symbol, day):
+        if self.eod is not None and self.eod.known(symbol, day, at) is not None:
             q, src = self.eod.quotes(symbol, occ_symbols, day, at)
             if len(q) == len(set(occ_symbols)):
                 return q, src

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_backtest_commands"]
@@ -34,6 +35,8 @@ def add_backtest_commands(subparsers: Any, bench_subparsers: Any | None = None) 
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="strategy parameter")
     p.add_argument("--seed", type=int, default=7, help="simulated market seed")
+    p.add_argument("--chains", metavar="PATH", help="folder of vendor EOD option chains (options_eod/ layout) "
+                   "for option fills; the simulated surface where it has no chain")
     p.add_argument("--trades-csv", metavar="PATH", help="write the trade list to this CSV")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
     p.add_argument("--no-store", action="store_true", help="do not store the run in the database")
@@ -74,7 +77,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         engine = get_engine(settings.db_url)
     bar = None if args.quiet else ProgressBar(f"backtest {spec.strategy}/{spec.mode}", 1)
     try:
-        result = run_backtest(spec, settings=settings, progress=bar, store=engine)
+        result = run_backtest(spec, settings=settings, progress=bar, store=engine,
+                              eod_dir=Path(args.chains) if args.chains else None)
     except ValueError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 1
@@ -101,3 +105,38 @@ def _cmd_bench_backtest(args: argparse.Namespace) -> int:
                                     backtrader_symbols=args.backtrader_symbols, block=args.block,
                                     reference=not args.no_reference)))
     return 0
+
+
+def add_validate_command(subparsers: Any) -> None:
+    p = subparsers.add_parser("validate", help="paper trading on a replay clock vs a backtest over the same "
+                              "simulated sessions: same orders and fills?")
+    p.add_argument("--days", type=int, required=True, help="number of simulated sessions")
+    p.add_argument("--symbols", type=int, default=300, help="simulated symbols (default 300)")
+    p.add_argument("--date", type=_date, help="first session (default: --days sessions before the last completed)")
+    p.add_argument("--cycle-minutes", type=int, default=5, help="minutes between intraday cycles (scheduler: 5)")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the comparison")
+    p.set_defaults(handler=_cmd_validate)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from engine.backtest.validate import validate
+
+    try:
+        out = validate(args.days, symbols=args.symbols, start=args.date, cycle_minutes=args.cycle_minutes,
+                       echo=lambda line: print(line, file=sys.stderr))
+    except ValueError as exc:
+        print(f"validate: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out['days']} sessions {out['start']}..{out['end']}, {out['symbols']} symbols: "
+          f"live {out['orders_live']} orders / {out['fills_live']} filled; "
+          f"backtest {out['orders_backtest']} orders / {out['fills_backtest']} filled")
+    for e in out["job_errors"]:
+        print(f"job error: {e}")
+    for d in out["differences"]:
+        extra = (f" (backtest: {d['backtest_quantity']} @ {d['backtest_price']})" if d["kind"] == "differs" else "")
+        print(f"{d['kind']:<13} {d['date']} {d['symbol']:<6} {d['side']:<4} {d['structure']:<22} "
+              f"{d['quantity']} @ {d['price']}{extra}  legs {' '.join(d['legs'])}")
+    print("MATCH: same orders and fills" if out["match"] else f"DIFFER: {len(out['differences'])} differences")
+    if args.json:
+        print(json.dumps(out, default=str))
+    return 0 if out["match"] else 1

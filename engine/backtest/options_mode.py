@@ -1,18 +1,21 @@
 """ATR Matrix backtest, options (or stock) mode: an in-memory day loop over the live code's functions.
 
-Per session t (no look-ahead: nothing reads a bar after t):
+Per session t, in causal order (nothing reads a bar after the moment it acts at):
 
-1. manage open positions at the close of t: ``engine.portfolio.manager.decide`` on the close of t,
-   SMA50/ATR of t and the structure's mark from the chain quoted at the close; closes and scale-outs
-   go through ``engine.risk.evaluate`` (reduce-only) and fill at those quotes;
+1. exits decided at the close of t-1 fill at the open of t (09:30 quotes), through ``engine.risk.evaluate``
+   (reduce-only); option expiries settle at the close of the expiry day itself;
 2. entries (pre-market rule): signals from the close of t-1 (``atr_matrix.entry_rule`` on full-series
    indicators computed once per run, ranked as the scan ranks), option structures chosen by
    ``engine.options.selection.select_candidates`` on the chain of t at 10:00 (IV rank from ATM IV of
    sessions before t only), sized by ``engine.options.candidates.entry_spec`` (the risk gate's sizing
    rule), checked by ``engine.risk.evaluate`` against the in-memory portfolio, filled by the paper
    broker's pricing (mid plus a fraction of the half spread against us, never better than mid, never
-   worse than the quote's natural) and fee model;
-3. mark to market at the close of t.
+   worse than the quote's natural) and fee model. Equity, cash and free slots are those before the
+   close of t (marks of t-1), so the close of t cannot change the entries of t;
+3. manage open positions at the close of t: ``engine.portfolio.manager.decide`` on the close of t,
+   SMA50/ATR of t and the structure's mark from the chain quoted at the close; stop moves apply now,
+   closes and scale-outs become orders for the next open (step 1);
+4. mark to market at the close of t.
 
 Fills come from historical EOD chains when the source has them (``chains.EodChains``), else from the
 simulated surface; every trade says which (``fill_source``). Stock mode expresses the same signals in
@@ -51,7 +54,7 @@ from engine.strategies.atr_matrix import ATRMatrixParams, entry_rule, levels, sc
 
 __all__ = ["option_param_defaults", "run_options_backtest"]
 
-ENTRY_TIME, CLOSE_TIME = time(10, 0), time(15, 59)
+OPEN_TIME, ENTRY_TIME, CLOSE_TIME = time(9, 30), time(10, 0), time(16, 0)
 _GROUPS = (("strategy", ATRMatrixParams), ("risk", RiskSettings), ("exits", ExitSettings), ("options", OptionParams))
 
 
@@ -105,7 +108,8 @@ class _Position:
     exit_reason: str = ""
     exit_day: date | None = None
     mark: Decimal | None = None
-    notes: list[str] = field(default_factory=list)
+    # every fill, entry and exits: date, intent, units, price (per unit), source (sim | eod | bars), reason
+    fills: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _quote_map(q: pd.DataFrame) -> dict[str, InstrumentQuote]:
@@ -126,6 +130,9 @@ def _exit_label(reason: str) -> str:
 
 
 class _Run:
+    entry_time = ENTRY_TIME  # when entries are chosen, sized and checked (live timing: the 08:30 pre-market)
+    fill_time: time | None = None  # when they fill, if later (live timing: the first intraday cycle, 09:35)
+
     def __init__(self, spec: Any, panel: Panel, first_day: int, chains: ChainSource, market: Any,
                  progress: Callable[[int, int], None] | None) -> None:
         groups, run = _split(spec.params)
@@ -155,6 +162,8 @@ class _Run:
         self.slippage = Decimal(0)
         self.traded = 0.0
         self.iv_cache: dict[str, pd.Series] = {}
+        # exits decided at a close, filled at the next open: (position, units, reason, targets_hit after)
+        self.pending: list[tuple[_Position, int, str, int | None]] = []
         self.sectors = self._sectors()
         self._indicators()
 
@@ -268,7 +277,7 @@ class _Run:
                                   delta_dollars_per_unit=price)
             quotes, source, kind = self._stock_quote(price), "bars", "stock"
         else:
-            chain, source = self.chains.chain(symbol, day, ENTRY_TIME)
+            chain, source = self.chains.chain(symbol, day, self.entry_time)
             if chain.empty:
                 return False
             # The symbol's own dividend yield where the source knows it (CSV/vendor chains: none known).
@@ -295,7 +304,10 @@ class _Run:
                                   spec.limit_price, spec.max_loss_per_unit, spec.buying_power_per_unit,
                                   spec.delta_dollars_per_unit, spec.fees_per_unit)
             quotes, kind = _quote_map(chain), structure.kind
-        decision = evaluate(order, portfolio, self.risk, datetime.combine(day, ENTRY_TIME, NY))
+            if self.fill_time is not None:  # sent later than decided: filled at the quotes of that moment
+                q, source = self.chains.quotes(symbol, [leg.instrument for leg in spec.legs], day, self.fill_time)
+                quotes = _quote_map(q)
+        decision = evaluate(order, portfolio, self.risk, datetime.combine(day, self.entry_time, NY))
         if not decision.approved:
             return False
         return self._fill_open(order, quotes, source, kind, sig, lv, day, sector)
@@ -326,16 +338,18 @@ class _Run:
         pos = _Position(sig.symbol, kind, legs, units, units, priced.fill, mult, sig.entry_price, sig.atr, lv.stop,
                         tuple(lv.targets), expiry, day, order.max_loss_per_unit + order.fees_per_unit, source,
                         sector, order.delta_dollars_per_unit, highest_close=sig.entry_price, cash_flow=-cost)
+        pos.fills.append({"date": day.isoformat(), "intent": "open", "units": units, "price": float(priced.fill),
+                          "source": source, "reason": "atr_matrix entry signal"})
         self.open.append(pos)
         return True
 
     # ------------------------------------------------------------------ management
-    def _marks(self, pos: _Position, day: date, t: int, j: int) -> dict[str, InstrumentQuote]:
+    def _marks(self, pos: _Position, day: date, t: int, j: int) -> tuple[dict[str, InstrumentQuote], str]:
         if self.stock:
-            return self._stock_quote(float(self.c[t, j]))
+            return self._stock_quote(float(self.c[t, j])), "bars"
         occ = [leg.instrument for leg in pos.legs]
-        q, _ = self.chains.quotes(pos.symbol, occ, day, CLOSE_TIME)
-        return _quote_map(q)
+        q, source = self.chains.quotes(pos.symbol, occ, day, CLOSE_TIME)
+        return _quote_map(q), source
 
     def _mark_value(self, pos: _Position, quotes: dict[str, InstrumentQuote]) -> Decimal | None:
         if self.stock:
@@ -351,7 +365,7 @@ class _Run:
             close = float(self.c[t, j])
             if not math.isfinite(close):
                 continue
-            quotes = self._marks(pos, day, t, j)
+            quotes, source = self._marks(pos, day, t, j)
             mark = self._mark_value(pos, quotes)
             if mark is not None:
                 pos.mark = mark
@@ -370,22 +384,53 @@ class _Run:
                     pos.stop = a.new_stop
                     pos.targets_hit = a.targets_hit if a.targets_hit is not None else pos.targets_hit
                 elif a.kind in ("close_all", "scale_out"):
-                    self._close(pos, a.quantity, a.reason, quotes, day)
-                    if a.targets_hit is not None:
-                        pos.targets_hit = a.targets_hit
+                    if expired:  # settled at the expiry day's close: the contract does not exist tomorrow
+                        self._close(pos, a.quantity, a.reason, quotes, day, source)
+                        if a.targets_hit is not None:
+                            pos.targets_hit = a.targets_hit
+                    else:  # decided on the close of t: an order for the open of t+1
+                        self.pending.append((pos, a.quantity, a.reason, a.targets_hit))
             pos.highest_close = max(pos.highest_close, close)
 
-    def _close(self, pos: _Position, units: int, reason: str, quotes: dict[str, InstrumentQuote], day: date) -> None:
+    def _manage_day(self, t: int, day: date) -> None:
+        """The day's management: at the close of t here; on the intraday cycles in live timing."""
+        if self.open:
+            self._manage(t, day)
+
+    def _fill_pending(self, t: int, day: date) -> None:
+        """Yesterday's exit decisions at today's open quotes; one without a quote is dropped (the next
+        close decides again, as a working order that expired would be re-sent)."""
+        col = {s: j for j, s in enumerate(self.panel.symbols)}
+        pending, self.pending = self.pending, []
+        for pos, units, reason, targets_hit in pending:
+            if pos not in self.open:
+                continue
+            j = col[pos.symbol]
+            if self.stock:
+                price = float(self.o[t, j])
+                if not math.isfinite(price):
+                    continue
+                quotes, source = self._stock_quote(price), "bars"
+            else:
+                q, source = self.chains.quotes(pos.symbol, [leg.instrument for leg in pos.legs], day, OPEN_TIME)
+                quotes = _quote_map(q)
+            if self._close(pos, units, reason, quotes, day, source) and targets_hit is not None:
+                pos.targets_hit = targets_hit
+
+    def _close(self, pos: _Position, units: int, reason: str, quotes: dict[str, InstrumentQuote], day: date,
+               source: str) -> bool:
         units = min(units, pos.quantity)
+        if units <= 0:
+            return False
         legs = tuple(replace(leg, side=Side.sell if leg.side is Side.buy else Side.buy) for leg in pos.legs)
         if not self.stock and any(leg.instrument not in quotes for leg in legs):
-            return  # no quote for a leg today: try again tomorrow (as a working order would)
+            return False  # no quote for a leg today: try again tomorrow (as a working order would)
         q = [quotes["stock"]] if self.stock else [quotes[leg.instrument] for leg in legs]
         priced = self._price(legs, q)
         order = ProposedOrder(f"bt-close-{id(pos)}-{day}", pos.symbol, pos.sector, Intent.close, legs, units,
                               priced.fill, Decimal(0), Decimal(0), position_quantity=pos.quantity)
         if not evaluate(order, self._portfolio(self.cash, self.cash), self.risk).approved:
-            return
+            return False
         charges = self._charges(legs, units, opening=False)
         proceeds = -priced.fill * pos.multiplier * units - charges  # selling a debit structure: fill < 0
         self.cash += proceeds
@@ -396,11 +441,13 @@ class _Run:
         pos.exit_value += -priced.fill * units
         pos.exit_units += units
         pos.quantity -= units
-        pos.notes.append(f"{day}: {units} @ {-priced.fill}: {reason}")
+        pos.fills.append({"date": day.isoformat(), "intent": "close" if pos.quantity == 0 else "scale_out",
+                          "units": units, "price": float(-priced.fill), "source": source, "reason": reason})
         if pos.quantity == 0:
             pos.exit_reason, pos.exit_day = _exit_label(reason), day
             self.open.remove(pos)
             self.closed.append(pos)
+        return True
 
     # ------------------------------------------------------------------ loop
     def run(self) -> tuple[np.ndarray, np.ndarray]:
@@ -412,14 +459,17 @@ class _Run:
         for t in range(self.first_day, days):
             day = dates[t]
             if t > 0:
-                self._manage(t, day) if self.open else None
+                if self.pending:
+                    self._fill_pending(t, day)
+                # entries before anything that reads the close of t (equity on the marks of t-1)
                 self._enter(t, day, self._equity(), day_start)
+                self._manage_day(t, day)
                 # positions opened today are marked at today's close
                 col = {s: j for j, s in enumerate(self.panel.symbols)}
                 for pos in self.open:
                     if pos.entry_day == day:
                         j = col[pos.symbol]
-                        m = self._mark_value(pos, self._marks(pos, day, t, j))
+                        m = self._mark_value(pos, self._marks(pos, day, t, j)[0])
                         pos.mark = m if m is not None else pos.entry_price
             eq = self._equity()
             equity[t] = float(eq)
@@ -448,7 +498,8 @@ class _Run:
                 "entry_reason": f"{pos.structure}: atr_matrix entry signal", "stop": pos.stop,
                 "risk": float(pos.risk_per_unit * pos.initial), "pnl": float(pnl), "fill_source": pos.fill_source,
                 "detail": {"structure": pos.structure, "legs": [leg.instrument for leg in pos.legs],
-                           "expiry": None if pos.expiry is None else pos.expiry.isoformat(), "fills": pos.notes},
+                           "sides": [leg.side.value for leg in pos.legs], "underlying_entry": pos.underlying_entry,
+                           "expiry": None if pos.expiry is None else pos.expiry.isoformat(), "fills": pos.fills},
             })
         cols = ["symbol", "entry_date", "entry_price", "exit_date", "exit_price", "quantity", "exit_reason",
                 "entry_reason", "stop", "risk", "pnl", "fill_source", "detail"]
@@ -470,14 +521,26 @@ def _chain_source(spec: Any, panel: Panel, eod_dir: Path | None) -> tuple[ChainS
 
 
 def run_options_backtest(spec: Any, panel: Panel, first_day: int, *, progress: Callable[[int, int], None] | None = None,
-                         eod_dir: Path | None = None, chains: ChainSource | None = None) -> Any:
-    """The ATR Matrix backtest (options or stock mode) on ``panel`` from ``first_day``."""
+                         eod_dir: Path | None = None, chains: ChainSource | None = None,
+                         timing: str = "fast", cycle_minutes: int = 5) -> Any:
+    """The ATR Matrix backtest (options or stock mode) on ``panel`` from ``first_day``.
+
+    ``timing="fast"`` (default): entries at 10:00, management at the close with exits at the next open.
+    ``timing="live"``: the scheduler's day (``engine.backtest.live_timing``), for paper validation."""
     from engine.backtest.runner import BacktestResult
 
     if spec.strategy != "atr_matrix":
         raise ValueError(f"strategy {spec.strategy!r} has no {spec.mode} mode here; ref_sma_atr runs in stock mode")
     source, market = _chain_source(spec, panel, eod_dir)
-    run = _Run(spec, panel.astype(np.float64), first_day, chains or source, market, progress)
+    if timing not in ("fast", "live"):
+        raise ValueError(f"timing must be 'fast' or 'live', got {timing!r}")
+    if timing == "live":
+        from engine.backtest.live_timing import LiveTimingRun
+
+        run: _Run = LiveTimingRun(spec, panel.astype(np.float64), first_day, chains or source, market, progress,
+                                  cycle_minutes=cycle_minutes)
+    else:
+        run = _Run(spec, panel.astype(np.float64), first_day, chains or source, market, progress)
     equity, exposure = run.run()
     dates = panel.dates[first_day:]
     trades = run.trades(dates[-1].astype(object))

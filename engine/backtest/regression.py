@@ -30,6 +30,9 @@ CASES: dict[str, BacktestSpec] = {
                                           start=date(2022, 1, 3), end=date(2025, 12, 31)),
     "atr_matrix_stock_sim": BacktestSpec(strategy="atr_matrix", mode="stock", source="sim", symbols=120, seed=7,
                                          start=date(2024, 1, 2), end=date(2025, 12, 31)),
+    # the option path: selection, structures, the paper fill (mid plus spread fraction) and the fee model
+    "atr_matrix_options_sim": BacktestSpec(strategy="atr_matrix", mode="options", source="sim", symbols=60,
+                                           seed=7, start=date(2025, 1, 2), end=date(2025, 6, 30)),
 }
 
 

@@ -155,8 +155,10 @@ def load_panel(spec: BacktestSpec, settings: Any = None) -> Panel:
 
 
 def run_backtest(spec: BacktestSpec, *, panel: Panel | None = None, settings: Any = None,
-                 progress: Progress | None = None, store: Any = None) -> BacktestResult:
-    """Run ``spec``; with ``store`` (a SQLAlchemy engine) the run and its trades are saved at the end."""
+                 progress: Progress | None = None, store: Any = None, eod_dir: Path | None = None) -> BacktestResult:
+    """Run ``spec``; with ``store`` (a SQLAlchemy engine) the run and its trades are saved at the end.
+    ``eod_dir``: a folder of vendor EOD option chains (layout of ``options_eod/``) used for option fills
+    where it has the symbol and day, the simulated surface otherwise."""
     import time
 
     t0 = time.perf_counter()
@@ -164,12 +166,14 @@ def run_backtest(spec: BacktestSpec, *, panel: Panel | None = None, settings: An
     first_day = int(np.searchsorted(panel.dates, np.datetime64(spec.start, "D")))
     if first_day >= panel.n_days:
         raise ValueError(f"no sessions in the data between {spec.start} and {spec.end}")
+    if eod_dir is not None and not Path(eod_dir).is_dir():
+        raise ValueError(f"chains: {str(eod_dir)!r} is not a directory of EOD chain files")
     if spec.mode == "stock":
         result = _run_stock(spec, panel, first_day, progress)
     else:
         from engine.backtest.options_mode import run_options_backtest
 
-        result = run_options_backtest(spec, panel, first_day, progress=progress)
+        result = run_options_backtest(spec, panel, first_day, progress=progress, eod_dir=eod_dir)
     result.seconds = time.perf_counter() - t0
     if store is not None:
         from engine.backtest.store import save_run

@@ -70,6 +70,12 @@ def test_options_trades_record_structure_fill_source_fees() -> None:
         ["long_call", "call_debit_spread", "bull_put_credit_spread", "iron_condor"]).all()
     assert res.metrics["fees"] > 0 and res.metrics["slippage"] > 0
     assert res.metrics["fills_by_source"] == {SIM: len(tr)}
+    # every fill (entry, scale-outs, exits) carries its own source, not only the trade
+    fills = [f for d in tr["detail"] for f in d["fills"]]
+    assert {f["intent"] for f in fills} >= {"open", "close"}
+    assert all(f["source"] == SIM and f["units"] > 0 for f in fills)
+    for row in tr[tr["exit_reason"] != "open"].itertuples():
+        assert sum(f["units"] for f in row.detail["fills"] if f["intent"] != "open") == row.quantity
     closed = tr[tr["exit_reason"] != "open"]
     assert set(closed["exit_reason"]) <= {"stop_hit", "trend_break", "exhausted", "premium_stop", "time_exit",
                                           "expiry", "target 4 of 4"} | {f"target {i} of 4" for i in range(1, 5)}
@@ -103,7 +109,7 @@ def test_layered_chains_use_history_when_present_and_say_so() -> None:
     from engine.backtest.chains import SimChains
 
     layered = LayeredChains(eod, SimChains(market))
-    ch, src = layered.chain("VXX", date(2016, 12, 1), time(10))
+    ch, src = layered.chain("VXX", date(2016, 12, 1), time(16))
     assert src == EOD and len(ch) > 100 and (ch["underlying"] == "VXX").all()
     sym = str(market.symbols[5])
     ch2, src2 = layered.chain(sym, date(2025, 3, 3), time(10))
@@ -128,3 +134,76 @@ def test_fill_is_mid_plus_spread_fraction_never_beyond_the_quote() -> None:
     expected = (mid + Decimal("0.25") * (ask - bid) / 2).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
     assert buy == expected and mid <= buy <= ask
     assert bid <= -sell <= mid
+
+
+def _entries_on(tr: pd.DataFrame, day: pd.Timestamp) -> list[tuple]:
+    on = tr[tr["entry_date"] == day]
+    return sorted((r.symbol, r.entry_price, r.quantity, r.detail["structure"], tuple(r.detail["legs"]))
+                  for r in on.itertuples())
+
+
+@pytest.mark.parametrize("mode", ["options", "stock"])
+def test_the_close_of_day_k_does_not_change_the_entries_of_day_k(mode: str) -> None:
+    """Entries are made at the open/10:00 of day k from data through k-1: halving only the close of day k
+    (which a same-day look-ahead would see through equity, cash or freed slots) leaves them unchanged."""
+    panel = _trend_panel()
+    first_day = 260
+    base = _run(panel, first_day, mode)
+    tried = 0
+    for k in range(first_day + 5, panel.n_days - 1):
+        day = pd.Timestamp(panel.dates[k])
+        want = _entries_on(base.trades, day)
+        if not want:
+            continue
+        close = panel.close.copy()
+        close[k] = np.round(close[k] * 0.5, 2)  # only the close of day k
+        other = _run(Panel(panel.dates, panel.symbols, panel.open, panel.high, panel.low, close, panel.volume),
+                     first_day, mode)
+        assert _entries_on(other.trades, day) == want, f"entries of {day.date()} changed with its close"
+        tried += 1
+        if tried == 6:
+            break
+    assert tried >= 3, "the fixture must enter on several days for the test to mean anything"
+
+
+def test_eod_chain_is_known_only_from_its_close() -> None:
+    """Vendor EOD quotes are taken at the 16:00 close: a 10:00 request on 2016-12-02 must get the chain
+    quoted on 2016-12-01 (the previous session), and only at/after 16:00 the chain of 2016-12-02."""
+    frame = read_vendor_eod(shared_data("options_eod", "VXX.csv"))
+    eod = EodChains([frame])
+    assert eod.has("VXX", date(2016, 12, 1)) and eod.has("VXX", date(2016, 12, 2))
+    morning, src = eod.chain("VXX", date(2016, 12, 2), time(10))
+    assert src == EOD
+    prev = frame[frame["quote_date"] == date(2016, 12, 1)]
+    assert len(morning) == len(prev)
+    assert sorted(morning["bid"].round(4)) == sorted(prev["bid"].round(4))
+    evening, _ = eod.chain("VXX", date(2016, 12, 2), time(16))
+    same = frame[frame["quote_date"] == date(2016, 12, 2)]
+    assert sorted(evening["bid"].round(4)) == sorted(same["bid"].round(4))
+    first = min(eod.days("VXX"))
+    assert eod.chain("VXX", first, time(10))[0].empty  # nothing quoted before the first day
+    # the layered source falls back to the surface when no earlier chain is known
+    panel = _trend_panel(days=30, n=1)
+    layered = LayeredChains(eod, SurfaceChains(panel))
+    assert layered.chain("VXX", date(2016, 12, 2), time(10))[1] == EOD
+
+
+def test_cli_chains_flag_reaches_the_option_fills(monkeypatch, tmp_path) -> None:
+    import engine.backtest.options_mode as om
+    from engine.cli import main
+
+    seen = {}
+    real = om.run_options_backtest
+
+    def spy(spec, panel, first_day, **kw):  # type: ignore[no-untyped-def]
+        seen["eod_dir"] = kw.get("eod_dir")
+        return real(spec, panel.select(list(panel.symbols[:10])), first_day, **kw)
+
+    monkeypatch.setattr(om, "run_options_backtest", spy)
+    chains = shared_data("options_eod", "VXX.csv").parent
+    rc = main(["backtest", "--mode", "options", "--source", "sim", "--symbols", "10", "--start", "2025-06-02",
+               "--end", "2025-06-10", "--chains", str(chains), "--no-store", "--quiet"])
+    assert rc == 0 and str(seen["eod_dir"]) == str(chains)
+    rc = main(["backtest", "--mode", "options", "--source", "sim", "--symbols", "10", "--start", "2025-06-02",
+               "--end", "2025-06-10", "--chains", str(tmp_path / "none"), "--no-store", "--quiet"])
+    assert rc == 1

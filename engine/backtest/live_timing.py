@@ -1,0 +1,119 @@
+"""The backtest on the live day's timing, for paper validation (``python -m engine validate``).
+
+The scheduler's day differs from the fast backtest's: the pre-market job (08:30) turns the close of t-1
+into orders that the first intraday cycle (09:35) sends and the paper broker fills at the simulated
+quote of that moment; every intraday cycle then manages the open positions on the underlying's price
+at that minute, with the previous session's close, SMA50 and ATR (``pipeline._daily_levels``), and the
+exits it decides are sent in the same cycle. This run does the same with the same functions
+(``manager.decide``, ``risk.evaluate``, the paper broker's pricing and fees) on the simulated market.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from engine.backtest.options_mode import NY, _quote_map, _Run
+from engine.data import calendar
+from engine.portfolio.manager import MarketView, PositionView, decide
+
+__all__ = ["LiveTimingRun", "cycle_times"]
+
+
+def cycle_times(day: date, every_minutes: int) -> list[time]:
+    """The intraday cycles of ``day`` as ``schedule.plan_day`` plans them: open + 5 min to close - 5 min."""
+    times = calendar.session_times(day)
+    if times is None:
+        return []
+    open_, close = times
+    out, t = [], open_ + timedelta(minutes=5)
+    while t <= close - timedelta(minutes=5):
+        out.append(t.astimezone(NY).time())
+        t += timedelta(minutes=every_minutes)
+    return out
+
+
+class LiveTimingRun(_Run):
+    entry_time = time(8, 30)  # the pre-market job chooses, sizes and gates the entries on the 08:30 chain
+    fill_time = time(9, 35)  # the first intraday cycle sends them; the paper broker fills at that quote
+
+    def __init__(self, *args: Any, cycle_minutes: int = 5) -> None:
+        super().__init__(*args)
+        # entries not marketable at 09:35 rest as day orders, as at the paper broker: (order, fill args)
+        self.resting: list[tuple[Any, tuple[Any, ...]]] = []
+        if self.market is None or not hasattr(self.market, "intraday_price"):
+            raise ValueError("timing='live' needs the simulated market (source sim): it reads intraday prices")
+        self.cycle_minutes = cycle_minutes
+
+    def _fill_open(self, order: Any, quotes: Any, *rest: Any) -> bool:
+        if super()._fill_open(order, quotes, *rest):
+            return True
+        if not self._in_cycle:
+            self.resting.append((order, rest))  # the day order rests; later cycles try it at their quotes
+        return False
+
+    _in_cycle = False
+
+    def _try_resting(self, day: date, at: time) -> None:
+        keep = []
+        self._in_cycle = True
+        try:
+            for order, rest in self.resting:
+                symbol = rest[2].symbol  # rest = (source, kind, signal, levels, day, sector)
+                q, _ = self.chains.quotes(symbol, [leg.instrument for leg in order.legs], day, at)
+                if not super()._fill_open(order, _quote_map(q), *rest):
+                    keep.append((order, rest))
+        finally:
+            self._in_cycle = False
+        self.resting = keep
+
+    def _manage_day(self, t: int, day: date) -> None:
+        col = {s: j for j, s in enumerate(self.panel.symbols)}
+        for at in cycle_times(day, self.cycle_minutes):
+            if self.resting and at > self.fill_time:
+                self._try_resting(day, at)
+            # the 09:35 cycle sends the entries first (``_Run.run`` filled them) and then manages every position
+            for pos in list(self.open):
+                self._manage_at(pos, t, col[pos.symbol], day, at)
+        self.resting = []  # day orders expire at the close
+        for pos in self.open:  # end of day: marks at the close, highest close for the trailing rules
+            j = col[pos.symbol]
+            close = float(self.c[t, j])
+            quotes, _ = self._marks(pos, day, t, j)
+            mark = self._mark_value(pos, quotes)
+            if mark is not None:
+                pos.mark = mark
+            if math.isfinite(close):
+                pos.highest_close = max(pos.highest_close, close)
+
+    def _manage_at(self, pos: Any, t: int, j: int, day: date, at: time) -> None:
+        moment = datetime.combine(day, at, NY)
+        price = float(self.market.intraday_price(pos.symbol, moment))
+        prev = t - 1  # live's daily levels: the last completed session
+        close, sma50, atr = float(self.c[prev, j]), float(self.sma50[prev, j]), float(self.atr[prev, j])
+        if not all(math.isfinite(x) for x in (price, close, sma50, atr)):
+            return
+        if self.stock:
+            quotes, source = self._stock_quote(price), "bars"
+        else:
+            q, source = self.chains.quotes(pos.symbol, [leg.instrument for leg in pos.legs], day, at)
+            quotes = _quote_map(q)
+        mark = self._mark_value(pos, quotes)
+        if mark is not None:
+            pos.mark = mark
+        view = PositionView(pos.quantity, pos.initial, pos.entry_price, pos.underlying_entry, pos.entry_atr,
+                            pos.stop, pos.targets, pos.targets_hit, pos.highest_close, pos.expiry, pos.structure)
+        mkt = MarketView(today=day, price=price, close=close, sma50=sma50, atr=atr, mark=mark)
+        for a in decide(view, mkt, self.p, self.exits.premium_stop_pct, self.exits.close_at_dte):
+            if a.kind == "move_stop" and a.new_stop is not None:
+                pos.stop = a.new_stop
+            if a.kind in ("close_all", "scale_out") and not self._close(pos, a.quantity, a.reason, quotes, day,
+                                                                       source):
+                return
+            if a.targets_hit is not None:
+                pos.targets_hit = max(pos.targets_hit, a.targets_hit)
+            if pos.quantity == 0 or a.kind == "close_all":
+                return
+
+
