@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -127,8 +128,8 @@ class SimQuoteSource:
             raise ValueError("quote times must be timezone-aware")
         return at.replace(second=0, microsecond=0)
 
-    def _chain(self, underlying: str, minute: datetime) -> dict[str, _Row]:
-        key = (underlying, minute)
+    def _cached(self, key: tuple[str, datetime], load: Callable[[], Any]) -> dict[str, _Row]:
+        """Rows for ``key`` from the bounded LRU, or from ``load()`` (a chain or contracts frame)."""
         with self._lock:
             rows = self._chains.get(key)
             if rows is not None:
@@ -136,17 +137,22 @@ class SimQuoteSource:
                 self.hits += 1
                 return rows
             self.misses += 1
-        try:
-            frame = self.market.option_chain(underlying, minute)
-        except KeyError as exc:  # unknown underlying
-            raise UnknownInstrument(f"unknown underlying {underlying!r}") from exc
-        rows = self._rows(frame)
+        rows = self._rows(load())
         with self._lock:
             self._chains[key] = rows
             self._chains.move_to_end(key)
             while len(self._chains) > self.cache_size:
                 self._chains.popitem(last=False)
         return rows
+
+    def _chain(self, underlying: str, minute: datetime) -> dict[str, _Row]:
+        def load() -> Any:
+            try:
+                return self.market.option_chain(underlying, minute)
+            except KeyError as exc:  # unknown underlying
+                raise UnknownInstrument(f"unknown underlying {underlying!r}") from exc
+
+        return self._cached((underlying, minute), load)
 
     @staticmethod
     def _rows(frame: Any) -> dict[str, _Row]:
@@ -164,21 +170,7 @@ class SimQuoteSource:
 
     def _contract(self, padded: str, minute: datetime) -> dict[str, _Row]:
         """One contract's quote by its own ticker (``option_quotes``), cached like a chain."""
-        key = (padded, minute)
-        with self._lock:
-            rows = self._chains.get(key)
-            if rows is not None:
-                self._chains.move_to_end(key)
-                self.hits += 1
-                return rows
-            self.misses += 1
-        rows = self._rows(self.market.option_quotes([padded], minute))
-        with self._lock:
-            self._chains[key] = rows
-            self._chains.move_to_end(key)
-            while len(self._chains) > self.cache_size:
-                self._chains.popitem(last=False)
-        return rows
+        return self._cached((padded, minute), lambda: self.market.option_quotes([padded], minute))
 
     def quote(self, instrument: str, at: datetime, *, held: bool = False) -> InstrumentQuote:
         minute = self._minute(at)
