@@ -6,16 +6,25 @@ quote of that moment; every intraday cycle then manages the open positions on th
 at that minute, with the previous session's close, SMA50 and ATR (``pipeline._daily_levels``), and the
 exits it decides are sent in the same cycle. This run does the same with the same functions
 (``manager.decide``, ``risk.evaluate``, the paper broker's pricing and fees) on the simulated market.
+
+Entries are day orders, as at the paper broker: each attempt fills what the participation cap allows
+(``PaperBroker._price`` with the contracts already filled today, cumulative per contract and session),
+the rest keeps resting and is tried again at every later cycle's quotes until the close, when it
+expires. The parts of one order make one position at their average price, with commissions capped per
+leg of the order (``PaperBroker._leg_charges``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
-from engine.backtest.options_mode import NY, _quote_map, _Run
+from engine.backtest.options_mode import NY, _Position, _quote_map, _Run
 from engine.data import calendar
+from engine.execution.ports import AssetType, Leg
 from engine.portfolio.manager import MarketView, PositionView, decide
 
 __all__ = ["LiveTimingRun", "cycle_times"]
@@ -34,38 +43,64 @@ def cycle_times(day: date, every_minutes: int) -> list[time]:
     return out
 
 
+@dataclass
+class _Resting:
+    """The unfilled rest of an entry day order."""
+
+    order: Any  # ProposedOrder, quantity = what is still unfilled
+    args: tuple[Any, ...]  # _fill_open's (source, kind, signal, levels, day, sector)
+    pos: _Position | None  # the position its earlier parts opened (None: nothing filled yet)
+    charged: list[Decimal]  # commission charged so far per leg of the order
+
+
 class LiveTimingRun(_Run):
     entry_time = time(8, 30)  # the pre-market job chooses, sizes and gates the entries on the 08:30 chain
     fill_time = time(9, 35)  # the first intraday cycle sends them; the paper broker fills at that quote
 
     def __init__(self, *args: Any, cycle_minutes: int = 5) -> None:
         super().__init__(*args)
-        # entries not marketable at 09:35 rest as day orders, as at the paper broker: (order, fill args)
-        self.resting: list[tuple[Any, tuple[Any, ...]]] = []
+        self.resting: list[_Resting] = []
+        # contracts filled today per option contract (entries and exits): the venue's cumulative cap
+        self.used: dict[str, int] = {}
         if self.market is None or not hasattr(self.market, "intraday_price"):
             raise ValueError("timing='live' needs the simulated market (source sim): it reads intraday prices")
         self.cycle_minutes = cycle_minutes
 
-    def _fill_open(self, order: Any, quotes: Any, *rest: Any) -> bool:
-        if super()._fill_open(order, quotes, *rest):
-            return True
-        if not self._in_cycle:
-            self.resting.append((order, rest))  # the day order rests; later cycles try it at their quotes
-        return False
+    def _price(self, legs: tuple[Leg, ...], quotes: list[Any]) -> Any:
+        return self._venue()._price(legs, quotes, self.used)
 
-    _in_cycle = False
+    def _took(self, legs: tuple[Leg, ...], units: int) -> None:
+        for leg in legs:
+            if leg.asset is AssetType.option:
+                self.used[leg.instrument] = self.used.get(leg.instrument, 0) + leg.ratio * units
+
+    def _enter(self, t: int, day: date, *rest: Any) -> Any:
+        self.used = {}  # a new session: the participation cap counts from zero
+        return super()._enter(t, day, *rest)
+
+    def _fill_open(self, order: Any, quotes: Any, *rest: Any, into: _Position | None = None,
+                   charged: list[Decimal] | None = None) -> int:
+        """The 09:35 send: fills what it can now; the rest rests as a day order (``_try_resting``)."""
+        charged = [Decimal(0)] * len(order.legs)
+        units = super()._fill_open(order, quotes, *rest, charged=charged)
+        if units < order.quantity:
+            pos = self.open[-1] if units else None  # _fill_open appended the new position
+            self.resting.append(_Resting(replace(order, quantity=order.quantity - units), rest, pos, charged))
+        return units
 
     def _try_resting(self, day: date, at: time) -> None:
+        """One attempt per resting order at this cycle's quotes, as ``PaperBroker.process`` does."""
         keep = []
-        self._in_cycle = True
-        try:
-            for order, rest in self.resting:
-                symbol = rest[2].symbol  # rest = (source, kind, signal, levels, day, sector)
-                q, _ = self.chains.quotes(symbol, [leg.instrument for leg in order.legs], day, at)
-                if not super()._fill_open(order, _quote_map(q), *rest):
-                    keep.append((order, rest))
-        finally:
-            self._in_cycle = False
+        for r in self.resting:
+            if r.pos is not None and r.pos not in self.open:
+                continue  # its position was closed meanwhile: the rest would open a new trade, not this one
+            symbol = r.args[2].symbol
+            q, _ = self.chains.quotes(symbol, [leg.instrument for leg in r.order.legs], day, at)
+            units = _Run._fill_open(self, r.order, _quote_map(q), *r.args, into=r.pos, charged=r.charged)
+            if units and r.pos is None:
+                r.pos = self.open[-1]
+            if units < r.order.quantity:
+                keep.append(replace(r, order=replace(r.order, quantity=r.order.quantity - units)))
         self.resting = keep
 
     def _manage_day(self, t: int, day: date) -> None:

@@ -205,13 +205,22 @@ class _Run:
     def _price(self, legs: tuple[Leg, ...], quotes: list[InstrumentQuote]) -> Any:
         return self._venue()._price(legs, quotes)
 
-    def _charges(self, legs: tuple[Leg, ...], units: int, opening: bool) -> Decimal:
+    def _charges(self, legs: tuple[Leg, ...], units: int, opening: bool,
+                 charged: list[Decimal] | None = None) -> Decimal:
+        """Commissions and fees of one fill. ``charged``: commission already charged per leg of the same
+        order (the venue's cap is per leg of one order), updated in place; None for a one-fill order."""
         total = Decimal(0)
-        for leg in legs:
+        for i, leg in enumerate(legs):
             held = 0 if opening else (-leg.sign) * leg.ratio * units
-            commission, fees = self._venue()._leg_charges(leg, leg.ratio * units, held, Decimal(0))
+            before = charged[i] if charged is not None else Decimal(0)
+            commission, fees = self._venue()._leg_charges(leg, leg.ratio * units, held, before)
+            if charged is not None:
+                charged[i] += commission
             total += commission + fees
         return total
+
+    def _took(self, legs: tuple[Leg, ...], units: int) -> None:
+        """Called after every fill; live timing counts the day's contracts for the participation cap."""
 
     def _portfolio(self, equity: Decimal, day_start: Decimal) -> PortfolioRisk:
         by_symbol: dict[str, Decimal] = {}
@@ -310,30 +319,46 @@ class _Run:
         decision = evaluate(order, portfolio, self.risk, datetime.combine(day, self.entry_time, NY))
         if not decision.approved:
             return False
-        return self._fill_open(order, quotes, source, kind, sig, lv, day, sector)
+        return self._fill_open(order, quotes, source, kind, sig, lv, day, sector) > 0
 
     def _fill_open(self, order: ProposedOrder, quotes: dict[str, InstrumentQuote], source: str, kind: str,
-                   sig: Signal, lv: Any, day: date, sector: str) -> bool:
+                   sig: Signal, lv: Any, day: date, sector: str, into: _Position | None = None,
+                   charged: list[Decimal] | None = None) -> int:
+        """One attempt to fill an entry; returns the units filled (0: none). A new position is appended to
+        ``self.open``; with ``into`` (the rest of a partly filled order) the fill is merged into it."""
         legs = order.legs
         if self.stock:
             q = [quotes["stock"]]
         else:
             if any(leg.instrument not in quotes for leg in legs):
-                return False
+                return 0
             q = [quotes[leg.instrument] for leg in legs]
         priced = self._price(legs, q)
         if priced.fill > order.limit_price or any(p <= 0 for p in priced.leg_prices):
-            return False  # not marketable at the limit: the order would expire unfilled
+            return 0  # not marketable at the limit: the order would expire unfilled
         units = min(order.quantity, priced.max_units)
+        if units <= 0:
+            return 0  # the contract's share of today's volume is used up (live timing's cumulative cap)
         mult = 1 if self.stock else 100
-        charges = self._charges(legs, units, opening=True)
+        charges = self._charges(legs, units, opening=True, charged=charged)
         cost = priced.fill * mult * units + charges
         if cost > self.cash and priced.fill > 0:
-            return False  # buying power
+            return 0  # buying power
+        self._took(legs, units)
         self.cash -= cost
         self.fees += charges
         self.slippage += (priced.fill - priced.mid) * mult * units
         self.traded += float(abs(priced.fill) * mult * units)
+        if into is not None:  # one order filled in parts: one position at the average price, as the broker's
+            opened = into.initial + units
+            into.entry_price = ((into.entry_price * into.initial + priced.fill * units) / opened).quantize(
+                Decimal("0.0001"))
+            into.quantity += units
+            into.initial = opened
+            into.cash_flow -= cost
+            first = into.fills[0]
+            first["units"], first["price"] = opened, float(into.entry_price)
+            return units
         expiry = min((leg.expiry for leg in legs if leg.expiry is not None), default=None)
         pos = _Position(sig.symbol, kind, legs, units, units, priced.fill, mult, sig.entry_price, sig.atr, lv.stop,
                         tuple(lv.targets), expiry, day, order.max_loss_per_unit + order.fees_per_unit, source,
@@ -341,7 +366,7 @@ class _Run:
         pos.fills.append({"date": day.isoformat(), "intent": "open", "units": units, "price": float(priced.fill),
                           "source": source, "reason": "atr_matrix entry signal"})
         self.open.append(pos)
-        return True
+        return units
 
     # ------------------------------------------------------------------ management
     def _marks(self, pos: _Position, day: date, t: int, j: int) -> tuple[dict[str, InstrumentQuote], str]:
@@ -432,6 +457,7 @@ class _Run:
         if not evaluate(order, self._portfolio(self.cash, self.cash), self.risk).approved:
             return False
         charges = self._charges(legs, units, opening=False)
+        self._took(legs, units)
         proceeds = -priced.fill * pos.multiplier * units - charges  # selling a debit structure: fill < 0
         self.cash += proceeds
         self.fees += charges
