@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from engine import risk
 from engine.config import Settings
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.execution import orders as om
 from engine.execution import service
 from engine.execution.economics import max_loss_per_unit
@@ -30,7 +30,6 @@ from engine.execution.ports import AssetType, Leg
 from engine.models import Order, OrderEvent
 from engine.options.occ import parse_occ
 from engine.portfolio.accounting import cents
-from engine.portfolio.exposure import portfolio_risk
 
 _REPRICEABLE = (OrderStatus.submitted, OrderStatus.partially_filled)
 
@@ -47,7 +46,9 @@ def gated_replace(db: Engine, settings: Settings, broker: Any, client_order_id: 
     """Gate the replacement of ``client_order_id`` at ``limit_price`` and send it if the gate passes."""
     if not limit_price.is_finite():
         raise ValueError(f"limit_price must be a number, got {limit_price}")
-    with session_scope(db) as session:
+    # Read, ask the broker (account and dry run) with no transaction open, then decide and record in a
+    # short write transaction: a network call never holds the write lock (issue 12 #2).
+    with read_scope(db) as session:
         order = om.find(session, client_order_id)
         if order is None:
             raise ValueError(f"client_order_id {client_order_id!r}: no such order")
@@ -56,14 +57,18 @@ def gated_replace(db: Engine, settings: Settings, broker: Any, client_order_id: 
                                         "repriced", {})
         base = service.to_proposed(order, service._held_for(session, order))
         remaining = order.quantity - order.filled_quantity
-        loss = max_loss_per_unit(_with_strikes(base.legs), limit_price) if base.intent is risk.Intent.open \
-            else Decimal(0)
-        proposed = replace(base, quantity=remaining, limit_price=limit_price, max_loss_per_unit=loss,
-                           buying_power_per_unit=loss if base.intent is risk.Intent.open
-                           else base.buying_power_per_unit)
-        state = portfolio_risk(session, broker, settings, now, exclude_order_id=order.id)
-        preview = service.broker_preview(broker, proposed)
-        decision = risk.evaluate(proposed, state, settings.risk, now, preview=preview)
+        seen_status = order.status
+    loss = max_loss_per_unit(_with_strikes(base.legs), limit_price) if base.intent is risk.Intent.open \
+        else Decimal(0)
+    proposed = replace(base, quantity=remaining, limit_price=limit_price, max_loss_per_unit=loss,
+                       buying_power_per_unit=loss if base.intent is risk.Intent.open else base.buying_power_per_unit)
+    account, preview = service.gate_inputs(broker, proposed)
+    with session_scope(db) as session:
+        order = om.find(session, client_order_id)
+        if order is None or order.status != seen_status \
+                or order.quantity - order.filled_quantity != remaining:
+            return ReplaceResult(False, f"order {client_order_id} changed while the broker was asked; try again", {})
+        decision = service.decide(session, order, proposed, account, preview, settings, now)
         if not decision.approved or decision.gate_pass is None:
             order.risk_decision = decision.to_dict()
             session.add(OrderEvent(order_id=order.id, client_order_id=client_order_id, from_status=order.status,
