@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from engine.models import AccountSnapshot, ScanRun
+from engine.models import AccountSnapshot, Position, ScanRun
+
+
+def position_r(pos: Position) -> float | None:
+    """A position's realized result in R: realized P&L over the risk taken at entry (None without one)."""
+    risk = Decimal(str(pos.initial_risk or 0))
+    return float(Decimal(str(pos.realized_pnl or 0)) / risk) if risk > 0 else None
 
 
 def latest_scan(session: Session, source: str | None = None) -> ScanRun | None:

@@ -16,6 +16,7 @@ from engine.models import (
 from engine.queries._common import _f, _f0
 from engine.readings import legs_text as _legs_text
 from engine.readings import nearest_expiry as _nearest_expiry
+from engine.readings import position_r
 
 
 def next_action(pos: Position, underlying: float | None, today: date, close_at_dte: int,
@@ -126,7 +127,7 @@ def closed_positions(engine: Engine, limit: int = 2000) -> pd.DataFrame:
             "opened_at": opened, "closed_at": closed,
             "days_held": (closed - opened).days if opened and closed else None,
             "realized_pnl": _f0(p.realized_pnl), "initial_risk": risk,
-            "r_multiple": _f0(p.realized_pnl) / risk if risk else None, "exit_reason": p.exit_reason or "",
+            "r_multiple": position_r(p), "exit_reason": p.exit_reason or "",
             "legs_text": _legs_text(list(p.legs or [])),
         })
     return pd.DataFrame(data, columns=CLOSED_COLUMNS)

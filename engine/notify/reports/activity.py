@@ -27,6 +27,7 @@ from engine.notify.reports.format import (
     r_multiple,
 )
 from engine.notify.reports.reads import exit_kind, reason_codes
+from engine.readings import position_r
 
 
 def exit_order(session: Session, order: Order) -> Report:
@@ -151,11 +152,6 @@ def entry_price(session: Session, pos: Position) -> Decimal | None:
     if not units:
         return None
     return sum((_dec(o.avg_fill_price) * o.filled_quantity for o in entries), Decimal("0")) / units
-
-
-def position_r(pos: Position) -> float | None:
-    risk = _dec(pos.initial_risk)
-    return float(_dec(pos.realized_pnl) / risk) if risk > 0 else None
 
 
 def position_closed(session: Session, pos: Position) -> Report:

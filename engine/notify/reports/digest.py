@@ -25,7 +25,6 @@ from engine.models import (
     ScanRun,
 )
 from engine.notify.embeds import GREY, Message
-from engine.notify.reports.activity import position_r
 from engine.notify.reports.format import (
     PLAN_ABOVE,
     PLAN_BELOW,
@@ -48,7 +47,7 @@ from engine.notify.reports.format import (
     signed_pct,
 )
 from engine.notify.reports.reads import open_positions, strategy_params
-from engine.readings import latest_scan, latest_snapshot
+from engine.readings import latest_scan, latest_snapshot, position_r
 
 
 def _greek(pos: Position, name: str) -> float:
