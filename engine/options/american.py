@@ -305,9 +305,16 @@ def _solve_american(p, S, K, T, r, q, c, euro_vol, resolution):
             slope = (f_new - f) / (s_new - s)
         s, f = s_new, f_new
     got = done_mask & np.isfinite(out_s)
-    # a price that moves less than its rounding over `resolution` of sigma does not pin sigma down
+    # a price that moves less than its rounding over `resolution` of sigma does not pin sigma down.
+    # The slope is measured at the solution with a central difference: the last secant slope is made of
+    # two prices that can agree to the last bit once converged (0/0), which would call a well-pinned
+    # price uninformative (seen with numpy 2.4's SIMD exp/log, where a 1-ulp change decides it).
+    # Only a price the secant calls uncertain is measured again, so the common case costs nothing more.
     with np.errstate(divide="ignore", invalid="ignore"):
         uncertain = rounding[live] / np.abs(out_slope) > resolution
+        recheck = uncertain & got
+        uncertain[recheck] = rounding[live][recheck] / np.abs(
+            _vega_at(amer, live, out_s, recheck, out_slope)[recheck]) > resolution
     # pinned at an end of the bracket: the price lies outside what [1e-4, 10] can produce
     at_lo = got & (out_s <= _SIGMA_MIN * (1.0 + 1e-9))
     at_hi = got & (out_s >= _SIGMA_MAX * (1.0 - 1e-9))
@@ -315,6 +322,18 @@ def _solve_american(p, S, K, T, r, q, c, euro_vol, resolution):
     vol[live] = np.where(sub == _OK, out_s, np.nan)
     code[live] = sub
     return vol, code
+
+
+def _vega_at(amer, live: np.ndarray, sig: np.ndarray, got: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """dA/dsigma at ``sig`` by a central difference of relative step 1e-4 where ``got``, else ``fallback``."""
+    slope = np.array(fallback, dtype=np.float64)
+    at = np.flatnonzero(got)
+    if at.size:
+        h = 1e-4 * sig[at]
+        with np.errstate(invalid="ignore"):
+            up, down = amer(sig[at] + h, live[at]), amer(sig[at] - h, live[at])
+        slope[at] = (np.atleast_1d(up) - np.atleast_1d(down)) / (2.0 * h)
+    return slope
 
 
 def american_implied_vol_with_reasons(price, S, K, T, r, q, is_call, *, resolution: float = 1e-9):

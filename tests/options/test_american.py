@@ -202,3 +202,16 @@ def test_bad_inputs_are_nan_or_reasons_not_exceptions():
     _, why = american_implied_vol_with_reasons([9.0, 0.0, 150.0, np.nan, 2.0], [90.0, 100.0, 100.0, 100.0, 100.0], K,
                                                [0.1, 0.1, 0.1, 0.1, 0.0], 0.05, 0.02, False)
     assert list(why) == ["below_intrinsic", "nonpositive_price", "above_upper_bound", "nonfinite_input", "T<=0"]
+
+
+def test_a_converged_solve_is_not_called_uninformative_when_its_last_secant_is_flat():
+    # A dividend call 20 in the money: the American price equals the European one (no early exercise
+    # pays here), so the solve converges at once; its last secant slope was two equal prices (0/0), and
+    # the quote came back 'no_information' although a 1% vol change moves it by 4 cents.
+    S, K, T, r, q = 120.0, 100.0, 180 / 365, 0.04, 0.01
+    price = american_price(S, K, T, r, q, 0.25, True)
+    assert abs(american_price(S, K, T, r, q, 0.2525, True) - price) > 0.03
+    grid = np.full(40, price)
+    vol, why = american_implied_vol_with_reasons(grid, np.full(40, S), K, T, r, q, np.ones(40, dtype=bool))
+    assert set(why) == {"ok"}
+    np.testing.assert_allclose(vol, 0.25, rtol=1e-9)
