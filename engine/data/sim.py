@@ -151,6 +151,8 @@ class SimMarket(SimOptions):
         self._b_max = (len(self._days) - self._epoch) // BLOCK - 1
         self._block = lru_cache(maxsize=96)(self._compute_block)
         self._market_cache = lru_cache(maxsize=8)(self._compute_market)
+        self._knots = lru_cache(maxsize=8192)(self._compute_knots)
+        self._iv30_day = lru_cache(maxsize=8192)(self._compute_iv30_day)
         self._universe: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
@@ -431,7 +433,13 @@ class SimMarket(SimOptions):
 
     # ------------------------------------------------------------------ intraday
 
-    def _path_knots(self, i: int, s: int, blk: _Block, row: int, col: int, minutes: int):
+    def _path_knots(self, i: int, s: int, minutes: int):  # type: ignore[no-untyped-def]
+        """The (minute, price) knots of symbol ``i``'s intraday path in session ``s``; fixed by the
+        day's bar and a hash, so cached: every quote of every minute asks."""
+        return self._knots(i, s, minutes)
+
+    def _compute_knots(self, i: int, s: int, minutes: int):  # type: ignore[no-untyped-def]
+        blk, row, col = self._day(i, s)
         o, h, lo, c = (float(getattr(blk, f)[row, col]) for f in ("open", "high", "low", "close"))
         u = _hash_uniform(self.seed, _H_PATH, i, s, np.arange(8))
         high_first = u[0] < (0.35 if c >= o else 0.65)
@@ -467,7 +475,7 @@ class SimMarket(SimOptions):
         if np.isnan(blk.open[row, col]):
             return math.nan, s, "open"
         minutes = calendar.session_minutes(day)
-        t, v = self._path_knots(i, s, blk, row, col, minutes)
+        t, v = self._path_knots(i, s, minutes)
         elapsed = (at - times[0]).total_seconds() / 60.0
         return float(_round_price(np.interp(elapsed, t, v))), s, "open"
 
@@ -487,7 +495,7 @@ class SimMarket(SimOptions):
         index = pd.date_range(times[0], times[1], freq="1min")
         if np.isnan(blk.open[row, col]):
             return pd.Series(np.nan, index=index, name=symbol)
-        t, v = self._path_knots(i, s, blk, row, col, minutes)
+        t, v = self._path_knots(i, s, minutes)
         return pd.Series(_round_price(np.interp(np.arange(minutes + 1), t, v)), index=index, name=symbol)
 
     def _spread(self, i: int, price: float) -> tuple[float, float]:

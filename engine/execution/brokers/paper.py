@@ -305,6 +305,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
             return "the same instrument appears in two legs", quotes
         if intent not in ("open", "close"):
             return f"unknown intent {intent!r}", quotes
+        self._prefetch([leg.instrument for leg in legs], now)
         for leg in legs:
             if leg.ratio < 1:
                 return f"leg ratio must be at least 1: {leg.instrument} has {leg.ratio}", quotes
@@ -441,6 +442,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
             fills: list[BrokerFill] = []
             rows = conn.execute(sa.select(_orders).where(_orders.c.status == W.value)
                                 .order_by(_orders.c.id)).mappings().all()
+            self._prefetch([leg.instrument for r in rows for leg in self._legs(r)], now)
             for r in rows:
                 legs = self._legs(r)
                 dead = [leg for leg in legs if leg.asset is AssetType.option and (spec := parse_option_symbol(

@@ -88,6 +88,7 @@ class PaperReads:
         with self._engine.connect() as conn:
             books = self._load(conn)
         req, _ = _margin(books.positions.values())
+        self._prefetch([p.instrument for p in books.positions.values() if p.quantity], now)
         marks = sum((self._mark(p, books, now) * p.quantity * p.multiplier
                      for p in books.positions.values() if p.quantity), ZERO)
         return BrokerAccount(_money(books.cash), _money(books.cash - req), _money(books.cash + marks))
@@ -96,6 +97,17 @@ class PaperReads:
         """Realised P&L of all reductions so far (before commissions and fees)."""
         with self._engine.connect() as conn:
             return _money(self._load(conn).realized)
+
+    def _prefetch(self, instruments: list[str], now: datetime) -> None:
+        """Price these contracts in one pass where the quote source can (marks, an order's legs); a
+        failure here is not an answer: the per-instrument quotes that follow decide."""
+        prefetch = getattr(self.quotes, "prefetch", None)
+        if prefetch is None or not instruments:
+            return
+        try:
+            prefetch(instruments, now)
+        except Exception:  # each quote() below raises (or maps) its own error
+            return
 
     def _mark(self, p: _Pos, books: _Books, now: datetime) -> Decimal:
         """Mid of the quote; for an option without one (e.g. on its expiry day) its intrinsic value

@@ -1,9 +1,13 @@
 """Quotes for the paper broker: what the simulated venue sees when it decides whether and where to fill.
 
 ``QuoteSource`` is the small port the paper broker reads; ``SimQuoteSource`` answers it from the
-simulated market (stocks from ``SimMarket.quotes``, options from the underlying's chain at that minute),
-or from a source that quotes contracts by their own tickers (``quotes_by_contract``: Massive), one
-contract per request instead of every page of the chain.
+simulated market (stocks from ``SimMarket.quotes``; options contract by contract from
+``SimMarket.contract_quotes``, which prices any set of contracts across underlyings in one vectorised pass
+and says whether that minute's chain lists each), from a source that quotes contracts by their own
+tickers (``quotes_by_contract``: Massive), one contract per request instead of every page of the chain,
+or from any other source's whole chain at that minute.
+A venue marking a book or checking an order's legs calls ``prefetch`` first, so all of them cost one
+pricing pass; the ``quote`` calls that follow are cache hits.
 Prices cross this port as ``Decimal``: the broker does money arithmetic on them.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -107,17 +111,27 @@ def _count(value: Any) -> int:
     return int(value) if _finite(value) else 0
 
 
+def _padded(instrument: str) -> str | None:
+    """The padded OCC symbol of an option contract; None for a stock symbol."""
+    spec = parse_option_symbol(instrument)
+    return None if spec is None else f"{spec.underlying:<6}{instrument.strip()[-15:]}"
+
+
 class SimQuoteSource:
     """``QuoteSource`` over ``engine.data.sim.SimMarket`` (or anything with the same three methods).
 
-    A chain costs some milliseconds to generate and the broker asks for one leg at a time, so chains are
-    cached per (underlying, minute) in a bounded LRU (quotes within the same minute are the same)."""
+    Quotes within the same minute are the same, so what was priced is cached per (underlying or
+    contract, minute) in bounded LRUs: whole chains on a source that only has chains, single contracts
+    (with their listed flag) on one that has ``contract_quotes``."""
 
-    def __init__(self, market: Any, cache_size: int = 128) -> None:
+    def __init__(self, market: Any, cache_size: int = 128, contract_cache_size: int = 8192) -> None:
         self.market = market
         self.cache_size = max(1, int(cache_size))
+        self.contract_cache_size = max(1, int(contract_cache_size))
         # (underlying or contract, minute) -> rows: chains, or single contracts on a quotes_by_contract source
         self._chains: OrderedDict[tuple[str, datetime], dict[str, _Row]] = OrderedDict()
+        # (padded contract, minute) -> (row, listed at that minute); None: not quoted (expired, no price)
+        self._contracts: OrderedDict[tuple[str, datetime], tuple[_Row, bool] | None] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -172,12 +186,66 @@ class SimQuoteSource:
         """One contract's quote by its own ticker (``option_quotes``), cached like a chain."""
         return self._cached((padded, minute), lambda: self.market.option_quotes([padded], minute))
 
+    def prefetch(self, instruments: Sequence[str], at: datetime) -> None:
+        """Price the option contracts among ``instruments`` at ``at`` in one call (a book's marks, an
+        order's legs), so the ``quote`` calls that follow are cache hits. A no-op on chain-only sources."""
+        if not hasattr(self.market, "contract_quotes"):
+            return
+        minute = self._minute(at)
+        with self._lock:
+            wanted = [p for p in dict.fromkeys(_padded(i) for i in instruments)
+                      if p is not None and (p, minute) not in self._contracts]
+        if wanted:
+            self._load_contracts(wanted, minute)
+
+    def _load_contracts(self, padded: list[str], minute: datetime) -> None:
+        try:
+            priced = self.market.contract_quotes(padded, minute)
+        except KeyError as exc:  # an unknown underlying
+            raise UnknownInstrument(str(exc)) from exc
+        with self._lock:
+            self.misses += len(padded)
+            for p in padded:
+                got = priced.get(p)
+                entry = None
+                if got is not None and _finite(got[0]) and _finite(got[1]):
+                    bid, ask, vol, oi, und, listed = got
+                    entry = ((to_decimal(bid), to_decimal(ask), _count(vol), _count(oi),
+                              to_decimal(und) if _finite(und) else None), bool(listed))
+                self._contracts[(p, minute)] = entry
+                self._contracts.move_to_end((p, minute))
+            while len(self._contracts) > self.contract_cache_size:
+                self._contracts.popitem(last=False)
+
+    def _contract_row(self, padded: str, minute: datetime, held: bool) -> _Row | None:
+        """One contract from the per-contract cache (priced now on a miss); None when not quotable:
+        expired, unpriced, or, unless ``held``, not on that minute's chain."""
+        key = (padded, minute)
+        with self._lock:
+            cached = key in self._contracts
+            if cached:
+                self.hits += 1
+                self._contracts.move_to_end(key)
+        if not cached:
+            self._load_contracts([padded], minute)
+        with self._lock:
+            entry = self._contracts.get(key)
+        if entry is None:
+            return None
+        row, listed = entry
+        return row if listed or held else None
+
     def quote(self, instrument: str, at: datetime, *, held: bool = False) -> InstrumentQuote:
         minute = self._minute(at)
         spec = parse_option_symbol(instrument)
         if spec is None:
             return self._stock_quote(instrument, minute)
         padded = f"{spec.underlying:<6}{instrument.strip()[-15:]}"
+        if hasattr(self.market, "contract_quotes"):
+            row = self._contract_row(padded, minute, held)
+            if row is None:
+                raise UnknownInstrument(f"{instrument!r} is not listed at {minute.isoformat()}")
+            return InstrumentQuote(*row)
         if getattr(self.market, "quotes_by_contract", False):
             # A source whose chain is many paid pages (Massive) but that quotes listed contracts by their
             # own tickers in one request: never page the whole chain for one leg.
