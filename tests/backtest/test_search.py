@@ -48,7 +48,7 @@ def test_folds_roll_and_ranges_parse() -> None:
 @pytest.mark.slow
 def test_killed_search_resumes(tmp_path: Path) -> None:
     env = {**os.environ, "QM_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    db = tmp_path / "optuna.sqlite"
+    db = tmp_path / "quantmatrix.db"  # the project database holds the study
     cmd = [sys.executable, "-m", "engine", *ARGS]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -67,3 +67,4 @@ def test_killed_search_resumes(tmp_path: Path) -> None:
     assert [f["trials"] >= 10 for f in result["folds"]] == [True, True]
     assert result["oos_metrics"]["sessions"] == 2 * 126
     assert set(result["parameter_stability"]) == {"fast", "stop_atr"}
+    assert not (tmp_path / "optuna.sqlite").exists()
