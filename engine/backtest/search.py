@@ -166,6 +166,17 @@ def _objective(metrics: dict[str, Any], name: str) -> float:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else -1e9
 
 
+def _tell(study: Any, trial: Any, value: float | None = None, state: Any = None) -> None:
+    """``study.tell`` for the ask/tell loop. On the last grid point GridSampler's ``after_trial`` calls
+    ``study.stop()``, which raises outside ``optimize()``; the trial is recorded by then (tell stores its
+    state in a ``finally``) and ``submit`` stops at the end of the grid anyway, so that one error is moot."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
 def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_end: date,
                  progress: Callable[[str], None] | None) -> None:
     from dask.distributed import as_completed
@@ -203,11 +214,12 @@ def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_e
         trial = pending.pop(fut)
         try:
             value = _objective(fut.result()["metrics"], spec.objective)
-            study.tell(trial, value)
         except Exception as exc:  # a failed backtest is a failed trial, not a failed search
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             if progress:
                 progress(f"trial {trial.number} failed: {exc}")
+        else:
+            _tell(study, trial, value)
         if progress:
             progress(f"{study.study_name}: {done()}/{spec.trials} trials, best {spec.objective} "
                      f"{study.best_value if done() else float('nan'):.4f}")

@@ -3,7 +3,6 @@ either side's Alembic bookkeeping seeing the other's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,6 @@ from engine.db import make_engine, migrate
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = SearchSpec(study="s1", symbols=4, start=date(2021, 1, 4), end=date(2021, 3, 31), sampler="random",
                   trials=2, folds=1, is_sessions=30, oos_sessions=10, ranges=(ParamRange("fast", 20, 40, 5, True),))
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    from dask.distributed import Client
-
-    c = Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
-    yield c
-    c.close()
 
 
 def _heads() -> tuple[str, str]:
