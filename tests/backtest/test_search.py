@@ -107,3 +107,53 @@ def test_random_sampler_same_seed_same_parameters(sqlite_url: str, client: Any) 
     assert len(a) == 4 and a == b  # trial by trial, the same draws
     assert a != c  # another seed draws otherwise (the comparison above can fail)
     assert all(20 <= p["fast"] <= 80 and 1.0 <= p["stop_atr"] <= 4.0 for p in a + c)
+
+
+def test_dask_client_uses_the_cluster_at_qm_dask_scheduler(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask.distributed
+    from dask.distributed import LocalCluster
+
+    from engine.backtest.search import dask_client
+
+    running = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+                           dashboard_address=None)
+    try:
+        monkeypatch.setenv("QM_DASK_SCHEDULER", running.scheduler_address)
+
+        def no_new_cluster(*_a: Any, **_k: Any) -> None:
+            raise AssertionError("dask_client started a cluster of its own")
+
+        with monkeypatch.context() as m:
+            m.setattr(dask.distributed, "LocalCluster", no_new_cluster)
+            client = dask_client(workers=2)
+        try:
+            assert client.scheduler_info()["address"] == running.scheduler_address
+            assert set(client.scheduler_info()["workers"]) == set(running.scheduler.workers)
+            spec = SearchSpec(study="d", symbols=3, start=date(2021, 1, 4), end=date(2021, 3, 31), sampler="random",
+                              trials=2, folds=1, is_sessions=30, oos_sessions=10,
+                              ranges=(ParamRange("fast", 20, 40, 5, True),))
+            run_walk_forward(spec, study_storage(sqlite_url), client)
+            (worker,) = running.workers.values()
+            assert worker.state.executed_count == 3  # 2 in-sample trials and the out-of-sample run, all there
+        finally:
+            client.close()
+    finally:
+        running.close()
+
+
+def test_dask_client_starts_a_local_cluster_without_qm_dask_scheduler() -> None:
+    from dask.distributed import LocalCluster
+
+    from engine.backtest.search import dask_client
+
+    assert "QM_DASK_SCHEDULER" not in os.environ
+    client = dask_client(workers=1)
+    try:
+        assert isinstance(client.cluster, LocalCluster)
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+        (pid,) = client.run(os.getpid).values()
+        assert pid != os.getpid()  # a worker process, not a thread of ours
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
