@@ -149,7 +149,11 @@ def search_view() -> None:
     from engine.backtest.studies import study_storage
     from engine.backtest.trials import heatmap_table, study_names, trials_frame
 
-    storage = study_storage(state.settings().db_url)
+    try:
+        storage = study_storage(state.settings().db_url)
+    except RuntimeError as exc:  # Optuna's tables were written by another optuna version
+        st.error(f"Stored searches cannot be read: {exc}")
+        return
     studies = study_names(storage)
     if not studies:
         st.caption("No parameter searches stored yet (`python -m engine search ...`).")

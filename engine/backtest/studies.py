@@ -23,6 +23,7 @@ moves to a table of its own, ``optuna_alembic_version``, and this module does wh
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = ["OPTUNA_VERSION_TABLE", "include_name", "optuna_tables", "study_stora
 OPTUNA_VERSION_TABLE = "optuna_alembic_version"
 
 
+@cache
 def optuna_tables() -> frozenset[str]:
     from optuna.storages._rdb import models
 
