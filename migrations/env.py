@@ -23,9 +23,18 @@ def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     return False
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Our migrations own our tables only: the Optuna studies' tables share the database
+    (engine.backtest.studies) and must not show up as tables to drop."""
+    from engine.backtest.studies import include_name as not_optuna
+
+    return not_optuna(name, type_, parent_names)
+
+
 def run_migrations_offline() -> None:
     url = config.attributes.get("url") or get_settings().db_url
-    context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -36,7 +45,7 @@ def run_migrations_online() -> None:
     with connectable.connect() as connection:
         # render_as_batch: SQLite can only ALTER by copying tables; batch mode does that for us.
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                          render_item=render_item)
+                          render_item=render_item, include_name=include_name)
         with context.begin_transaction():
             context.run_migrations()
     connectable.dispose()

@@ -146,10 +146,14 @@ def price_chart(run, trades: pd.DataFrame, symbol: str) -> None:  # type: ignore
 
 def search_view() -> None:
     """Parameter heatmap of a stored search: the mean objective over two chosen parameters' values."""
-    from engine.backtest.search import optuna_storage_url
+    from engine.backtest.studies import study_storage
     from engine.backtest.trials import heatmap_table, study_names, trials_frame
 
-    storage = optuna_storage_url(state.settings().db_url)
+    try:
+        storage = study_storage(state.settings().db_url)
+    except RuntimeError as exc:  # Optuna's tables were written by another optuna version
+        st.error(f"Stored searches cannot be read: {exc}")
+        return
     studies = study_names(storage)
     if not studies:
         st.caption("No parameter searches stored yet (`python -m engine search ...`).")

@@ -33,14 +33,15 @@ def add_search_commands(subparsers: Any) -> None:
     p.add_argument("--param-range", action="append", default=[], metavar="NAME=LOW:HIGH[:STEP]")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="fixed parameter")
     p.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
-    p.add_argument("--storage", help="Optuna storage URL (default: next to the project database)")
+    p.add_argument("--storage", help="a separate Optuna storage URL (default: the project database)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_search)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from engine.backtest.runner import param_defaults, parse_params
-    from engine.backtest.search import SearchSpec, dask_client, optuna_storage_url, parse_range, run_walk_forward
+    from engine.backtest.search import SearchSpec, dask_client, parse_range, run_walk_forward
+    from engine.backtest.studies import study_storage
     from engine.config import get_settings
 
     try:
@@ -54,7 +55,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"search: {exc}", file=sys.stderr)
         return 2
-    storage = args.storage or optuna_storage_url(get_settings().db_url)
+    storage = args.storage or study_storage(get_settings().db_url)
     client = dask_client(args.workers)
     try:
         result = run_walk_forward(spec, storage, client, progress=lambda m: print(m, file=sys.stderr, flush=True))

@@ -12,6 +12,14 @@ Entries are day orders, as at the paper broker: each attempt fills what the part
 the rest keeps resting and is tried again at every later cycle's quotes until the close, when it
 expires. The parts of one order make one position at their average price, with commissions capped per
 leg of the order (``PaperBroker._leg_charges``).
+
+Exits follow the same rule (``PaperBroker._try_fill``): an exit is sent in the cycle that decides it,
+with the limit ``pipeline._propose_exit`` gives it (natural for a full exit, halfway from mid to natural
+for a scale-out), fills what the participation cap allows at that moment's quotes (the same ``used``
+counts, entries and exits of the contract that day), and the rest keeps working at the later cycles'
+quotes, within its limit, until the close. While it works, the manager sends no second exit for the same
+units; a full exit replaces working scale-outs, as ``pipeline._manage_one`` cancels them first. The
+parts of one exit order are one fill at their average price, as the broker's order reports it.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from engine.backtest.options_mode import NY, _Position, _quote_map, _Run
+from engine.backtest.options_mode import NY, _closing_legs, _Position, _quote_map, _Run
 from engine.data import calendar
+from engine.execution.orders import money
 from engine.execution.ports import AssetType, Leg
 from engine.portfolio.manager import MarketView, PositionView, decide
 
@@ -53,6 +62,20 @@ class _Resting:
     charged: list[Decimal]  # commission charged so far per leg of the order
 
 
+@dataclass
+class _RestingExit:
+    """An exit day order with units still unfilled."""
+
+    pos: _Position
+    full: bool  # a full exit (close_all) or a scale-out
+    units: int  # still unfilled
+    reason: str
+    limit: Decimal  # set when sent, as pipeline._propose_exit sets it
+    source: str
+    charged: list[Decimal]  # commission charged so far per leg of the order
+    record: dict[str, Any] | None = None  # its fill record once a part has filled
+
+
 class LiveTimingRun(_Run):
     entry_time = time(8, 30)  # the pre-market job chooses, sizes and gates the entries on the 08:30 chain
     fill_time = time(9, 35)  # the first intraday cycle sends them; the paper broker fills at that quote
@@ -60,6 +83,7 @@ class LiveTimingRun(_Run):
     def __init__(self, *args: Any, cycle_minutes: int = 5) -> None:
         super().__init__(*args)
         self.resting: list[_Resting] = []
+        self.resting_exits: list[_RestingExit] = []
         # contracts filled today per option contract (entries and exits): the venue's cumulative cap
         self.used: dict[str, int] = {}
         if self.market is None or not hasattr(self.market, "intraday_price"):
@@ -108,10 +132,12 @@ class LiveTimingRun(_Run):
         for at in cycle_times(day, self.cycle_minutes):
             if self.resting and at > self.fill_time:
                 self._try_resting(day, at)
+            if self.resting_exits:
+                self._try_resting_exits(day, at)
             # the 09:35 cycle sends the entries first (``_Run.run`` filled them) and then manages every position
             for pos in list(self.open):
                 self._manage_at(pos, t, col[pos.symbol], day, at)
-        self.resting = []  # day orders expire at the close
+        self.resting, self.resting_exits = [], []  # day orders expire at the close
         for pos in self.open:  # end of day: marks at the close, highest close for the trailing rules
             j = col[pos.symbol]
             close = float(self.c[t, j])
@@ -143,8 +169,7 @@ class LiveTimingRun(_Run):
         for a in decide(view, mkt, self.p, self.exits.premium_stop_pct, self.exits.close_at_dte):
             if a.kind == "move_stop" and a.new_stop is not None:
                 pos.stop = a.new_stop
-            if a.kind in ("close_all", "scale_out") and not self._close(pos, a.quantity, a.reason, quotes, day,
-                                                                       source):
+            if a.kind in ("close_all", "scale_out") and not self._send_exit(pos, a, quotes, day, source):
                 return
             if a.targets_hit is not None:
                 pos.targets_hit = max(pos.targets_hit, a.targets_hit)
@@ -152,3 +177,59 @@ class LiveTimingRun(_Run):
                 return
 
 
+
+    def _send_exit(self, pos: _Position, action: Any, quotes: Any, day: date, source: str) -> bool:
+        """Send the exit ``action`` decides (False: not sent). It fills what the venue allows now and the rest
+        keeps working (``_try_resting_exits``)."""
+        full = action.kind == "close_all"
+        working = [r for r in self.resting_exits if r.pos is pos]
+        if full:
+            if any(r.full for r in working):
+                return True  # already working for the whole position: nothing new to send
+            self.resting_exits = [r for r in self.resting_exits if r.pos is not pos]  # scale-outs cancelled
+            units = pos.quantity
+        else:
+            units = min(action.quantity, pos.quantity - sum(r.units for r in working))
+        if units <= 0:
+            return False
+        legs = _closing_legs(pos)
+        if not self.stock and any(leg.instrument not in quotes for leg in legs):
+            return False  # cannot price it: the next cycle decides again
+        priced = self._price(legs, self._leg_quotes(legs, quotes))
+        limit = money(priced.natural if full else (priced.mid + priced.natural) / 2)  # pipeline._propose_exit's
+        if not self._exit_approved(pos, legs, units, limit, day):
+            return False
+        r = _RestingExit(pos, full, units, action.reason, limit, source, [Decimal(0)] * len(legs))
+        self._attempt_exit(r, priced, day)
+        if r.units > 0 and pos in self.open:
+            self.resting_exits.append(r)
+        return True
+
+    def _attempt_exit(self, r: _RestingExit, priced: Any, day: date) -> None:
+        """One attempt at ``priced`` (this moment's quotes), as ``PaperBroker._try_fill`` makes it."""
+        if priced.fill > r.limit or any(p <= 0 for p in priced.leg_prices):
+            return  # not marketable now: it keeps working
+        units = min(r.units, priced.max_units, r.pos.quantity)
+        if units <= 0:
+            return  # the contract's share of today's volume is used up: wait for more volume
+        r.record = self._book_exit(r.pos, _closing_legs(r.pos), units, priced, r.reason, day, r.source,
+                                   charged=r.charged, record=r.record)
+        r.units -= units
+
+    def _try_resting_exits(self, day: date, at: time) -> None:
+        keep = []
+        for r in self.resting_exits:
+            if r.pos not in self.open:
+                continue
+            legs = _closing_legs(r.pos)
+            if self.stock:
+                quotes = self._stock_quote(float(self.market.intraday_price(r.pos.symbol, datetime.combine(day, at,
+                                                                                                         NY))))
+            else:
+                q, _ = self.chains.quotes(r.pos.symbol, [leg.instrument for leg in legs], day, at)
+                quotes = _quote_map(q)
+            if self.stock or all(leg.instrument in quotes for leg in legs):
+                self._attempt_exit(r, self._price(legs, self._leg_quotes(legs, quotes)), day)
+            if r.units > 0 and r.pos in self.open:
+                keep.append(r)
+        self.resting_exits = keep

@@ -124,6 +124,10 @@ def _quote_map(q: pd.DataFrame) -> dict[str, InstrumentQuote]:
     return out
 
 
+def _closing_legs(pos: _Position) -> tuple[Leg, ...]:
+    return tuple(replace(leg, side=Side.sell if leg.side is Side.buy else Side.buy) for leg in pos.legs)
+
+
 def _exit_label(reason: str) -> str:
     head = reason.split(":", 1)[0].strip()
     return head if head else "close"
@@ -447,16 +451,30 @@ class _Run:
         units = min(units, pos.quantity)
         if units <= 0:
             return False
-        legs = tuple(replace(leg, side=Side.sell if leg.side is Side.buy else Side.buy) for leg in pos.legs)
+        legs = _closing_legs(pos)
         if not self.stock and any(leg.instrument not in quotes for leg in legs):
             return False  # no quote for a leg today: try again tomorrow (as a working order would)
-        q = [quotes["stock"]] if self.stock else [quotes[leg.instrument] for leg in legs]
-        priced = self._price(legs, q)
-        order = ProposedOrder(f"bt-close-{id(pos)}-{day}", pos.symbol, pos.sector, Intent.close, legs, units,
-                              priced.fill, Decimal(0), Decimal(0), position_quantity=pos.quantity)
-        if not evaluate(order, self._portfolio(self.cash, self.cash), self.risk).approved:
+        priced = self._price(legs, self._leg_quotes(legs, quotes))
+        if not self._exit_approved(pos, legs, units, priced.fill, day):
             return False
-        charges = self._charges(legs, units, opening=False)
+        self._book_exit(pos, legs, units, priced, reason, day, source)
+        return True
+
+    def _leg_quotes(self, legs: tuple[Leg, ...], quotes: dict[str, InstrumentQuote]) -> list[InstrumentQuote]:
+        return [quotes["stock"]] if self.stock else [quotes[leg.instrument] for leg in legs]
+
+    def _exit_approved(self, pos: _Position, legs: tuple[Leg, ...], units: int, limit: Decimal, day: date) -> bool:
+        order = ProposedOrder(f"bt-close-{id(pos)}-{day}", pos.symbol, pos.sector, Intent.close, legs, units,
+                              limit, Decimal(0), Decimal(0), position_quantity=pos.quantity)
+        return evaluate(order, self._portfolio(self.cash, self.cash), self.risk).approved
+
+    def _book_exit(self, pos: _Position, legs: tuple[Leg, ...], units: int, priced: Any, reason: str, day: date,
+                   source: str, charged: list[Decimal] | None = None,
+                   record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Book ``units`` of an exit at ``priced``; returns its fill record. With ``record`` (an earlier part
+        of the same exit order) the part is merged into it at the average price, as the broker's order
+        reports one average fill price; ``charged``: commission already charged per leg of that order."""
+        charges = self._charges(legs, units, opening=False, charged=charged)
         self._took(legs, units)
         proceeds = -priced.fill * pos.multiplier * units - charges  # selling a debit structure: fill < 0
         self.cash += proceeds
@@ -467,13 +485,20 @@ class _Run:
         pos.exit_value += -priced.fill * units
         pos.exit_units += units
         pos.quantity -= units
-        pos.fills.append({"date": day.isoformat(), "intent": "close" if pos.quantity == 0 else "scale_out",
-                          "units": units, "price": float(-priced.fill), "source": source, "reason": reason})
+        intent = "close" if pos.quantity == 0 else "scale_out"
+        if record is None:
+            record = {"date": day.isoformat(), "intent": intent, "units": units, "price": float(-priced.fill),
+                      "source": source, "reason": reason}
+            pos.fills.append(record)
+        else:
+            total = record["units"] + units
+            record["price"] = round((record["price"] * record["units"] + float(-priced.fill) * units) / total, 6)
+            record["units"], record["intent"] = total, intent
         if pos.quantity == 0:
             pos.exit_reason, pos.exit_day = _exit_label(reason), day
             self.open.remove(pos)
             self.closed.append(pos)
-        return True
+        return record
 
     # ------------------------------------------------------------------ loop
     def run(self) -> tuple[np.ndarray, np.ndarray]:

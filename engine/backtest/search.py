@@ -11,10 +11,9 @@ Trials run on Dask: a ``LocalCluster`` of worker processes by default, the exist
 ``QM_DASK_SCHEDULER`` (e.g. ``tcp://host:8786``) when that is set, with no other change. Optuna's
 ask/tell interface keeps the sampler in this process and sends each backtest to a worker.
 
-Storage: the studies live in the project's database. Optuna keeps its schema version in its own
-``alembic_version`` table, which would collide with ours, so on SQLite the studies go to
-``optuna.sqlite`` next to the project database file and on PostgreSQL to the ``optuna`` schema of the
-same database. A killed search resumes: completed trials are kept, trials left running by the dead
+Storage: the studies live in the project's database, in Optuna's tables beside ours (SQLite file or
+PostgreSQL schema alike); ``engine.backtest.studies.study_storage`` keeps Optuna's schema bookkeeping
+apart from our migrations'. A killed search resumes: completed trials are kept, trials left running by the dead
 process are marked failed and re-asked, finished folds are not re-run.
 """
 
@@ -26,16 +25,16 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from engine.backtest.metrics import compute_metrics
 from engine.data import calendar
 
-__all__ = ["ParamRange", "SearchSpec", "dask_client", "optuna_storage_url", "parse_range", "run_walk_forward"]
+__all__ = ["ParamRange", "SearchSpec", "dask_client", "parse_range", "run_walk_forward"]
 
 SAMPLERS = ("random", "grid", "tpe")
 
@@ -104,22 +103,6 @@ class SearchSpec:
             raise ValueError("give at least one --param-range")
 
 
-def optuna_storage_url(db_url: str) -> str:
-    """Where the studies live: see the module docstring (optuna's alembic_version would clash with ours)."""
-    if db_url.startswith("sqlite"):
-        path = Path(db_url.split("///", 1)[1]) if "///" in db_url else Path("optuna.sqlite")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path.with_name('optuna.sqlite')}"
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(db_url)
-    with eng.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS optuna"))
-    eng.dispose()
-    sep = "&" if "?" in db_url else "?"
-    return f"{db_url}{sep}options=-csearch_path%3Doptuna"
-
-
 def dask_client(workers: int = 2) -> Any:
     """The cluster at ``QM_DASK_SCHEDULER`` if set, else a local cluster of ``workers`` processes."""
     from dask.distributed import Client, LocalCluster
@@ -183,6 +166,17 @@ def _objective(metrics: dict[str, Any], name: str) -> float:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else -1e9
 
 
+def _tell(study: Any, trial: Any, value: float | None = None, state: Any = None) -> None:
+    """``study.tell`` for the ask/tell loop. On the last grid point GridSampler's ``after_trial`` calls
+    ``study.stop()``, which raises outside ``optimize()``; the trial is recorded by then (tell stores its
+    state in a ``finally``) and ``submit`` stops at the end of the grid anyway, so that one error is moot."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
 def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_end: date,
                  progress: Callable[[str], None] | None) -> None:
     from dask.distributed import as_completed
@@ -220,18 +214,19 @@ def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_e
         trial = pending.pop(fut)
         try:
             value = _objective(fut.result()["metrics"], spec.objective)
-            study.tell(trial, value)
         except Exception as exc:  # a failed backtest is a failed trial, not a failed search
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             if progress:
                 progress(f"trial {trial.number} failed: {exc}")
+        else:
+            _tell(study, trial, value)
         if progress:
             progress(f"{study.study_name}: {done()}/{spec.trials} trials, best {spec.objective} "
                      f"{study.best_value if done() else float('nan'):.4f}")
         submit()
 
 
-def run_walk_forward(spec: SearchSpec, storage_url: str, client: Any,
+def run_walk_forward(spec: SearchSpec, storage: Any, client: Any,
                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     import optuna
 
@@ -241,7 +236,7 @@ def run_walk_forward(spec: SearchSpec, storage_url: str, client: Any,
     rets: list[pd.Series] = []
     trades: list[dict[str, Any]] = []
     for k, (is_start, is_end, oos_start, oos_end) in enumerate(folds, start=1):
-        study = optuna.create_study(study_name=f"{spec.study}-fold{k}", storage=storage_url, direction="maximize",
+        study = optuna.create_study(study_name=f"{spec.study}-fold{k}", storage=storage, direction="maximize",
                                     sampler=_sampler(spec), load_if_exists=True)
         study.set_user_attr("spec", {"in_sample": [str(is_start), str(is_end)],
                                      "out_of_sample": [str(oos_start), str(oos_end)], "sampler": spec.sampler})
@@ -269,5 +264,7 @@ def run_walk_forward(spec: SearchSpec, storage_url: str, client: Any,
         sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
         stability[rg.name] = {"values": vals.tolist(), "mean": float(vals.mean()), "std": sd,
                               "std_over_range": sd / (rg.high - rg.low)}
-    return {"study": spec.study, "sampler": spec.sampler, "objective": spec.objective, "storage": storage_url,
+    url = storage if isinstance(storage, str) else storage.url
+    return {"study": spec.study, "sampler": spec.sampler, "objective": spec.objective,
+            "storage": sa.engine.make_url(url).render_as_string(hide_password=True),
             "folds": fold_rows, "oos_metrics": oos_metrics, "parameter_stability": stability}

@@ -1,5 +1,6 @@
-"""Stored search trials for the console: the studies ``engine.backtest.search`` keeps in Optuna storage,
-as plain frames (one row per finished trial: number, objective value, parameters)."""
+"""Stored search trials for the console: the studies ``engine.backtest.search`` keeps in the project
+database (``engine.backtest.studies.study_storage``), as plain frames (one row per finished trial: number,
+objective value, parameters). ``storage`` is that storage object, or another Optuna storage URL."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ import pandas as pd
 __all__ = ["heatmap_table", "study_names", "trials_frame"]
 
 
-def study_names(storage_url: str) -> list[str]:
+def study_names(storage: Any) -> list[str]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage=storage_url))
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage=storage))
 
 
-def trials_frame(storage_url: str, study: str) -> pd.DataFrame:
+def trials_frame(storage: Any, study: str) -> pd.DataFrame:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    s = optuna.load_study(study_name=study, storage=storage_url)
+    s = optuna.load_study(study_name=study, storage=storage)
     rows: list[dict[str, Any]] = [{"trial": t.number, "value": t.value, **t.params} for t in s.trials
                                   if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     return pd.DataFrame(rows)

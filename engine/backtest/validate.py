@@ -54,11 +54,11 @@ def live_orders(db: Any) -> list[ValidationOrder]:
     from sqlmodel import select
 
     from engine.clock import NEW_YORK
-    from engine.db import session_scope
+    from engine.db import read_scope
     from engine.models import Order
 
     out = []
-    with session_scope(db) as session:
+    with read_scope(db) as session:  # a read: no write lock, so the scheduler's writes neither wait nor block it
         for o in session.exec(select(Order).order_by(Order.id)).all():
             if o.status in ("proposed", "rejected") and not o.filled_quantity:
                 continue  # never sent to the broker: the backtest has no such order either

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,3 +23,13 @@ def sample_panel(tmp_path_factory: pytest.TempPathFactory) -> Panel:
     report = import_bars([path], store)
     assert report.rows_rejected == 0, report.errors[:5]
     return store.load(dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """A Dask client on an in-process cluster (one worker, two threads): the search path, started fast."""
+    from dask.distributed import Client
+
+    c = Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
+    yield c
+    c.close()

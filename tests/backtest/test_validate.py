@@ -57,3 +57,35 @@ def test_validate_runs_jobs_and_backtest_and_reports(capsys) -> None:  # type: i
     assert res["fills_live"] == res["fills_backtest"] == 4
     assert sum(1 for line in out if line.startswith(("live only", "backtest only", "differs"))) == len(
         res["differences"])
+
+
+def test_live_orders_read_without_the_write_lock(migrated_sqlite, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Reading the replayed orders takes no write lock: it completes while another connection holds it."""
+    import sqlite3
+    import threading
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from engine.backtest.validate import live_orders
+    from engine.db import session_scope
+    from engine.models import Order
+
+    with session_scope(migrated_sqlite) as s:
+        s.add(Order(client_order_id="qm-a-1", strategy="atr_matrix", symbol="AAA", structure="long_call",
+                    legs=[{"instrument": "AAA   260417C00050000", "side": "buy"}], quantity=2,
+                    limit_price=Decimal("4.70"), status="filled", filled_quantity=2, avg_fill_price=Decimal("4.60"),
+                    created_at=datetime(2026, 8, 4, 14, 20, tzinfo=UTC)))
+    writer = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the scheduler in the middle of a write
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(live_orders(migrated_sqlite)), daemon=True)
+    try:
+        reader.start()
+        reader.join(timeout=5)
+        assert got, "live_orders waited for the write lock (a write session for a read)"
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+        reader.join(timeout=60)
+    assert got[0] == [ValidationOrder("AAA", date(2026, 8, 4), "open", ("buy AAA260417C00050000",), "long_call", 2,
+                                      4.6)]

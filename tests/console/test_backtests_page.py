@@ -27,10 +27,10 @@ def test_backtests_page_shows_a_stored_run(empty, console) -> None:  # type: ign
 def test_search_view_shows_a_parameter_heatmap_from_stored_trials(empty, console) -> None:  # type: ignore[no-untyped-def]
     import optuna
 
-    from engine.backtest.search import optuna_storage_url
+    from engine.backtest.studies import study_storage
     from engine.backtest.trials import heatmap_table, trials_frame
 
-    storage = optuna_storage_url(get_settings().db_url)
+    storage = study_storage(get_settings().db_url)
     study = optuna.create_study(study_name="wf-fold1", storage=storage, direction="maximize")
     # objective = fast + 10 * stop_atr: a 2 x 2 grid with a repeated cell (mean of 12 and 14 = 13)
     for fast, stop, value in ((10, 1.0, 20.0), (10, 2.0, 30.0), (20, 1.0, 12.0), (20, 1.0, 14.0), (20, 2.0, 40.0)):
