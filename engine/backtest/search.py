@@ -139,14 +139,18 @@ def _backtest_job(spec_fields: dict[str, Any], params: dict[str, Any], start: da
                                  .to_json(orient="records", date_format="iso"))}
 
 
-def _sampler(spec: SearchSpec) -> Any:
+def _sampler(spec: SearchSpec, resumed: int = 0) -> Any:
+    """The study's sampler; a study resumed with ``resumed`` trials already in it draws from a seed moved
+    on by that many, so a resumed random (or TPE start-up) search does not repeat the draws it made before
+    the kill, while a fresh search with one seed stays reproducible."""
     import optuna
 
+    seed = spec.seed + resumed
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler({r.name: r.grid() for r in spec.ranges}, seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(8, spec.trials))
+        return optuna.samplers.GridSampler({r.name: r.grid() for r in spec.ranges}, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, spec.trials))
 
 
 def _distributions(spec: SearchSpec) -> dict[str, Any]:
@@ -182,10 +186,15 @@ def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_e
     from dask.distributed import as_completed
     from optuna.trial import TrialState
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # left by a killed run
     dists = _distributions(spec)
     fields = asdict(spec)
+    # Trials a killed run left running already hold their sampled parameters: run them again and tell
+    # the same trial, rather than failing them (a grid sampler counts a failed point as visited, so
+    # failing it would lose that point for good).
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if set(t.params) == set(dists)]
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t not in stale:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # no parameters to rerun
     workers = max(1, len(client.scheduler_info().get("workers", {})))
 
     def done() -> int:
@@ -196,18 +205,22 @@ def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_e
     grid_left = math.prod(len(r.grid()) for r in spec.ranges) if spec.sampler == "grid" else None
 
     def submit() -> bool:
-        if done() + len(pending) >= spec.trials:
-            return False
-        if grid_left is not None and len(study.trials) >= grid_left:
-            return False
-        trial = study.ask(dists)
-        params = {**spec.fixed, **trial.params}
+        if stale:
+            trial: Any = stale.pop(0).number  # study.tell takes a trial's number
+            params = {**spec.fixed, **study.trials[trial].params}
+        else:
+            if done() + len(pending) >= spec.trials:
+                return False
+            if grid_left is not None and len(study.trials) >= grid_left:
+                return False
+            trial = study.ask(dists)
+            params = {**spec.fixed, **trial.params}
         fut = client.submit(_backtest_job, fields, params, is_start, is_end, pure=False)
         pending[fut] = trial
         ac.add(fut)
         return True
 
-    for _ in range(workers):
+    for _ in range(max(workers, len(stale))):
         if not submit():
             break
     for fut in ac:
@@ -217,7 +230,7 @@ def _search_fold(study: Any, spec: SearchSpec, client: Any, is_start: date, is_e
         except Exception as exc:  # a failed backtest is a failed trial, not a failed search
             _tell(study, trial, state=TrialState.FAIL)
             if progress:
-                progress(f"trial {trial.number} failed: {exc}")
+                progress(f"trial {getattr(trial, 'number', trial)} failed: {exc}")
         else:
             _tell(study, trial, value)
         if progress:
@@ -238,6 +251,8 @@ def run_walk_forward(spec: SearchSpec, storage: Any, client: Any,
     for k, (is_start, is_end, oos_start, oos_end) in enumerate(folds, start=1):
         study = optuna.create_study(study_name=f"{spec.study}-fold{k}", storage=storage, direction="maximize",
                                     sampler=_sampler(spec), load_if_exists=True)
+        if study.trials:
+            study.sampler = _sampler(spec, resumed=len(study.trials))
         study.set_user_attr("spec", {"in_sample": [str(is_start), str(is_end)],
                                      "out_of_sample": [str(oos_start), str(oos_end)], "sampler": spec.sampler})
         oos = study.user_attrs.get("oos")

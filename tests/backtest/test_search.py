@@ -157,3 +157,25 @@ def test_dask_client_starts_a_local_cluster_without_qm_dask_scheduler() -> None:
         cluster = client.cluster
         client.close()
         cluster.close()
+
+
+def test_a_resumed_search_reruns_the_trials_a_kill_left_running_and_draws_new_parameters(
+        sqlite_url: str, client: Any) -> None:
+    import optuna
+
+    from engine.backtest.search import _distributions
+
+    spec = SearchSpec(study="k", symbols=3, start=date(2021, 1, 4), end=date(2021, 3, 31), sampler="random",
+                      seed=5, trials=4, folds=1, is_sessions=30, oos_sessions=10,
+                      ranges=(ParamRange("fast", 20, 80, 1, True), ParamRange("stop_atr", 1.0, 4.0)))
+    storage = study_storage(sqlite_url)
+    # what a kill leaves: two trials asked (parameters stored, state RUNNING) and never told
+    study = optuna.create_study(study_name="k-fold1", storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=5))
+    asked = [study.ask(_distributions(spec)).params for _ in range(2)]
+    run_walk_forward(spec, storage, client)
+    rows = sorted(_trial_params(storage, "k-fold1"), key=lambda r: r[0])
+    assert [state for *_, state in rows] == ["COMPLETE"] * 4  # rerun and finished, not failed
+    assert [p for _, p, _ in rows[:2]] == asked
+    later = [(p["fast"], p["stop_atr"]) for _, p, _ in rows[2:]]
+    assert not {(p["fast"], p["stop_atr"]) for p in asked} & set(later)  # the seed moved on: no repeats
