@@ -14,7 +14,8 @@ Pricing (all ``Decimal``, exact to the cent):
 - an order fills only when that price <= its limit; each leg's price is its mid moved the same fraction
   of its own half spread against us, rounded to the cent against us, with the rounding residue taken off
   one leg so the legs' net equals the structure's fill price exactly;
-- cash of a fill = -(sign x price x quantity x multiplier) - commission - fees.
+- cash of a fill = -(sign x price x quantity x multiplier) - commission - fees (``accounting.leg_cash``);
+  premiums and strikes are x 100 for adjusted contracts too, only the shares they deliver differ.
 
 Margin (Reg-T style, used for buying power): a short option must be covered by a long option of the same
 underlying and right expiring no earlier (requirement = the spread's width x 100 when the long is further
@@ -54,6 +55,7 @@ from engine.execution.brokers.paper_books import (
     _money,
     _orders,
     _venue_call,
+    migrate,
 )
 from engine.execution.brokers.paper_margin import PaperBuyingPower
 from engine.execution.brokers.paper_reads import PaperReads
@@ -69,7 +71,7 @@ from engine.execution.ports import (
     Leg,
     Side,
 )
-from engine.portfolio.accounting import net_coefficient, structure_multiplier
+from engine.portfolio.accounting import deliverable_problem, leg_cash, net_coefficient, structure_multiplier
 from engine.risk import is_gate_pass
 
 __all__ = ["PaperBroker", "PaperConfig"]
@@ -124,6 +126,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
         self.config_source = config_source
         self._engine: Engine = make_engine(f"sqlite:///{self.db_path}")
         _md.create_all(self._engine)
+        migrate(self._engine)
         with self._engine.begin() as conn:
             if conn.execute(sa.select(_account.c.id)).first() is None:
                 conn.execute(_account.insert().values(id=1, cash=str(self.config.starting_cash), realized_pnl="0"))
@@ -305,6 +308,8 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
             return "the same instrument appears in two legs", quotes
         if intent not in ("open", "close"):
             return f"unknown intent {intent!r}", quotes
+        if (mixed := deliverable_problem(legs)) is not None:
+            return f"{mixed}: every option leg of one order needs the same deliverable", quotes
         for leg in legs:
             if leg.ratio < 1:
                 return f"leg ratio must be at least 1: {leg.instrument} has {leg.ratio}", quotes
@@ -397,7 +402,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
             pos = self._position_for(books, leg)
             commission, fees = self._leg_charges(leg, qty, pos.quantity, charged[i])
             charged[i] += commission
-            cash = -(leg.sign * price * qty * leg.multiplier) - commission - fees
+            cash = leg_cash(leg, qty, price) - commission - fees
             books.realized += pos.trade(leg.side, qty, price)
             books.cash += cash
             fill = BrokerFill(f"{r['broker_order_id']}-{execution}-{i + 1}", r["client_order_id"], leg.instrument,
