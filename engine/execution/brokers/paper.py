@@ -60,6 +60,7 @@ from engine.execution.brokers.paper_books import (
 from engine.execution.brokers.paper_margin import PaperBuyingPower
 from engine.execution.brokers.paper_reads import PaperReads
 from engine.execution.brokers.paper_settlement import PaperSettlement
+from engine.execution.brokers.paper_splits import PaperSplits
 from engine.execution.brokers.quotes import InstrumentQuote, QuoteSource, UnknownInstrument, parse_option_symbol
 from engine.execution.ports import (
     AssetType,
@@ -110,7 +111,7 @@ class _Priced:
     max_units: int  # volume cap for this attempt, in units of the structure
 
 
-class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
+class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, PaperReads):
     """A paper venue with its own SQLite books (see the module docstring)."""
 
     name = "paper"

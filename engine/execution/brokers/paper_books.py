@@ -114,6 +114,18 @@ _events = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
 )
 
+_splits = sa.Table(  # holdings a split moved (quantity and contract), so the audit can follow them
+    "paper_splits", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("split", sa.String, nullable=False, index=True),  # "<ticker>:<ex-date>"
+    sa.Column("instrument", sa.String, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("new_instrument", sa.String, nullable=False),
+    sa.Column("new_quantity", sa.Integer, nullable=False),
+    sa.Column("deliverable", sa.Integer, nullable=False),
+    sa.Column("at", sa.String, nullable=False),
+)
+
 
 # --------------------------------------------------------------------------- in-memory books
 
@@ -314,6 +326,7 @@ class PaperBooks:
             fills = conn.execute(sa.select(_fills)).mappings().all()
             events = conn.execute(sa.select(_events)).mappings().all()
             orders = conn.execute(sa.select(_orders)).mappings().all()
+            splits = conn.execute(sa.select(_splits).order_by(_splits.c.id)).mappings().all()
         flows = sum((Decimal(f["cash"]) for f in fills), ZERO) + sum((Decimal(e["cash"]) for e in events), ZERO)
         if start + flows != books.cash:
             problems.append(f"cash {books.cash} != starting cash {start} + recorded flows {flows}")
@@ -324,6 +337,9 @@ class PaperBooks:
             qty[e["instrument"]] = qty.get(e["instrument"], 0) + e["quantity"]
             if e["stock_instrument"]:
                 qty[e["stock_instrument"]] = qty.get(e["stock_instrument"], 0) + e["stock_quantity"]
+        for sp in splits:  # a split moves a holding to another quantity (and maybe contract), cash untouched
+            qty[sp["instrument"]] = qty.get(sp["instrument"], 0) - sp["quantity"]
+            qty[sp["new_instrument"]] = qty.get(sp["new_instrument"], 0) + sp["new_quantity"]
         held = {k: p.quantity for k, p in books.positions.items() if p.quantity}
         if {k: v for k, v in qty.items() if v} != held:
             problems.append(f"positions {held} != fills and events {qty}")
