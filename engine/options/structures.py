@@ -30,7 +30,7 @@ import numpy as np
 
 from engine.options.occ import parse_occ
 from engine.options.pricing import option_price
-from engine.portfolio.accounting import intrinsic
+from engine.portfolio.accounting import cents, intrinsic
 
 __all__ = [
     "MULTIPLIER",
@@ -48,11 +48,10 @@ __all__ = [
 MULTIPLIER = 100
 Basis = Literal["mid", "natural"]
 _INF = Decimal("Infinity")
-_CENT = Decimal("0.01")
 _PRICE_QUANTUM = Decimal("0.0001")  # quotes below $1 can trade in 1/100 cent; kills float noise
 
 
-def _money(x: Any) -> Decimal:
+def _price_of(x: Any) -> Decimal:
     """A quoted price as Decimal: floats are rounded to 1/100 cent first (29.075 -> Decimal('29.075'))."""
     if isinstance(x, Decimal):
         return x
@@ -124,8 +123,8 @@ class QuoteLeg:
         expiry = row.get("expiry") or sym.expiry
         return cls(
             occ_symbol=str(row["occ_symbol"]), right=str(row.get("right") or sym.right),
-            strike=_money(row.get("strike", sym.strike)), expiry=expiry, qty=int(qty),
-            bid=_money(row["bid"]), ask=_money(row["ask"]),
+            strike=_price_of(row.get("strike", sym.strike)), expiry=expiry, qty=int(qty),
+            bid=_price_of(row["bid"]), ask=_price_of(row["ask"]),
             iv=_f(row, "iv", "calc_iv"), delta=_f(row, "delta", "calc_delta"),
             gamma=_f(row, "gamma", "calc_gamma"), theta=_f(row, "theta", "calc_theta"),
             vega=_f(row, "vega", "calc_vega"), dte=_f(row, "dte"), deliverable=_deliverable(row),
@@ -134,9 +133,9 @@ class QuoteLeg:
 
 def stock_leg(symbol: str, price: float | Decimal, qty: int = 1, *, bid=None, ask=None) -> QuoteLeg:
     """Shares as a leg: qty +1 = one contract's worth (100 shares); bid/ask default to ``price``."""
-    p = _money(price)
+    p = _price_of(price)
     return QuoteLeg(occ_symbol=symbol, right="S", strike=None, expiry=None, qty=int(qty),
-                    bid=_money(bid) if bid is not None else p, ask=_money(ask) if ask is not None else p,
+                    bid=_price_of(bid) if bid is not None else p, ask=_price_of(ask) if ask is not None else p,
                     delta=1.0, gamma=0.0, theta=0.0, vega=0.0)
 
 
@@ -156,7 +155,7 @@ class Structure:
         return sum((leg.price(basis) for leg in self.legs), Decimal(0))
 
     def net_price_per_contract(self, basis: Basis = "mid") -> Decimal:
-        return (self.net_price(basis) * self.multiplier).quantize(_CENT)
+        return cents(self.net_price(basis) * self.multiplier)
 
     @property
     def net_debit_mid(self) -> Decimal:
@@ -209,11 +208,11 @@ class Structure:
 
     def max_profit_per_contract(self, basis: Basis = "mid") -> Decimal:
         m = self.max_profit(basis)
-        return m if m.is_infinite() else (m * self.multiplier).quantize(_CENT)
+        return m if m.is_infinite() else cents(m * self.multiplier)
 
     def max_loss_per_contract(self, basis: Basis = "mid") -> Decimal:
         m = self.max_loss(basis)
-        return m if m.is_infinite() else (m * self.multiplier).quantize(_CENT)
+        return m if m.is_infinite() else cents(m * self.multiplier)
 
     def breakevens(self, basis: Basis = "mid") -> list[Decimal]:
         """Underlying prices at expiry where P&L crosses zero (exact, per the chosen basis)."""

@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 from engine.db import session_scope
 from engine.execution.ports import OPTION_MULTIPLIER, STANDARD_DELIVERABLE, AssetType, BrokerPosition, Leg, Side
 from engine.models import BrokerSyncState, Position, Transaction
+from engine.portfolio.accounting import cents
 
 CENT = Decimal("0.01")
 
@@ -206,7 +207,7 @@ def max_loss(positions: list[BrokerPosition]) -> Decimal:
         return total
 
     worst = min(value(s) for s in points) - cost
-    return max(-worst, Decimal(0)).quantize(CENT)
+    return cents(max(-worst, Decimal(0)))
 
 
 def latest_state(session: Session, broker: str) -> BrokerSyncState | None:
