@@ -61,7 +61,7 @@ class Leg:
         return 1 if self.side is Side.buy else -1
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "instrument": self.instrument,
             "side": self.side.value,
             "ratio": self.ratio,
@@ -70,8 +70,10 @@ class Leg:
             "right": self.right,
             "strike": None if self.strike is None else str(self.strike),
             "expiry": None if self.expiry is None else self.expiry.isoformat(),
-            "deliverable": self.deliverable,
         }
+        if self.asset is AssetType.option:  # shares only options deliver (stock legs: the ratio says it)
+            out["deliverable"] = self.deliverable
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Leg:

@@ -19,7 +19,8 @@ Pricing (all ``Decimal``, exact to the cent):
 
 Margin (Reg-T style, used for buying power): a short option must be covered by a long option of the same
 underlying and right expiring no earlier (requirement = the spread's width x 100 when the long is further
-out of the money, else 0) or, for a short call, by 100 long shares. Uncovered ("naked") short options and
+out of the money, else 0) or, for a short call, by the shares it delivers (100, or an adjusted contract's
+deliverable; a long covers a short only when both deliver the same). Uncovered ("naked") short options and
 new short stock are not supported: orders that would create them are rejected.
 """
 
