@@ -148,3 +148,20 @@ def test_the_paper_books_of_an_older_version_gain_the_deliverable_column(tmp_pat
         assert (p.instrument, p.quantity, p.deliverable, p.asset) == (C100, 1, 100, AssetType.option)
     finally:
         broker.close()
+
+
+def test_a_covered_calls_shares_follow_a_3_for_2_split_with_its_call() -> None:
+    from datetime import date
+
+    from engine.portfolio.splits import SplitEvent, adjust_position
+
+    call = Leg(C110, Side.sell, 1, AssetType.option, "XYZ", "C", D("110"), EXP)
+    pos = Position(strategy="t", symbol="XYZ", structure="covered_call", quantity=2, initial_quantity=2,
+                   legs=[Leg("XYZ", Side.buy, 100, AssetType.stock, "XYZ").to_dict(), call.to_dict()],
+                   entry_price=D("99.93"), stop=0.0, targets=[], opened_at=FRIDAY)
+    adjust_position(pos, SplitEvent("XYZ", date(2026, 3, 2), 1.5), contracts={C110: occ("XYZ1", "C", "110")})
+    shares, adjusted_call = (Leg.from_dict(d) for d in pos.legs)
+    # each unit's 100 shares became 150; its call now delivers 150 for 110 x 100: the unit is still covered,
+    # and no dollar moved (same units, same net price per unit)
+    assert (shares.ratio, adjusted_call.deliverable, adjusted_call.instrument) == (150, 150, occ("XYZ1", "C", "110"))
+    assert (pos.quantity, pos.entry_price) == (2, D("99.93"))
