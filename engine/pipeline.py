@@ -27,7 +27,7 @@ from engine.data.universe import sectors as sectors_of
 from engine.db import read_scope, session_scope
 from engine.execution import orders as om
 from engine.execution import service
-from engine.execution.ports import OPTION_MULTIPLIER, AssetType, BrokerUnavailable, Leg
+from engine.execution.ports import AssetType, BrokerUnavailable, Leg
 from engine.execution.reconcile import engine_cash, reconcile
 from engine.models import AccountSnapshot, Order, Position, Signal
 from engine.options import candidates, covered
@@ -353,7 +353,8 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
             underlying_entry=pos.underlying_entry, entry_atr=pos.entry_atr or lv["atr"], stop=pos.stop,
             targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
             expiry=min(expiries) if expiries else None, structure=pos.structure, short_stock=short_stock,
-            stock_held=covered.long_shares(session, pos.symbol) if pos.structure == covered.STRUCTURE else None)
+            stock_held=covered.long_shares(session, pos.symbol) if pos.structure == covered.STRUCTURE else None,
+            deliverable=max((leg.deliverable for leg in legs if leg.asset is AssetType.option), default=100))
         mkt = manager.MarketView(today=new_york(now).date(), price=market.price if market.price is not None else nan,
                                  close=lv["close"], sma50=lv["sma50"], atr=lv["atr"], mark=pos.mark)
         for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, close_at_dte):
@@ -370,7 +371,7 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
             session.add(pos)
         if full_exit is None:
             if long_stock:  # shares a covered call needs are not sold at a target (the call would be naked)
-                committed = OPTION_MULTIPLIER * covered.covered_contracts(session, pos.symbol)
+                committed = covered.covered_shares(session, pos.symbol)
                 available = min(available, max(0, covered.long_shares(session, pos.symbol) - committed))
             if available > 0:
                 _ensure_scale_outs(ctx, session, pos, legs, market, available, now, report)

@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.config import RiskSettings
 from engine.execution.ports import BrokerPreview, Leg, Side
+from engine.portfolio.accounting import deliverable_problem
 
 _GATE_KEY = object()  # only this module holds it: GatePass cannot be built elsewhere
 _ISSUED: weakref.WeakSet[GatePass] = weakref.WeakSet()  # every pass evaluate() issued and is still alive
@@ -165,12 +166,15 @@ def evaluate(order: ProposedOrder, portfolio: PortfolioRisk, limits: RiskSetting
 
 
 def _basic_checks(order: ProposedOrder) -> list[RuleCheck]:
-    qty_ok, legs_ok, price_ok = order.quantity >= 1, len(order.legs) >= 1, order.limit_price.is_finite()
+    qty_ok, price_ok = order.quantity >= 1, order.limit_price.is_finite()
+    # one structure, one deliverable: its payoff, margin and books assume its option legs hedge share for share
+    mixed = deliverable_problem(order.legs)
+    legs_ok = len(order.legs) >= 1 and mixed is None
+    why = ", an order needs at least one leg" if not order.legs else f", {mixed} (Leg.deliverable)" if mixed else ""
     return [
         RuleCheck("quantity", qty_ok, 1, 0, order.quantity,
                   f"quantity: {order.quantity}" + ("" if qty_ok else ", must be at least 1")),
-        RuleCheck("legs", legs_ok, 1, 0, len(order.legs),
-                  f"legs: {len(order.legs)}" + ("" if legs_ok else ", an order needs at least one leg")),
+        RuleCheck("legs", legs_ok, 1, 0, len(order.legs), f"legs: {len(order.legs)}{why}"),
         RuleCheck("limit_price", price_ok, 0, 0, 0,
                   f"limit_price: {order.limit_price}" + ("" if price_ok else " is not a number")),
     ]

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from engine.execution.ports import AssetType, Leg
-from engine.portfolio.accounting import structure_multiplier
+from engine.execution.ports import OPTION_MULTIPLIER, AssetType, Leg
+from engine.portfolio.accounting import intrinsic, structure_multiplier
 
 INFINITE = Decimal("Infinity")
 
@@ -35,25 +35,25 @@ def _value_at(legs: tuple[Leg, ...] | list[Leg], s: Decimal) -> Decimal:
     total = Decimal("0")
     for leg in legs:
         if leg.asset is AssetType.stock:
-            intrinsic = s
+            value = s
         elif leg.strike is None or leg.right not in ("C", "P"):
             raise ValueError(f"leg {leg.instrument}: an option leg needs right and strike for its max loss")
-        elif leg.right == "C":
-            intrinsic = max(s - leg.strike, Decimal("0"))
         else:
-            intrinsic = max(leg.strike - s, Decimal("0"))
-        total += leg.sign * leg.ratio * leg.multiplier * intrinsic
+            value = intrinsic(leg.right, leg.strike, s, leg.deliverable)
+        total += leg.sign * leg.ratio * leg.multiplier * value
     return total
 
 
 def max_loss_per_unit(legs: tuple[Leg, ...] | list[Leg], limit: Decimal) -> Decimal:
     """Worst loss in dollars of one unit bought at net ``limit`` per unit (quote terms)."""
     cost = limit * structure_multiplier(legs)
-    slope_above = sum(leg.sign * leg.ratio * leg.multiplier for leg in legs
-                      if leg.asset is AssetType.stock or leg.right == "C")
+    slope_above = sum(leg.sign * leg.ratio * (leg.deliverable if leg.asset is AssetType.option else 1)
+                      for leg in legs if leg.asset is AssetType.stock or leg.right == "C")
     if slope_above < 0:
         return INFINITE
-    strikes = sorted({leg.strike for leg in legs if leg.asset is AssetType.option and leg.strike is not None})
+    # the payoff's kinks: where each option's exercise value starts (strike x 100 / deliverable per share)
+    strikes = sorted({leg.strike * OPTION_MULTIPLIER / leg.deliverable for leg in legs
+                      if leg.asset is AssetType.option and leg.strike is not None})
     worst = max(cost - _value_at(legs, s) for s in [Decimal("0"), *strikes])
     return max(worst, Decimal("0"))
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from engine.risk import GatePass, ProposedOrder
 
-OPTION_MULTIPLIER = 100
+OPTION_MULTIPLIER = 100  # dollars per point of premium and of strike, for every listed equity option
+STANDARD_DELIVERABLE = 100  # shares one standard contract delivers; an OCC-adjusted contract delivers another
 
 
 class Side(StrEnum):
@@ -45,9 +46,14 @@ class Leg:
     right: str | None = None  # "C" | "P" for options
     strike: Decimal | None = None
     expiry: date | None = None
+    # Shares one contract delivers at exercise or assignment (Massive ``shares_per_contract``). After a
+    # non-whole split the OCC keeps the contract's strike and its multiplier (premium and strike are still
+    # x 100) and changes only what it delivers, e.g. 150 shares after 3:2; see ``accounting.delivery``.
+    deliverable: int = STANDARD_DELIVERABLE
 
     @property
     def multiplier(self) -> int:
+        """Dollars per point of this leg's quoted price: 100 for an option (adjusted ones too), 1 for stock."""
         return OPTION_MULTIPLIER if self.asset is AssetType.option else 1
 
     @property
@@ -55,7 +61,7 @@ class Leg:
         return 1 if self.side is Side.buy else -1
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "instrument": self.instrument,
             "side": self.side.value,
             "ratio": self.ratio,
@@ -65,6 +71,9 @@ class Leg:
             "strike": None if self.strike is None else str(self.strike),
             "expiry": None if self.expiry is None else self.expiry.isoformat(),
         }
+        if self.asset is AssetType.option:  # shares only options deliver (stock legs: the ratio says it)
+            out["deliverable"] = self.deliverable
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Leg:
@@ -77,13 +86,14 @@ class Leg:
             right=d.get("right"),  # type: ignore[arg-type]
             strike=None if d.get("strike") is None else Decimal(str(d["strike"])),
             expiry=None if d.get("expiry") is None else date.fromisoformat(str(d["expiry"])),
+            deliverable=int(d.get("deliverable") or STANDARD_DELIVERABLE),  # type: ignore[call-overload]
         )
 
     def reversed(self) -> Leg:
         """The leg that closes this one."""
         other = Side.sell if self.side is Side.buy else Side.buy
         return Leg(self.instrument, other, self.ratio, self.asset, self.underlying, self.right, self.strike,
-                   self.expiry)
+                   self.expiry, self.deliverable)
 
 
 class BrokerOrderStatus(StrEnum):
@@ -127,6 +137,7 @@ class BrokerPosition:
     avg_price: Decimal
     asset: AssetType
     underlying: str
+    deliverable: int = STANDARD_DELIVERABLE  # shares per contract (options); an adjusted contract's differ
 
 
 @dataclass(frozen=True)

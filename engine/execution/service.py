@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -22,26 +22,35 @@ from engine import failpoints, risk
 from engine.config import ApprovalMode, Settings
 from engine.execution import guard
 from engine.execution import orders as om
-from engine.execution.economics import unit_economics
+from engine.execution.gate import (  # noqa: F401 -- re-exported: service.X stays the public name
+    OverrideRefused,
+    check,
+    decide,
+    gate_basis,
+    gate_inputs,
+    held_for,
+    override,
+    to_proposed,
+    working_close_quantity,
+)
 from engine.execution.orders import OrderStatus
 from engine.execution.ports import (
     Broker,
-    BrokerAccount,
     BrokerFill,
     BrokerOrder,
     BrokerOrderStatus,
-    BrokerPreview,
     BrokerRejected,
     BrokerUnavailable,
     Leg,
-    PreviewingBroker,
 )
 from engine.models import Fill, Order, Position
 from engine.operator import approval_mode
 from engine.portfolio.accounting import Book, cents, structure_multiplier
-from engine.portfolio.exposure import portfolio_risk_for_account, portfolio_risk_offline
 
 log = logging.getLogger(__name__)
+
+# the gate's side of an order (split out along the gate_inputs / decide seam); these names stay importable here
+_held_for = held_for
 
 
 @dataclass(frozen=True)
@@ -143,55 +152,6 @@ def _route(session: Session, order: Order, settings: Settings, now: datetime) ->
     # manual, or semi above the limit: stays proposed until the operator decides
 
 
-def to_proposed(order: Order, position_quantity: int | None = None) -> risk.ProposedOrder:
-    econ = order.economics
-    return risk.ProposedOrder(
-        client_order_id=order.client_order_id, underlying=order.symbol, sector=str(econ.get("sector", "")),
-        intent=risk.Intent(order.intent if order.intent == "open" else "close"), legs=om.legs_of(order),
-        quantity=order.quantity, limit_price=Decimal(order.limit_price if order.limit_price is not None else "NaN"),
-        max_loss_per_unit=Decimal(econ.get("max_loss_per_unit", "0")),
-        buying_power_per_unit=Decimal(econ.get("buying_power_per_unit", "0")),
-        delta_dollars_per_unit=float(econ.get("delta_dollars_per_unit", 0.0)),
-        fees_per_unit=Decimal(econ.get("fees_per_unit", "0")), position_quantity=position_quantity,
-        time_in_force=order.time_in_force,
-    )
-
-
-def check(session: Session, order: Order, settings: Settings, broker: Broker, now: datetime,
-          exclude_pending: bool = True) -> risk.RiskDecision:
-    """Run the gate for ``order`` against the current portfolio (excluding the order itself). This asks the
-    broker (account, dry run): with a write transaction open use ``gate_inputs`` first, then ``decide``."""
-    proposed = to_proposed(order, _held_for(session, order))
-    account, preview = gate_inputs(broker, proposed)
-    return decide(session, order, proposed, account, preview, settings, now, exclude_pending)
-
-
-def gate_inputs(broker: Broker, proposed: risk.ProposedOrder) -> tuple[BrokerAccount, BrokerPreview | None]:
-    """What the gate needs from the broker: its account and, from a real broker, its dry run of exactly
-    ``proposed``. Network calls: made with no transaction open (issue 12 #2). BrokerUnavailable propagates:
-    no gate decision without the broker's own numbers."""
-    account = broker.account()
-    return account, broker.preview(proposed) if isinstance(broker, PreviewingBroker) else None
-
-
-def decide(session: Session, order: Order, proposed: risk.ProposedOrder, account: BrokerAccount,
-           preview: BrokerPreview | None, settings: Settings, now: datetime,
-           exclude_pending: bool = True) -> risk.RiskDecision:
-    """The gate on the broker's numbers read beforehand and the portfolio (kill switch included) as it is in
-    ``session`` now: database reads only, so it fits in a short write transaction."""
-    state = portfolio_risk_for_account(session, account, now, order.id if exclude_pending else None, settings)
-    return risk.evaluate(proposed, state, settings.risk, now, preview=preview)
-
-
-def _held_for(session: Session, order: Order) -> int | None:
-    """For an exit: the position's units not already claimed by its other working exits."""
-    if order.intent == "open" or order.position_id is None:
-        return None
-    pos = session.get(Position, order.position_id)
-    held = pos.quantity if pos is not None and pos.status == "open" else 0
-    return held - working_close_quantity(session, order.position_id, exclude_order_id=order.id)
-
-
 def filled_for_decision(session: Session, decision_key: str) -> int:
     """Units filled across every attempt of one decision (e.g. the scale-out at target 2)."""
     rows = session.exec(select(Order.filled_quantity).where(Order.decision_key == decision_key)).all()
@@ -250,15 +210,6 @@ def cancel_orders(engine, broker: Broker, order_ids: Sequence[int], reason: str,
     return cancelled
 
 
-def working_close_quantity(session: Session, position_id: int | None, exclude_order_id: int | None = None) -> int:
-    """Units of a position already claimed by exit orders that are not finished."""
-    query = select(Order).where(Order.position_id == position_id, Order.intent != "open",
-                                Order.status.in_(om.LIVE_VALUES))
-    if exclude_order_id is not None:
-        query = query.where(Order.id != exclude_order_id)
-    return sum(o.quantity - o.filled_quantity for o in session.exec(query).all())
-
-
 # --- submitting -------------------------------------------------------------------------------------
 
 
@@ -292,8 +243,8 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
         session.expunge(order)  # stays readable after the read-only snapshot ends (a rollback expires it)
         if order.status != OrderStatus.approved.value:
             return order
-        proposed = to_proposed(order, _held_for(session, order))
-        basis = _gate_basis(order, proposed)
+        proposed = to_proposed(order, held_for(session, order))
+        basis = gate_basis(order, proposed)
     try:
         account, preview = gate_inputs(broker, proposed)
     except BrokerUnavailable as exc:
@@ -306,8 +257,8 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
         assert order is not None
         if order.status != OrderStatus.approved.value:
             return order  # claimed by another submitter, or cancelled, while the broker answered
-        proposed = to_proposed(order, _held_for(session, order))
-        if _gate_basis(order, proposed) != basis:
+        proposed = to_proposed(order, held_for(session, order))
+        if gate_basis(order, proposed) != basis:
             # An override (or a fill of the position an exit closes) while the broker answered: its dry run
             # was of another order. The next cycle gates what would be sent.
             log.info("order %s changed while the gate asked the broker; gated again next cycle",
@@ -365,12 +316,6 @@ def _claim(session: Session, order: Order) -> bool:
         return False
     order.status = OrderStatus.approved.value  # the transition below records approved -> submitting
     return True
-
-
-def _gate_basis(order: Order, proposed: risk.ProposedOrder) -> tuple[object, ...]:
-    """What the broker's dry run was of (field by field: a missing limit is NaN in ``proposed``, never equal)."""
-    return (order.quantity, order.limit_price, order.legs, order.economics, order.time_in_force,
-            proposed.position_quantity)
 
 
 def _fills_or_none(broker: Broker, order: Order) -> list[BrokerFill] | None:
@@ -547,76 +492,3 @@ def reject(session: Session, order: Order, actor: str, reason: str, now: datetim
     if not reason.strip():
         raise ValueError("a rejection needs a reason")
     om.transition(session, order, OrderStatus.rejected, reason, actor=actor, now=now)
-
-
-class OverrideRefused(ValueError):
-    """The risk gate refuses an order at its overridden size or price; the order is left unchanged."""
-
-    def __init__(self, decision: risk.RiskDecision) -> None:
-        super().__init__(f"override refused by the risk gate: {decision.summary()}")
-        self.decision = decision
-
-
-def override(session: Session, order: Order, actor: str, reason: str, now: datetime,
-             quantity: int | None = None, limit_price: Decimal | None = None,
-             settings: Settings | None = None) -> risk.RiskDecision | None:
-    """Change size or limit price of an unsent order. The structure's max loss, buying power and fees are
-    recomputed for the new numbers (DESIGN §6: an override never skips the gate) and recorded on the order,
-    whose position takes them at the fill. With ``settings`` the gate decides at once, on the console's
-    view of the account: a refusal raises ``OverrideRefused`` and changes nothing. The gate decides again,
-    on the broker's account, when the order is sent."""
-    if om.status_of(order) not in (OrderStatus.proposed, OrderStatus.approved):
-        raise om.IllegalTransition(f"order {order.client_order_id} is {order.status}; only unsent orders change")
-    if quantity is None and limit_price is None:
-        raise ValueError("an override changes quantity or limit price")
-    if quantity is not None and quantity < 1:
-        raise ValueError(f"quantity must be at least 1, got {quantity}")
-    if limit_price is not None and not Decimal(limit_price).is_finite():
-        raise ValueError(f"limit_price must be a number, got {limit_price}")
-    new_qty = quantity if quantity is not None else order.quantity
-    new_limit = om.money(limit_price) if limit_price is not None else order.limit_price
-    econ = dict(order.economics)
-    if order.intent == "open" and new_limit is not None:
-        old_fees = Decimal(econ.get("fees_per_unit", "0"))
-        legs = om.legs_of(order)
-        contracts = sum(leg.ratio for leg in legs if leg.asset.value == "option")
-        per_leg = (settings.fees.open_cost_per_contract_leg if settings is not None
-                   else (old_fees / contracts if contracts else Decimal("0")))
-        unit = unit_economics(legs, Decimal(new_limit), per_leg)
-        if unit.max_loss_per_unit.is_infinite():
-            raise ValueError(f"limit_price {new_limit}: the structure's loss is unlimited; it cannot be sized")
-        econ.update({"max_loss_per_unit": str(unit.max_loss_per_unit),
-                     "buying_power_per_unit": str(unit.buying_power_per_unit),
-                     "fees_per_unit": str(unit.fees_per_unit)})
-    decision = None
-    if settings is not None:
-        proposed = replace(to_proposed(order, _held_for(session, order)), quantity=new_qty,
-                           limit_price=Decimal(new_limit if new_limit is not None else "NaN"),
-                           max_loss_per_unit=Decimal(econ.get("max_loss_per_unit", "0")),
-                           buying_power_per_unit=Decimal(econ.get("buying_power_per_unit", "0")),
-                           fees_per_unit=Decimal(econ.get("fees_per_unit", "0")))
-        state = portfolio_risk_offline(session, settings, now, exclude_order_id=order.id)
-        decision = risk.evaluate(proposed, state, settings.risk, now)
-        if not decision.approved:
-            raise OverrideRefused(decision)
-    before = {"quantity": order.quantity, "limit_price": str(order.limit_price),
-              "max_loss": str(order.max_loss), "economics": dict(order.economics)}
-    per_unit_loss = Decimal(econ.get("max_loss_per_unit", "0"))
-    order.quantity = new_qty
-    order.limit_price = new_limit
-    order.economics = econ
-    order.max_loss = cents(per_unit_loss * new_qty)
-    order.risk_per_unit = per_unit_loss + Decimal(econ.get("fees_per_unit", "0"))
-    if decision is not None:
-        order.risk_decision = decision.to_dict()
-    after = {"quantity": order.quantity, "limit_price": str(order.limit_price),
-             "max_loss": str(order.max_loss), "economics": econ}
-    session.add(order)
-    from engine.models import OrderEvent
-
-    data: dict[str, object] = {"before": before, "after": after}
-    if decision is not None:
-        data["risk_decision"] = decision.to_dict()
-    session.add(OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=order.status,
-                           to_status=order.status, reason=f"override: {reason}", actor=actor, data=data, at=now))
-    return decision

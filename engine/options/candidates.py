@@ -22,7 +22,7 @@ from engine.config import Settings
 from engine.data.ports import MarketData
 from engine.execution import orders as om
 from engine.execution.economics import unit_economics
-from engine.execution.ports import OPTION_MULTIPLIER, AssetType, Leg, Side
+from engine.execution.ports import AssetType, Leg, Side
 from engine.execution.service import OrderSpec
 from engine.models import IvHistory, OptionCandidate, Signal
 from engine.options.chain import enrich
@@ -164,7 +164,7 @@ def _leg_record(leg: Any) -> dict[str, Any]:
     return {"occ_symbol": leg.occ_symbol, "right": leg.right, "strike": strike,
             "expiry": None if leg.expiry is None else leg.expiry.isoformat(), "qty": leg.qty, "bid": float(leg.bid),
             "ask": float(leg.ask), "iv": leg.iv, "delta": leg.delta, "gamma": leg.gamma, "theta": leg.theta,
-            "vega": leg.vega, "dte": leg.dte}
+            "vega": leg.vega, "dte": leg.dte, "deliverable": leg.deliverable}
 
 
 def _finite_or_none(x: Decimal) -> float | None:
@@ -179,7 +179,7 @@ def order_legs(structure: Structure) -> tuple[Leg, ...]:
                            AssetType.stock, structure.underlying))
         else:
             out.append(Leg(leg.occ_symbol, Side.buy if leg.qty > 0 else Side.sell, abs(leg.qty), AssetType.option,
-                           structure.underlying, leg.right, leg.strike, leg.expiry))
+                           structure.underlying, leg.right, leg.strike, leg.expiry, leg.deliverable))
     return tuple(out)
 
 
@@ -195,10 +195,6 @@ def entry_spec(signal: Signal, candidate_id: int, structure: Structure, sector: 
     # Debit: what we pay; credit: width minus the credit (the same function measures overrides).
     econ = unit_economics(legs, limit, fees_per_contract_leg)
     max_loss, buying_power, fees = econ.max_loss_per_unit, econ.buying_power_per_unit, econ.fees_per_unit
-    if structure.multiplier != OPTION_MULTIPLIER and all(leg.asset is AssetType.option for leg in legs):
-        # An allowed adjusted contract delivers its own number of shares: every option dollar scales with it.
-        scale = Decimal(structure.multiplier) / OPTION_MULTIPLIER
-        max_loss, buying_power = max_loss * scale, buying_power * scale
     if max_loss <= 0 or max_loss.is_infinite():
         return None, f"max loss {max_loss} per contract cannot be sized"
     qty = size_for_risk(max_loss, fees, portfolio, settings.risk, signal.symbol)

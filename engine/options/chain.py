@@ -281,6 +281,14 @@ def quote_flags(bid, ask) -> np.ndarray:
     ).astype(object)
 
 
+def _deliverable_share(chain: pd.DataFrame) -> np.ndarray:
+    """Shares per contract / 100 per row: 1 for a standard contract or a chain that does not say."""
+    if "shares_per_contract" not in chain:
+        return np.ones(len(chain))
+    d = pd.to_numeric(chain["shares_per_contract"], errors="coerce").to_numpy(dtype=np.float64)
+    return np.where(np.isfinite(d) & (d > 0), d / 100.0, 1.0)
+
+
 def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series, q: float | np.ndarray | pd.Series,
            price: str = "mid", exercise: Exercise = "american") -> pd.DataFrame:
     """A copy of ``chain`` with our IV and greeks beside the provider's.
@@ -301,6 +309,10 @@ def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series, q: float |
     is_call = (out["right"] == "C").to_numpy()
     r_ = np.asarray(r, dtype=np.float64)
     q_ = np.asarray(q, dtype=np.float64)
+    # An OCC-adjusted contract (d shares for strike x 100) is worth d/100 standard options struck at
+    # strike x 100 / d: its IV is that option's, its greeks per quote point d/100 times that option's.
+    share = _deliverable_share(out)
+    px, strike = px / share, strike / share
     iv, why = option_implied_vol_with_reasons(px, spot, strike, t, r_, q_, is_call, exercise=exercise)
     iv = np.atleast_1d(iv)
     why = np.atleast_1d(why).astype(object)
@@ -309,10 +321,10 @@ def enrich(chain: pd.DataFrame, *, r: float | np.ndarray | pd.Series, q: float |
     why = np.where(bad_quote, "quote_" + flags.astype(str), why).astype(object)
     g = option_greeks(spot, strike, t, r_, q_, iv, is_call, exercise=exercise, with_rho=False)
     out["calc_iv"] = iv
-    out["calc_delta"] = g.delta
-    out["calc_gamma"] = g.gamma
-    out["calc_theta"] = g.theta
-    out["calc_vega"] = g.vega
+    out["calc_delta"] = g.delta * share
+    out["calc_gamma"] = g.gamma * share
+    out["calc_theta"] = g.theta * share
+    out["calc_vega"] = g.vega * share
     out["calc_iv_reason"] = why
     out["quote_flag"] = flags
     return out

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pandas as pd
 from sqlmodel import Session, func, select
@@ -45,6 +46,7 @@ class Holding:
     symbol: str
     shares: int
     covered_contracts: int
+    committed_shares: int  # shares the written calls deliver if assigned (their own deliverables)
     position_id: int  # the oldest stock position (its signal, strategy and sector label the call)
     signal_id: int | None
     strategy: str
@@ -53,7 +55,7 @@ class Holding:
 
     @property
     def uncovered_lots(self) -> int:
-        return max(0, self.shares // OPTION_MULTIPLIER - self.covered_contracts)
+        return max(0, (self.shares - self.committed_shares) // OPTION_MULTIPLIER)
 
 
 def _is_long_stock(pos: Position) -> bool:
@@ -79,6 +81,25 @@ def covered_contracts(session: Session, symbol: str, include_working: bool = Tru
     return int(held) + int(working)
 
 
+def covered_shares(session: Session, symbol: str, include_working: bool = True) -> int:
+    """Shares of ``symbol`` the covered calls (held and, with ``include_working``, being written) would
+    deliver if assigned: each contract's own deliverable (150 for a call adjusted by a 3:2 split)."""
+    rows: list[tuple[int, list[dict[str, Any]]]] = [
+        (int(q), legs) for q, legs in session.exec(select(Position.quantity, Position.legs).where(
+            Position.status == "open", Position.symbol == symbol, Position.structure == STRUCTURE)).all()]
+    if include_working:
+        rows += [(int(q - f), legs) for q, f, legs in session.exec(
+            select(Order.quantity, Order.filled_quantity, Order.legs).where(
+                Order.symbol == symbol, Order.structure == STRUCTURE, Order.intent == "open",
+                Order.status.in_(om.LIVE_VALUES))).all()]
+    total = 0
+    for units, legs in rows:
+        for leg in (Leg.from_dict(d) for d in legs):
+            if leg.asset is AssetType.option:
+                total += units * leg.ratio * leg.deliverable
+    return total
+
+
 def covering_positions(session: Session, symbol: str) -> list[int]:
     """Open covered-call positions on ``symbol`` (bought back before its shares are sold)."""
     return [i for i in session.exec(select(Position.id).where(
@@ -102,7 +123,8 @@ def holdings(session: Session) -> list[Holding]:
             continue
         p = first[symbol]
         assert p.id is not None
-        out.append(Holding(symbol, shares[symbol], covered_contracts(session, symbol), p.id, p.signal_id,
+        out.append(Holding(symbol, shares[symbol], covered_contracts(session, symbol),
+                           covered_shares(session, symbol), p.id, p.signal_id,
                            p.strategy, p.sector, float(p.entry_atr or 0.0)))
     return out
 

@@ -369,9 +369,8 @@ def select_candidates(signal: Any, chain: pd.DataFrame, params: OptionParams | N
             if known.size and len(set(known.tolist())) > 1:
                 notes.append(f"{kind}: legs deliver different share counts {sorted(set(known.tolist()))}")
                 continue
-            if known.size and known[0] != built.multiplier:  # allowed adjusted contract: its own deliverable
-                built = replace(built, multiplier=int(known[0]),
-                                notes=(*built.notes, f"deliverable {known[0]:g} shares per contract"))
+            if known.size and known[0] != STANDARD_DELIVERABLE:  # allowed adjusted contract: its legs carry it
+                built = replace(built, notes=(*built.notes, f"deliverable {known[0]:g} shares per contract"))
         if built is None:
             need = " + ".join(ROLES[kind])
             notes.append(f"{kind}: no eligible combination of {need} in one expiry")

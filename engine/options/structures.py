@@ -30,10 +30,11 @@ import numpy as np
 
 from engine.options.occ import parse_occ
 from engine.options.pricing import option_price
+from engine.portfolio.accounting import cents, intrinsic
 
 __all__ = [
     "MULTIPLIER",
-    "Leg",
+    "QuoteLeg",
     "Structure",
     "bull_put_credit_spread",
     "call_debit_spread",
@@ -47,11 +48,10 @@ __all__ = [
 MULTIPLIER = 100
 Basis = Literal["mid", "natural"]
 _INF = Decimal("Infinity")
-_CENT = Decimal("0.01")
 _PRICE_QUANTUM = Decimal("0.0001")  # quotes below $1 can trade in 1/100 cent; kills float noise
 
 
-def _money(x: Any) -> Decimal:
+def _price_of(x: Any) -> Decimal:
     """A quoted price as Decimal: floats are rounded to 1/100 cent first (29.075 -> Decimal('29.075'))."""
     if isinstance(x, Decimal):
         return x
@@ -72,8 +72,14 @@ def _f(row: Mapping[str, Any], key: str, fallback: str | None = None) -> float:
     return v
 
 
+def _deliverable(row: Mapping[str, Any]) -> int:
+    """The row's shares per contract; a chain that does not say (the simulated market) has standard ones."""
+    v = _f(row, "shares_per_contract")
+    return int(v) if math.isfinite(v) and v > 0 else MULTIPLIER
+
+
 @dataclass(frozen=True)
-class Leg:
+class QuoteLeg:
     """One leg: ``qty`` is the signed ratio (+1 bought, -1 sold). ``right`` 'C', 'P' or 'S' (stock,
     quantity in contracts' worth of shares: +1 = 100 shares)."""
 
@@ -90,6 +96,9 @@ class Leg:
     theta: float = math.nan
     vega: float = math.nan
     dte: float = math.nan
+    # shares one contract delivers (Massive ``shares_per_contract``; an OCC-adjusted contract's differ from
+    # 100). Premium and strike stay x 100 per contract; only the exercise value per share changes.
+    deliverable: int = MULTIPLIER
 
     @property
     def mid(self) -> Decimal:
@@ -106,7 +115,7 @@ class Leg:
         return unit * self.qty
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], qty: int) -> Leg:
+    def from_row(cls, row: Mapping[str, Any], qty: int) -> QuoteLeg:
         """A leg from a normalised chain row (provider iv/greeks, else our calc_* ones)."""
         if hasattr(row, "to_dict"):
             row = row.to_dict()
@@ -114,27 +123,27 @@ class Leg:
         expiry = row.get("expiry") or sym.expiry
         return cls(
             occ_symbol=str(row["occ_symbol"]), right=str(row.get("right") or sym.right),
-            strike=_money(row.get("strike", sym.strike)), expiry=expiry, qty=int(qty),
-            bid=_money(row["bid"]), ask=_money(row["ask"]),
+            strike=_price_of(row.get("strike", sym.strike)), expiry=expiry, qty=int(qty),
+            bid=_price_of(row["bid"]), ask=_price_of(row["ask"]),
             iv=_f(row, "iv", "calc_iv"), delta=_f(row, "delta", "calc_delta"),
             gamma=_f(row, "gamma", "calc_gamma"), theta=_f(row, "theta", "calc_theta"),
-            vega=_f(row, "vega", "calc_vega"), dte=_f(row, "dte"),
+            vega=_f(row, "vega", "calc_vega"), dte=_f(row, "dte"), deliverable=_deliverable(row),
         )
 
 
-def stock_leg(symbol: str, price: float | Decimal, qty: int = 1, *, bid=None, ask=None) -> Leg:
+def stock_leg(symbol: str, price: float | Decimal, qty: int = 1, *, bid=None, ask=None) -> QuoteLeg:
     """Shares as a leg: qty +1 = one contract's worth (100 shares); bid/ask default to ``price``."""
-    p = _money(price)
-    return Leg(occ_symbol=symbol, right="S", strike=None, expiry=None, qty=int(qty),
-               bid=_money(bid) if bid is not None else p, ask=_money(ask) if ask is not None else p,
-               delta=1.0, gamma=0.0, theta=0.0, vega=0.0)
+    p = _price_of(price)
+    return QuoteLeg(occ_symbol=symbol, right="S", strike=None, expiry=None, qty=int(qty),
+                    bid=_price_of(bid) if bid is not None else p, ask=_price_of(ask) if ask is not None else p,
+                    delta=1.0, gamma=0.0, theta=0.0, vega=0.0)
 
 
 @dataclass(frozen=True)
 class Structure:
     kind: str
     underlying: str
-    legs: tuple[Leg, ...]
+    legs: tuple[QuoteLeg, ...]
     underlying_price: float = math.nan
     multiplier: int = MULTIPLIER
     notes: tuple[str, ...] = field(default=())
@@ -146,7 +155,7 @@ class Structure:
         return sum((leg.price(basis) for leg in self.legs), Decimal(0))
 
     def net_price_per_contract(self, basis: Basis = "mid") -> Decimal:
-        return (self.net_price(basis) * self.multiplier).quantize(_CENT)
+        return cents(self.net_price(basis) * self.multiplier)
 
     @property
     def net_debit_mid(self) -> Decimal:
@@ -163,7 +172,8 @@ class Structure:
     # ------------------------------------------------------------------ expiry payoff (exact)
 
     def _strikes(self) -> list[Decimal]:
-        return sorted({leg.strike for leg in self.legs if leg.strike is not None})
+        """Where each leg's exercise value starts: strike x 100 / deliverable (the strike when standard)."""
+        return sorted({leg.strike * MULTIPLIER / leg.deliverable for leg in self.legs if leg.strike is not None})
 
     def _value_at(self, s: Decimal) -> Decimal:
         """Exact expiry value per share of the legs at underlying price ``s`` (no premium)."""
@@ -171,15 +181,14 @@ class Structure:
         for leg in self.legs:
             if leg.right == "S":
                 total += leg.qty * s
-            elif leg.right == "C":
-                total += leg.qty * max(s - leg.strike, Decimal(0))
             else:
-                total += leg.qty * max(leg.strike - s, Decimal(0))
+                total += leg.qty * intrinsic(leg.right, leg.strike, s, leg.deliverable)
         return total
 
-    def _slope_above(self) -> int:
+    def _slope_above(self) -> Decimal:
         """d(value)/d(s) beyond the highest strike, in shares per share."""
-        return sum(leg.qty for leg in self.legs if leg.right in ("S", "C"))
+        return sum((leg.qty * Decimal(leg.deliverable if leg.right == "C" else MULTIPLIER) / MULTIPLIER
+                    for leg in self.legs if leg.right in ("S", "C")), Decimal(0))
 
     def _pnl_points(self, basis: Basis) -> list[tuple[Decimal, Decimal]]:
         cost = self.net_price(basis)
@@ -199,11 +208,11 @@ class Structure:
 
     def max_profit_per_contract(self, basis: Basis = "mid") -> Decimal:
         m = self.max_profit(basis)
-        return m if m.is_infinite() else (m * self.multiplier).quantize(_CENT)
+        return m if m.is_infinite() else cents(m * self.multiplier)
 
     def max_loss_per_contract(self, basis: Basis = "mid") -> Decimal:
         m = self.max_loss(basis)
-        return m if m.is_infinite() else (m * self.multiplier).quantize(_CENT)
+        return m if m.is_infinite() else cents(m * self.multiplier)
 
     def breakevens(self, basis: Basis = "mid") -> list[Decimal]:
         """Underlying prices at expiry where P&L crosses zero (exact, per the chosen basis)."""
@@ -281,28 +290,28 @@ class Structure:
 # --------------------------------------------------------------------------- constructors
 
 
-def _leg(x: Leg | Mapping[str, Any], qty: int) -> Leg:
-    if isinstance(x, Leg):
+def _leg(x: QuoteLeg | Mapping[str, Any], qty: int) -> QuoteLeg:
+    if isinstance(x, QuoteLeg):
         return x if x.qty == qty else replace(x, qty=qty)
-    return Leg.from_row(x, qty)
+    return QuoteLeg.from_row(x, qty)
 
 
-def _underlying(x: Leg | Mapping[str, Any]) -> str:
-    if isinstance(x, Leg):
+def _underlying(x: QuoteLeg | Mapping[str, Any]) -> str:
+    if isinstance(x, QuoteLeg):
         return parse_occ(x.occ_symbol).root if x.right != "S" else x.occ_symbol
     return str(x.get("underlying") or parse_occ(str(x["occ_symbol"])).root)
 
 
-def _spot(rows: Sequence[Leg | Mapping[str, Any]]) -> float:
+def _spot(rows: Sequence[QuoteLeg | Mapping[str, Any]]) -> float:
     for x in rows:
-        if not isinstance(x, Leg):
+        if not isinstance(x, QuoteLeg):
             v = _f(dict(x), "underlying_price")
             if math.isfinite(v):
                 return v
     return math.nan
 
 
-def _check(kind: str, legs: Sequence[Leg], rights: str, same_expiry: bool = True) -> None:
+def _check(kind: str, legs: Sequence[QuoteLeg], rights: str, same_expiry: bool = True) -> None:
     got = "".join(leg.right for leg in legs)
     if got != rights:
         raise ValueError(f"{kind} needs legs {rights!r}, got {got!r}")
@@ -341,11 +350,11 @@ def bull_put_credit_spread(short_leg, long_leg) -> Structure:
     return Structure("bull_put_credit_spread", _underlying(short_leg), legs, _spot([short_leg, long_leg]))
 
 
-def covered_call(stock_price: float | Decimal | Leg, short_call, *, symbol: str | None = None) -> Structure:
+def covered_call(stock_price: float | Decimal | QuoteLeg, short_call, *, symbol: str | None = None) -> Structure:
     """100 shares (bought at ``stock_price``, or an existing holding's price) and one short call."""
     call = _leg(short_call, -1)
     name = symbol or _underlying(short_call)
-    stock = stock_price if isinstance(stock_price, Leg) else stock_leg(name, stock_price)
+    stock = stock_price if isinstance(stock_price, QuoteLeg) else stock_leg(name, stock_price)
     _check("covered_call", [stock, call], "SC")
     spot = float(stock.mid)
     return Structure("covered_call", name, (stock, call), spot)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from engine.execution.ports import OPTION_MULTIPLIER, AssetType, Leg
+from engine.execution.ports import OPTION_MULTIPLIER, STANDARD_DELIVERABLE, AssetType, Leg
 
 CENT = Decimal("0.01")
 
@@ -27,6 +27,42 @@ def cents(value: Decimal) -> Decimal:
 def structure_multiplier(legs: Sequence[Leg]) -> int:
     """Dollars per unit of quote price: 100 for anything with an option leg, 1 for plain stock."""
     return OPTION_MULTIPLIER if any(leg.asset is AssetType.option for leg in legs) else 1
+
+
+def leg_cash(leg: Leg, quantity: int, price: Decimal) -> Decimal:
+    """Cash of ``quantity`` units of one leg traded at ``price`` (quote terms), before commission and fees:
+    buying pays (negative), selling receives."""
+    return -(leg.sign * price * quantity * leg.multiplier)
+
+
+def intrinsic(right: str | None, strike: Decimal, spot: Decimal, deliverable: int = STANDARD_DELIVERABLE) -> Decimal:
+    """Exercise value of one option in quote terms (dollars = this x ``OPTION_MULTIPLIER``).
+
+    An adjusted contract delivers ``deliverable`` shares for the strike x 100, so per quote point it is
+    worth deliverable/100 x spot - strike (a call) or strike - deliverable/100 x spot (a put)."""
+    shares = spot * deliverable / OPTION_MULTIPLIER
+    return max(Decimal("0"), shares - strike if right == "C" else strike - shares)
+
+
+def delivery(right: str | None, strike: Decimal, contracts: int,
+             deliverable: int = STANDARD_DELIVERABLE) -> tuple[int, Decimal]:
+    """(signed shares, signed cash) when ``contracts`` (signed: + long exercised, - short assigned) of an
+    option settle in the money: a long call / short put takes the deliverable and pays strike x 100 per
+    contract, a long put / short call the reverse. The aggregate exercise price is strike x 100 whatever
+    the deliverable (OCC), so an adjusted contract's shares cost strike x 100 / deliverable each."""
+    shares = (1 if right == "C" else -1) * contracts * deliverable
+    cash = -(1 if right == "C" else -1) * contracts * strike * OPTION_MULTIPLIER
+    return shares, cash
+
+
+def deliverable_problem(legs: Sequence[Leg]) -> str | None:
+    """Why these legs cannot form one order (None when they can): every option leg of a structure must
+    deliver the same shares per contract, or its spread would not hedge (a 100-share long call does not
+    cover a 150-share short call) and the margin and payoff rules would not hold."""
+    found = sorted({leg.deliverable for leg in legs if leg.asset is AssetType.option})
+    if len(found) > 1:
+        return f"legs mix deliverables ({', '.join(str(d) for d in found)} shares per contract)"
+    return None
 
 
 def net_coefficient(leg: Leg, structure_mult: int) -> Decimal:

@@ -13,6 +13,7 @@ from engine.execution.orders import WORKING_VALUES
 from engine.execution.ports import BrokerAccount
 from engine.models import AccountSnapshot, Order, Position
 from engine.operator import kill_switch_on
+from engine.portfolio.accounting import cents
 from engine.risk import PortfolioRisk
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
 
 def _dec(value: object) -> Decimal:
     """SQL sums come back as Decimal (PostgreSQL) or float (SQLite): cents either way."""
-    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+    return cents(Decimal(str(value or 0)))
 
 
 def day_start_equity(session: Session, now: datetime) -> Decimal | None:

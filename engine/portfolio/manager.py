@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from engine.execution.ports import OPTION_MULTIPLIER
+from engine.execution.ports import OPTION_MULTIPLIER, STANDARD_DELIVERABLE
 from engine.strategies.atr_matrix import ATRMatrixParams, exit_reasons, targets_reached, trailing_stop
 
 
@@ -47,6 +47,7 @@ class PositionView:
     structure: str = ""  # the structure kind: a neutral iron condor has its own exit rules
     short_stock: bool = False  # a "stock" position holding short shares (delivered by an assignment)
     stock_held: int | None = None  # covered calls: long shares of the underlying held to cover them
+    deliverable: int = STANDARD_DELIVERABLE  # shares one contract delivers (150 after a 3:2 split)
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def condor_exit_reasons(pos: PositionView, mkt: MarketView, profit_take: float =
 def covered_call_actions(pos: PositionView) -> list[Action]:
     """A covered call is held to expiry or assignment; with fewer shares left than it needs (the stock was
     sold or called away elsewhere) it is bought back, since an uncovered short call is unlimited risk."""
-    need = pos.quantity * OPTION_MULTIPLIER
+    need = pos.quantity * pos.deliverable
     if pos.stock_held is not None and pos.stock_held < need:
         return [Action("close_all", pos.quantity,
                        f"uncovered: {pos.stock_held} shares held, the call needs {need}; buy it back")]

@@ -36,8 +36,8 @@ from engine.options.occ import format_occ, parse_occ
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SplitEvent", "adjust_position", "adjusted_contracts", "apply_splits", "split_events",
-           "symbols_held_back"]
+__all__ = ["SplitEvent", "adjust_leg", "adjust_position", "adjusted_contracts", "apply_splits", "split_events",
+           "symbols_held_back", "unit_factor"]
 
 RUN_KIND = "position_split"
 HOLD_KIND = "split_hold"  # a split that could not be applied: its symbol is not managed until it is
@@ -99,6 +99,39 @@ def adjusted_contracts(pos: Position, event: SplitEvent, market: Any, at: dateti
             for d in pos.legs if d.get("asset", "option") == "option"}
 
 
+def unit_factor(event: SplitEvent, has_options: bool) -> float:
+    """What a holding's units multiply by: shares x r; contracts x r for a whole-number split (r standard
+    contracts per contract); an adjusted contract (any other ratio) keeps its count."""
+    if not has_options:
+        return event.ratio
+    return round(event.ratio) if event.whole else 1
+
+
+def adjust_leg(d: dict[str, Any], event: SplitEvent, has_options: bool,
+               contracts: dict[str, str | None]) -> tuple[dict[str, Any], list[str]]:
+    """The one split rule for a leg, as a ``Leg.to_dict`` dict: of an engine position (``adjust_position``)
+    or of a broker's holding (the paper venue's books). ``has_options``: the structure the leg belongs to
+    holds options (a covered call's shares follow its call). Returns the new leg and notes."""
+    d, notes, r = dict(d), [], event.ratio
+    option = d.get("asset", "option") == "option"
+    if option and event.whole:
+        sym = parse_occ(str(d["instrument"]))
+        strike = (Decimal(str(d.get("strike") or sym.strike)) / Decimal(round(r))).quantize(Decimal("0.001"))
+        d["instrument"] = format_occ(sym.root, sym.expiry, sym.right, strike)
+        d["strike"] = format(strike.normalize(), "f")  # "80", not "8E+1"
+    elif option:
+        d["deliverable"] = math.floor(STANDARD * r + 1e-9)
+        adjusted = contracts.get(str(d["instrument"]))
+        if adjusted:
+            d["instrument"] = adjusted
+        else:
+            d["adjusted_symbol_pending"] = True
+            notes.append(f"{d['instrument']}: adjusted symbol not in the chain yet")
+    elif has_options and not event.whole:  # a covered call's shares: the call now delivers r x as many
+        d["ratio"] = math.floor(int(d.get("ratio") or 1) * r + 1e-9)
+    return d, notes
+
+
 def adjust_position(pos: Position, event: SplitEvent, market: Any = None, at: datetime | None = None,
                     contracts: dict[str, str | None] | None = None) -> str:
     """Apply ``event`` to ``pos`` in place; returns what was done. ``contracts``: the adjusted contracts
@@ -111,17 +144,14 @@ def adjust_position(pos: Position, event: SplitEvent, market: Any = None, at: da
     pos.underlying_entry = _scale(pos.underlying_entry, r)
     pos.entry_atr = _scale(pos.entry_atr, r)
     pos.highest_close = _scale(pos.highest_close, r)
-    legs = [dict(d) for d in pos.legs]
-    has_options = any(d.get("asset", "option") == "option" for d in legs)
-    notes = []
-    if not has_options or event.whole:
-        factor = round(r) if has_options else r
-        for d in legs:
-            if d.get("asset", "option") == "option":
-                sym = parse_occ(str(d["instrument"]))
-                strike = (Decimal(str(d.get("strike") or sym.strike)) / Decimal(factor)).quantize(Decimal("0.001"))
-                d["instrument"] = format_occ(sym.root, sym.expiry, sym.right, strike)
-                d["strike"] = format(strike.normalize(), "f")  # "80", not "8E+1"
+    has_options = any(d.get("asset", "option") == "option" for d in pos.legs)
+    legs, notes = [], []
+    for d in pos.legs:
+        leg, said = adjust_leg(d, event, has_options, contracts)
+        legs.append(leg)
+        notes += said
+    factor = unit_factor(event, has_options)
+    if factor != 1:
         new_quantity = math.floor(pos.quantity * factor + 1e-9)
         new_initial = math.floor(pos.initial_quantity * factor + 1e-9)
         price_factor = Decimal(str(factor))
@@ -131,18 +161,7 @@ def adjust_position(pos: Position, event: SplitEvent, market: Any = None, at: da
         notes.append(f"quantity {pos.quantity} -> {new_quantity}")
         pos.quantity, pos.initial_quantity = new_quantity, new_initial
     else:
-        deliverable = math.floor(STANDARD * r + 1e-9)
-        for d in legs:
-            if d.get("asset", "option") != "option":
-                continue
-            d["deliverable"] = deliverable
-            adjusted = contracts.get(str(d["instrument"]))
-            if adjusted:
-                d["instrument"] = adjusted
-            else:
-                d["adjusted_symbol_pending"] = True
-                notes.append(f"{d['instrument']}: adjusted symbol not in the chain yet")
-        notes.append(f"{deliverable} shares per contract")
+        notes.append(f"{math.floor(STANDARD * r + 1e-9)} shares per contract")
     pos.legs = legs
     return (f"{pos.symbol}: split {r:g}:1 on {event.executed}: stop {pos.stop:.2f}, targets "
             f"{', '.join(f'{t:.2f}' for t in pos.targets)}; " + "; ".join(notes))
@@ -224,6 +243,19 @@ def _hold(ctx: Any, event: SplitEvent, error: BaseException, report: Any) -> Non
         log.warning("split alert for %s: %s", event.ticker, exc)
 
 
+def _adjust_broker(ctx: Any, event: SplitEvent, plans: list[tuple[Position, dict[str, str | None]]],
+                   report: Any) -> None:
+    """The broker's own books follow the split by the same rule when it keeps them itself (the paper
+    venue; a real broker adjusts its own overnight). Before the engine's write, so a failure holds the
+    symbol back with nothing half done; the venue applies each split once, so a retry is safe."""
+    apply = getattr(getattr(ctx, "broker", None), "apply_split", None)
+    if apply is None:
+        return
+    contracts = {k: v for _, found in plans for k, v in found.items()}
+    for line in apply(event, contracts):
+        report.add(f"broker books: {line}")
+
+
 def apply_splits(ctx: Any, report: Any) -> int:
     """Adjust every open position whose underlying split on or before today (and after it was opened),
     once; the lines go into the pre-market report. Returns positions adjusted.
@@ -247,16 +279,18 @@ def apply_splits(ctx: Any, report: Any) -> int:
         session.expunge_all()  # keep what was read: the read scope's rollback would expire it
     done = 0
     for event in events:
-        if not held[event]:
-            continue
         todo = [pos for pos in held[event]
                 if (int(pos.id or 0), event.ticker, event.executed.isoformat()) not in applied
                 and new_york(pos.opened_at).date() < event.executed]  # else opened at post-split prices
         try:
-            _adjust_bar_history(ctx, event)
+            if held[event]:
+                _adjust_bar_history(ctx, event)
             plans = [(pos, adjusted_contracts(pos, event, ctx.market, ctx.now)) for pos in todo]
+            _adjust_broker(ctx, event, plans, report)
         except Exception as exc:
             _hold(ctx, event, exc, report)
+            continue
+        if not held[event]:
             continue
         with session_scope(ctx.db) as session:
             applied = _applied(session)  # again, inside the write: another process may have applied it

@@ -24,8 +24,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from engine.db import session_scope
-from engine.execution.ports import OPTION_MULTIPLIER, AssetType, BrokerPosition, Leg, Side
+from engine.execution.ports import OPTION_MULTIPLIER, STANDARD_DELIVERABLE, AssetType, BrokerPosition, Leg, Side
 from engine.models import BrokerSyncState, Position, Transaction
+from engine.portfolio.accounting import cents
 
 CENT = Decimal("0.01")
 
@@ -106,13 +107,17 @@ def position_json(p: BrokerPosition) -> dict[str, Any]:
 
 
 def _position_row(p: BrokerPosition) -> dict[str, Any]:
-    return {"symbol": p.instrument, "quantity": p.quantity, "average_open_price": str(p.avg_price),
-            "instrument_type": p.asset.value, "underlying": p.underlying}
+    row = {"symbol": p.instrument, "quantity": p.quantity, "average_open_price": str(p.avg_price),
+           "instrument_type": p.asset.value, "underlying": p.underlying}
+    if p.deliverable != STANDARD_DELIVERABLE:
+        row["deliverable"] = p.deliverable  # only when adjusted: older rows and standard ones read as 100
+    return row
 
 
 def _from_row(d: dict[str, Any]) -> BrokerPosition:
     return BrokerPosition(str(d["symbol"]), int(d["quantity"]), Decimal(str(d["average_open_price"])),
-                          AssetType(str(d["instrument_type"])), str(d.get("underlying") or ""))
+                          AssetType(str(d["instrument_type"])), str(d.get("underlying") or ""),
+                          int(d.get("deliverable") or STANDARD_DELIVERABLE))
 
 
 # --- comparing -------------------------------------------------------------------------------------------
@@ -172,7 +177,8 @@ def _payoff_parts(p: BrokerPosition) -> tuple[str, Decimal, int]:
     if p.asset is AssetType.stock:
         return "S", Decimal(0), p.quantity
     occ = parse_occ(p.instrument)
-    return occ.right, occ.strike, p.quantity * OPTION_MULTIPLIER
+    # per delivered share: an adjusted contract pays strike x 100 for its deliverable
+    return occ.right, occ.strike * OPTION_MULTIPLIER / p.deliverable, p.quantity * p.deliverable
 
 
 def max_loss(positions: list[BrokerPosition]) -> Decimal:
@@ -183,7 +189,9 @@ def max_loss(positions: list[BrokerPosition]) -> Decimal:
     if not positions:
         return Decimal(0)
     parts = [_payoff_parts(p) for p in positions]
-    cost = sum((Decimal(shares) * p.avg_price for (_, _, shares), p in zip(parts, positions, strict=True)), Decimal(0))
+    # premiums are x 100 per contract whatever it delivers
+    cost = sum((Decimal(p.quantity * (OPTION_MULTIPLIER if p.asset is AssetType.option else 1)) * p.avg_price
+                for p in positions), Decimal(0))
     strikes = sorted({k for right, k, _ in parts if right != "S"} | {p.avg_price for p in positions
                                                                      if p.asset is AssetType.stock})
     top = max([*strikes, Decimal(1)])
@@ -199,7 +207,7 @@ def max_loss(positions: list[BrokerPosition]) -> Decimal:
         return total
 
     worst = min(value(s) for s in points) - cost
-    return max(-worst, Decimal(0)).quantize(CENT)
+    return cents(max(-worst, Decimal(0)))
 
 
 def latest_state(session: Session, broker: str) -> BrokerSyncState | None:
@@ -378,7 +386,7 @@ def adopt(session: Session, broker: str, underlying: str, portfolio_for: Any, li
 
     from engine import risk
     from engine.options.occ import parse_occ
-    from engine.portfolio.accounting import structure_multiplier
+    from engine.portfolio.accounting import net_price
 
     state = latest_state(session, broker)
     if state is None:
@@ -394,12 +402,10 @@ def adopt(session: Session, broker: str, underlying: str, portfolio_for: Any, li
         if p.asset is AssetType.option:
             occ = parse_occ(p.instrument)
             legs.append(Leg(p.instrument, side, abs(p.quantity) // unit, p.asset, underlying, occ.right, occ.strike,
-                            occ.expiry))
+                            occ.expiry, p.deliverable))
         else:
             legs.append(Leg(p.instrument, side, abs(p.quantity) // unit, p.asset, underlying))
-    mult = structure_multiplier(legs)
-    entry = sum((Decimal(leg.sign * leg.ratio * leg.multiplier) * p.avg_price
-                 for leg, p in zip(legs, ext, strict=True)), Decimal(0)) / mult
+    entry = net_price(legs, {p.instrument: p.avg_price for p in ext})
     loss = max_loss(ext)
     proposed = risk.ProposedOrder(
         client_order_id=f"adopt-{broker}-{underlying}", underlying=underlying, sector="", intent=risk.Intent.open,

@@ -78,18 +78,19 @@ def candidate_detail(engine: Engine, candidate_id: int) -> dict[str, Any] | None
 
 def candidate_structure(detail: dict[str, Any]):  # type: ignore[no-untyped-def]
     """Rebuild the stored candidate as an ``engine.options.structures.Structure`` (for payoffs)."""
-    from engine.options.structures import Leg, Structure
+    from engine.options.structures import QuoteLeg, Structure
 
     legs = []
     for d in detail["legs"]:
         expiry = d.get("expiry")
-        legs.append(Leg(
+        legs.append(QuoteLeg(
             occ_symbol=str(d["occ_symbol"]), right=str(d["right"]),
             strike=None if d.get("strike") is None else Decimal(str(d["strike"])),
             expiry=None if not expiry else date.fromisoformat(str(expiry)), qty=int(d["qty"]),
             bid=Decimal(str(d["bid"])), ask=Decimal(str(d["ask"])),
             **{k: float(d[k]) if d.get(k) is not None else math.nan
-               for k in ("iv", "delta", "gamma", "theta", "vega", "dte")}))
+               for k in ("iv", "delta", "gamma", "theta", "vega", "dte")},
+            deliverable=int(d.get("deliverable") or 100)))
     spot = _f((detail.get("greeks") or {}).get("underlying_price"))
     return Structure(detail["structure"], detail["symbol"], tuple(legs), spot if spot is not None else math.nan)
 

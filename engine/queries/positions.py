@@ -10,9 +10,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from engine.config import Settings
+from engine.execution.ports import Leg
 from engine.models import (
     Position,
 )
+from engine.portfolio.accounting import structure_multiplier
 from engine.queries._common import _f, _f0
 from engine.readings import legs_text as _legs_text
 from engine.readings import nearest_expiry as _nearest_expiry
@@ -85,7 +87,7 @@ def open_positions(engine: Engine, settings: Settings, today: date | None = None
     for p in rows:
         greeks = p.greeks or {}
         und = _f(greeks.get("underlying_price"))
-        mult = 100 if any(leg.get("asset", "option") == "option" for leg in p.legs or []) else 1
+        mult = structure_multiplier([Leg.from_dict(d) for d in p.legs or []])
         cost = abs(_f0(p.entry_price)) * mult * p.quantity
         unreal = _f0(p.unrealized_pnl)
         initial_risk = _f0(p.initial_risk)

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from engine.config import load_settings
 from engine.execution.ports import AssetType, Leg, Side
 from engine.models import Signal
-from engine.options.candidates import build_candidates
+from engine.options.candidates import build_candidates, order_legs
 from engine.options.chain import enrich
 from engine.options.selection import OptionParams, select_candidates
 from engine.portfolio.marks import leg_quotes
@@ -90,9 +90,13 @@ def test_adjusted_contracts_are_excluded_by_default_and_priced_with_their_delive
 
     allowed = select_candidates(signal, chain, OptionParams(allow_nonstandard_deliverables=True))
     assert allowed.chosen is not None and allowed.chosen.legs[0].occ_symbol == "AAPL1 260406C00170000"
-    assert allowed.chosen.multiplier == 150
-    # One contract costs ask x 150 = 21.50 x 150 = $3,225.00, not x 100.
-    assert allowed.chosen.max_loss_per_contract("natural") == Decimal("3225.00")
+    # The OCC keeps an adjusted contract's multiplier (premium and strike x 100) and changes only what it
+    # delivers: one contract costs ask x 100 = 21.50 x 100 = $2,150.00 and delivers 150 shares for 170 x 100.
+    assert allowed.chosen.multiplier == 100
+    assert [leg.deliverable for leg in allowed.chosen.legs] == [150]
+    assert allowed.chosen.max_loss_per_contract("natural") == Decimal("2150.00")
+    # its order leg carries the deliverable to the gate, the broker and the books
+    assert [leg.deliverable for leg in order_legs(allowed.chosen)] == [150]
 
 
 def test_the_deliverable_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from engine.options.occ import occ_padded
 EXP = date(2026, 12, 18)
 
 
-def _opt(right: str, strike: float, bid: str, ask: str) -> st.Leg:
-    return st.Leg(occ_padded("SPY", EXP, right, strike), right, Decimal(str(strike)), EXP, 1, Decimal(bid),
+def _opt(right: str, strike: float, bid: str, ask: str) -> st.QuoteLeg:
+    return st.QuoteLeg(occ_padded("SPY", EXP, right, strike), right, Decimal(str(strike)), EXP, 1, Decimal(bid),
                   Decimal(ask))
 
 
@@ -47,7 +47,7 @@ CLOSE = {"Debit": "Credit", "Credit": "Debit"}
 
 
 def test_the_structures_support_every_kind_the_engine_builds() -> None:
-    assert set(_structures()) == set(st.__all__) - {"MULTIPLIER", "Leg", "Structure", "stock_leg"}
+    assert set(_structures()) == set(st.__all__) - {"MULTIPLIER", "QuoteLeg", "Structure", "stock_leg"}
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))

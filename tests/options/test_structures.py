@@ -11,7 +11,7 @@ import pytest
 
 from engine.options.occ import format_occ
 from engine.options.structures import (
-    Leg,
+    QuoteLeg,
     bull_put_credit_spread,
     call_debit_spread,
     covered_call,
@@ -151,9 +151,9 @@ def test_value_today_matches_quantlib_and_converges_to_expiry_payoff():
 def test_leg_uses_provider_greeks_else_ours():
     r = row("C", 100, 4.90, 5.10, delta=math.nan)
     r["calc_delta"] = 0.58
-    assert Leg.from_row(r, +1).delta == 0.58
+    assert QuoteLeg.from_row(r, +1).delta == 0.58
     r["delta"] = 0.61
-    assert Leg.from_row(r, +1).delta == 0.61
+    assert QuoteLeg.from_row(r, +1).delta == 0.61
 
 
 @pytest.mark.parametrize(

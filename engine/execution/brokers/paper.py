@@ -14,11 +14,13 @@ Pricing (all ``Decimal``, exact to the cent):
 - an order fills only when that price <= its limit; each leg's price is its mid moved the same fraction
   of its own half spread against us, rounded to the cent against us, with the rounding residue taken off
   one leg so the legs' net equals the structure's fill price exactly;
-- cash of a fill = -(sign x price x quantity x multiplier) - commission - fees.
+- cash of a fill = -(sign x price x quantity x multiplier) - commission - fees (``accounting.leg_cash``);
+  premiums and strikes are x 100 for adjusted contracts too, only the shares they deliver differ.
 
 Margin (Reg-T style, used for buying power): a short option must be covered by a long option of the same
 underlying and right expiring no earlier (requirement = the spread's width x 100 when the long is further
-out of the money, else 0) or, for a short call, by 100 long shares. Uncovered ("naked") short options and
+out of the money, else 0) or, for a short call, by the shares it delivers (100, or an adjusted contract's
+deliverable; a long covers a short only when both deliver the same). Uncovered ("naked") short options and
 new short stock are not supported: orders that would create them are rejected.
 """
 
@@ -54,10 +56,12 @@ from engine.execution.brokers.paper_books import (
     _money,
     _orders,
     _venue_call,
+    migrate,
 )
 from engine.execution.brokers.paper_margin import PaperBuyingPower
 from engine.execution.brokers.paper_reads import PaperReads
 from engine.execution.brokers.paper_settlement import PaperSettlement
+from engine.execution.brokers.paper_splits import PaperSplits
 from engine.execution.brokers.quotes import InstrumentQuote, QuoteSource, UnknownInstrument, parse_option_symbol
 from engine.execution.ports import (
     AssetType,
@@ -69,7 +73,7 @@ from engine.execution.ports import (
     Leg,
     Side,
 )
-from engine.portfolio.accounting import net_coefficient, structure_multiplier
+from engine.portfolio.accounting import deliverable_problem, leg_cash, net_coefficient, structure_multiplier
 from engine.risk import is_gate_pass
 
 __all__ = ["PaperBroker", "PaperConfig"]
@@ -108,7 +112,7 @@ class _Priced:
     max_units: int  # volume cap for this attempt, in units of the structure
 
 
-class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
+class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, PaperReads):
     """A paper venue with its own SQLite books (see the module docstring)."""
 
     name = "paper"
@@ -124,6 +128,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
         self.config_source = config_source
         self._engine: Engine = make_engine(f"sqlite:///{self.db_path}")
         _md.create_all(self._engine)
+        migrate(self._engine)
         with self._engine.begin() as conn:
             if conn.execute(sa.select(_account.c.id)).first() is None:
                 conn.execute(_account.insert().values(id=1, cash=str(self.config.starting_cash), realized_pnl="0"))
@@ -305,6 +310,8 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
             return "the same instrument appears in two legs", quotes
         if intent not in ("open", "close"):
             return f"unknown intent {intent!r}", quotes
+        if (mixed := deliverable_problem(legs)) is not None:
+            return f"{mixed}: every option leg of one order needs the same deliverable", quotes
         self._prefetch([leg.instrument for leg in legs], now)
         for leg in legs:
             if leg.ratio < 1:
@@ -398,7 +405,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperBuyingPower, PaperReads):
             pos = self._position_for(books, leg)
             commission, fees = self._leg_charges(leg, qty, pos.quantity, charged[i])
             charged[i] += commission
-            cash = -(leg.sign * price * qty * leg.multiplier) - commission - fees
+            cash = leg_cash(leg, qty, price) - commission - fees
             books.realized += pos.trade(leg.side, qty, price)
             books.cash += cash
             fill = BrokerFill(f"{r['broker_order_id']}-{execution}-{i + 1}", r["client_order_id"], leg.instrument,

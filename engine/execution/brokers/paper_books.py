@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from engine.execution.brokers.quotes import parse_option_symbol
 from engine.execution.ports import (
-    OPTION_MULTIPLIER,
+    STANDARD_DELIVERABLE,
     AssetType,
     BrokerEvent,
     BrokerFill,
@@ -28,11 +28,12 @@ from engine.execution.ports import (
     Leg,
     Side,
 )
+from engine.portfolio.accounting import cents
 
 CENT = Decimal("0.01")
 SUB_PENNY = Decimal("0.0001")
 ZERO = Decimal("0")
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 W = BrokerOrderStatus.working
 
@@ -95,6 +96,8 @@ _positions = sa.Table(
     sa.Column("cost", sa.String, nullable=False),  # signed: paid (+) or received (-) for the open quantity
     sa.Column("realized_pnl", sa.String, nullable=False),
     sa.Column("updated_at", sa.String, nullable=False),
+    # shares one contract delivers (an OCC-adjusted contract after a split: e.g. 150); added in version 2
+    sa.Column("deliverable", sa.Integer, nullable=False, server_default=str(STANDARD_DELIVERABLE)),
 )
 _events = sa.Table(
     "paper_events", _md,
@@ -109,6 +112,18 @@ _events = sa.Table(
     sa.Column("stock_price", sa.String, nullable=False),
     sa.Column("at", sa.String, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+)
+
+_splits = sa.Table(  # holdings a split moved (quantity and contract), so the audit can follow them
+    "paper_splits", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("split", sa.String, nullable=False, index=True),  # "<ticker>:<ex-date>"
+    sa.Column("instrument", sa.String, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("new_instrument", sa.String, nullable=False),
+    sa.Column("new_quantity", sa.Integer, nullable=False),
+    sa.Column("deliverable", sa.Integer, nullable=False),
+    sa.Column("at", sa.String, nullable=False),
 )
 
 
@@ -127,25 +142,36 @@ class _Pos:
     cost: Decimal = ZERO
     realized: Decimal = ZERO
     dirty: bool = False
+    deliverable: int = STANDARD_DELIVERABLE
 
     @property
     def multiplier(self) -> int:
-        return OPTION_MULTIPLIER if self.asset is AssetType.option else 1
+        return self.leg(Side.buy).multiplier
 
-    def trade(self, side: Side, qty: int, price: Decimal) -> Decimal:
-        """Apply a trade of ``qty`` units at ``price``; returns the realised P&L of the part that reduced."""
+    def leg(self, side: Side) -> Leg:
+        """This position's contract as a one-unit leg (the accounting functions take legs)."""
+        return Leg(self.instrument, side, 1, self.asset, self.underlying, self.right, self.strike, self.expiry,
+                   self.deliverable)
+
+    def trade(self, side: Side, qty: int, price: Decimal, value: Decimal | None = None) -> Decimal:
+        """Apply a trade of ``qty`` units at ``price``; returns the realised P&L of the part that reduced.
+        ``value``: the trade's whole dollar amount when it is not price x qty x multiplier on the cent grid
+        (shares an adjusted contract delivers cost strike x 100 / deliverable each)."""
         s = 1 if side is Side.buy else -1
-        realized = ZERO
+        dollars = value if value is not None else price * qty * self.multiplier
+        total, realized = qty, ZERO
         if self.quantity and (self.quantity > 0) != (s > 0):
             held = abs(self.quantity)
             n = min(qty, held)
-            part = self.cost if n == held else (self.cost * n / held).quantize(CENT, ROUND_HALF_EVEN)
-            realized = -s * price * n * self.multiplier - part
+            part = self.cost if n == held else cents(self.cost * n / held)
+            here = dollars if n == total else cents(dollars * n / total)
+            realized = -s * here - part
             self.cost -= part
             self.quantity += s * n
             qty -= n
+            dollars -= here
         if qty > 0:
-            self.cost += s * price * qty * self.multiplier
+            self.cost += s * dollars
             self.quantity += s * qty
         if self.quantity == 0:
             self.cost = ZERO  # nothing open, nothing carried
@@ -172,6 +198,18 @@ def _floor(x: Decimal, tick: Decimal = CENT) -> Decimal:
 def _money(x: Decimal) -> Decimal:
     """Money values are exact to the cent by construction; this only fixes their exponent for display."""
     return x.quantize(CENT) if x == x.quantize(CENT) else x
+
+
+def migrate(engine: Engine) -> None:
+    """Bring books written by an older version up to ``SCHEMA_VERSION`` (the venue's own schema: it is not
+    in the engine's Alembic migrations). Version 2 added ``paper_positions.deliverable`` (100 for every
+    position an older version held: it knew only standard contracts)."""
+    with engine.begin() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("paper_positions")}
+        if "deliverable" not in columns:
+            conn.execute(sa.text("ALTER TABLE paper_positions ADD COLUMN deliverable INTEGER NOT NULL "
+                                 f"DEFAULT {STANDARD_DELIVERABLE}"))
+        conn.execute(_meta.update().where(_meta.c.key == "schema_version").values(value=SCHEMA_VERSION))
 
 
 def _venue_call(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -211,6 +249,7 @@ class PaperBooks:
                 None if r["strike"] is None else Decimal(r["strike"]),
                 None if r["expiry"] is None else date.fromisoformat(r["expiry"]),
                 int(r["quantity"]), Decimal(r["cost"]), Decimal(r["realized_pnl"]),
+                deliverable=int(r["deliverable"]),
             )
         return _Books(Decimal(acct.cash), Decimal(acct.realized_pnl), positions)
 
@@ -228,6 +267,7 @@ class PaperBooks:
                     strike=None if p.strike is None else str(p.strike),
                     expiry=None if p.expiry is None else p.expiry.isoformat(),
                     quantity=p.quantity, cost=str(p.cost), realized_pnl=str(p.realized), updated_at=_iso(now),
+                    deliverable=p.deliverable,
                 ))
             p.dirty = False
 
@@ -238,7 +278,7 @@ class PaperBooks:
             spec = parse_option_symbol(leg.instrument) if leg.asset is AssetType.option else None
             if spec is not None:
                 pos = _Pos(leg.instrument, AssetType.option, leg.underlying or spec.underlying, spec.right,
-                           spec.strike, spec.expiry)
+                           spec.strike, spec.expiry, deliverable=leg.deliverable)
             else:
                 pos = _Pos(leg.instrument, AssetType.stock, leg.underlying or leg.instrument)
             books.positions[leg.instrument] = pos
@@ -286,6 +326,7 @@ class PaperBooks:
             fills = conn.execute(sa.select(_fills)).mappings().all()
             events = conn.execute(sa.select(_events)).mappings().all()
             orders = conn.execute(sa.select(_orders)).mappings().all()
+            splits = conn.execute(sa.select(_splits).order_by(_splits.c.id)).mappings().all()
         flows = sum((Decimal(f["cash"]) for f in fills), ZERO) + sum((Decimal(e["cash"]) for e in events), ZERO)
         if start + flows != books.cash:
             problems.append(f"cash {books.cash} != starting cash {start} + recorded flows {flows}")
@@ -296,6 +337,9 @@ class PaperBooks:
             qty[e["instrument"]] = qty.get(e["instrument"], 0) + e["quantity"]
             if e["stock_instrument"]:
                 qty[e["stock_instrument"]] = qty.get(e["stock_instrument"], 0) + e["stock_quantity"]
+        for sp in splits:  # a split moves a holding to another quantity (and maybe contract), cash untouched
+            qty[sp["instrument"]] = qty.get(sp["instrument"], 0) - sp["quantity"]
+            qty[sp["new_instrument"]] = qty.get(sp["new_instrument"], 0) + sp["new_quantity"]
         held = {k: p.quantity for k, p in books.positions.items() if p.quantity}
         if {k: v for k, v in qty.items() if v} != held:
             problems.append(f"positions {held} != fills and events {qty}")

@@ -45,7 +45,9 @@ def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
         stock_free = max(0, shares.get(und, 0))
         for right in ("C", "P"):
             call = right == "C"
-            longs = [[p.strike, p.expiry, p.quantity] for p in group if p.right == right and p.quantity > 0]
+            # a long covers a short only when both deliver the same shares (OCC-adjusted contracts differ)
+            longs = [[p.strike, p.expiry, p.quantity, p.deliverable] for p in group
+                     if p.right == right and p.quantity > 0]
             shorts = sorted((p for p in group if p.right == right and p.quantity < 0),
                             key=lambda p: p.strike or ZERO, reverse=call)
             for s in shorts:
@@ -54,7 +56,8 @@ def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
                 while need > 0:
                     options = []
                     for cand in longs:
-                        if cand[2] <= 0 or (cand[1] is not None and s.expiry is not None and cand[1] < s.expiry):
+                        if cand[2] <= 0 or cand[3] != s.deliverable or (
+                                cand[1] is not None and s.expiry is not None and cand[1] < s.expiry):
                             continue
                         kl = cand[0] or ZERO
                         width = max(ZERO, kl - ks) if call else max(ZERO, ks - kl)
@@ -62,9 +65,9 @@ def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
                     best = min(options, key=lambda o: o[0]) if options else None
                     if best is not None and best[2] == 0:
                         cand, width = best[1], ZERO
-                    elif call and stock_free >= OPTION_MULTIPLIER:
-                        n = min(need, stock_free // OPTION_MULTIPLIER)
-                        stock_free -= n * OPTION_MULTIPLIER
+                    elif call and stock_free >= s.deliverable:  # shares the contract would deliver
+                        n = min(need, stock_free // s.deliverable)
+                        stock_free -= n * s.deliverable
                         need -= n
                         continue
                     elif best is not None:

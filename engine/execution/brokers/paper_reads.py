@@ -35,6 +35,7 @@ from engine.execution.ports import (
     BrokerOrderStatus,
     BrokerPosition,
 )
+from engine.portfolio.accounting import intrinsic
 
 
 class PaperReads:
@@ -79,7 +80,8 @@ class PaperReads:
         for p in sorted(books.positions.values(), key=lambda p: p.instrument):
             if p.quantity:
                 avg = (abs(p.cost) / (abs(p.quantity) * p.multiplier)).quantize(SUB_PENNY, ROUND_HALF_EVEN)
-                out.append(BrokerPosition(p.instrument, p.quantity, _money(avg), p.asset, p.underlying))
+                out.append(BrokerPosition(p.instrument, p.quantity, _money(avg), p.asset, p.underlying,
+                                          p.deliverable))
         return out
 
     @_venue_call
@@ -119,7 +121,7 @@ class PaperReads:
         if p.asset is AssetType.option and p.strike is not None:
             try:
                 spot = self.quotes.quote(p.underlying, now).mid
-                return max(ZERO, spot - p.strike if p.right == "C" else p.strike - spot)
+                return intrinsic(p.right, p.strike, spot, p.deliverable)
             except UnknownInstrument:
                 pass
         return abs(p.cost) / (abs(p.quantity) * p.multiplier)

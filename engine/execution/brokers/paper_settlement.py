@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from engine.data import calendar
 from engine.execution.brokers.paper_books import (
+    SUB_PENNY,
     ZERO,
     W,
     _Books,
@@ -24,13 +25,19 @@ from engine.execution.brokers.paper_books import (
 )
 from engine.execution.brokers.quotes import QuoteSource, parse_option_symbol
 from engine.execution.ports import (
-    OPTION_MULTIPLIER,
     AssetType,
     BrokerEvent,
     BrokerOrderStatus,
     Leg,
     Side,
 )
+from engine.portfolio.accounting import delivery, intrinsic
+
+
+def per_share(cash: Decimal, shares: int) -> Decimal:
+    """Price per delivered share (the strike for a standard contract; strike x 100 / deliverable for an
+    adjusted one), to the 1/100 cent: informational, the event's cash is the exact amount."""
+    return _money((abs(cash) / abs(shares)).quantize(SUB_PENNY, ROUND_HALF_EVEN))
 
 
 class PaperSettlement:
@@ -46,7 +53,8 @@ class PaperSettlement:
     def settle_expiries(self, day: date) -> list[BrokerEvent]:
         """Settle every option position expiring on or before ``day`` (after ``day``'s session close):
         ITM by at least ``itm_threshold`` against the settlement price -> long exercised / short assigned
-        (100 shares per contract at the strike), otherwise expired worthless. Idempotent."""
+        (the contract's deliverable, 100 shares for a standard one, for strike x 100), otherwise expired
+        worthless. Idempotent."""
         now = self.clock()
         times = calendar.session_times(day)
         close = times[1] if times is not None else None
@@ -78,27 +86,26 @@ class PaperSettlement:
     def _settle_one(self, conn: Connection, books: _Books, pos: _Pos, settle: Decimal, now: datetime) -> BrokerEvent:
         assert pos.strike is not None and pos.expiry is not None
         n = pos.quantity
-        intrinsic = settle - pos.strike if pos.right == "C" else pos.strike - settle
-        itm = intrinsic >= self.config.itm_threshold
+        itm = intrinsic(pos.right, pos.strike, settle, pos.deliverable) >= self.config.itm_threshold
         detail: dict[str, object] = {"settlement_price": str(settle), "strike": str(pos.strike), "right": pos.right,
-                                     "expiry": pos.expiry.isoformat(), "position": n}
+                                     "expiry": pos.expiry.isoformat(), "position": n,
+                                     "deliverable": pos.deliverable}
         books.realized += pos.trade(Side.sell if n > 0 else Side.buy, abs(n), ZERO)  # the option leaves at 0
         cash, stock_qty = ZERO, 0
         if itm:
             kind = "exercised" if n > 0 else "assigned"
             # long call / short put: receive shares and pay the strike; long put / short call: the reverse
-            stock_qty = (1 if pos.right == "C" else -1) * n * OPTION_MULTIPLIER
-            cash = -stock_qty * pos.strike
+            stock_qty, cash = delivery(pos.right, pos.strike, n, pos.deliverable)
             stock_leg = Leg(pos.underlying, Side.buy if stock_qty > 0 else Side.sell, 1, AssetType.stock,
                             pos.underlying)
             stock = self._position_for(books, stock_leg)
-            books.realized += stock.trade(stock_leg.side, abs(stock_qty), pos.strike)
+            books.realized += stock.trade(stock_leg.side, abs(stock_qty), pos.strike, value=abs(cash))
             books.cash += cash
         else:
             kind = "expired"
         event = BrokerEvent(f"{kind}-{pos.expiry:%Y%m%d}-{pos.instrument.replace(' ', '')}", kind, pos.instrument,
                             -n, _money(cash), pos.underlying if itm else None, stock_qty,
-                            pos.strike if itm else ZERO, now, detail)
+                            per_share(cash, stock_qty) if itm else ZERO, now, detail)
         conn.execute(_events.insert().values(
             event_id=event.event_id, kind=kind, instrument=pos.instrument, quantity=-n, cash=str(cash),
             stock_instrument=event.stock_instrument, stock_quantity=stock_qty, stock_price=str(event.stock_price),

@@ -38,6 +38,7 @@ from engine.config import TastytradeSettings
 from engine.execution.brokers import tastytrade_orders as tto
 from engine.execution.brokers.tastytrade_http import ResilientTransport, TastytradeAuthError, TastytradeServerError
 from engine.execution.ports import (
+    OPTION_MULTIPLIER,
     AssetType,
     BrokerAccount,
     BrokerEvent,
@@ -547,8 +548,10 @@ def _events(rows: list[TTTransaction]) -> list[BrokerEvent]:
             if match is not None:
                 used.add(match.id)
                 stock_qty, stock_symbol = int(_signed_quantity(match)), match.symbol
-                stock_price = occ.strike
-        cash = -stock_qty * stock_price
+        # strike x 100 per contract whatever the shares delivered (an adjusted contract delivers e.g. 150)
+        cash = -(1 if stock_qty > 0 else -1) * abs(change) * occ.strike * OPTION_MULTIPLIER if stock_qty else Decimal(0)
+        if stock_qty:
+            stock_price = abs(cash) / abs(stock_qty)
         events.append(BrokerEvent(f"tastytrade-{kind}-{t.id}", kind, t.symbol, change, cash, stock_symbol, stock_qty,
                                   stock_price, t.executed_at, {"transaction_id": t.id,
                                                                "description": t.description}))

@@ -43,7 +43,7 @@ from engine.execution.ports import (
     Side,
 )
 from engine.options.occ import parse_occ
-from engine.portfolio.accounting import structure_multiplier
+from engine.portfolio.accounting import cents, structure_multiplier
 
 __all__ = ["PriceEffectMismatch", "build_order", "derive_price_effect", "fills_of", "preview_of", "to_broker_order"]
 
@@ -285,8 +285,8 @@ def fills_with_fees(client_order_id: str, order: PlacedOrder, trades: Sequence[A
                 if f is unmatched[-1]:
                     c, x = left_c, left_f
                 else:
-                    c = (pool_commission * f.quantity / pool_qty).quantize(Decimal("0.01"))
-                    x = (pool_fees * f.quantity / pool_qty).quantize(Decimal("0.01"))
+                    c = cents(pool_commission * f.quantity / pool_qty)
+                    x = cents(pool_fees * f.quantity / pool_qty)
                 left_c, left_f = left_c - c, left_f - x
             elif now - f.filled_at < grace:
                 continue  # not booked yet: reported with its fees at the next poll

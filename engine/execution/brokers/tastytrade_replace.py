@@ -22,8 +22,8 @@ from sqlalchemy.engine import Engine
 from engine import risk
 from engine.config import Settings
 from engine.db import read_scope, session_scope
+from engine.execution import gate, service
 from engine.execution import orders as om
-from engine.execution import service
 from engine.execution.economics import max_loss_per_unit
 from engine.execution.orders import OrderStatus
 from engine.execution.ports import AssetType, Leg
@@ -55,20 +55,20 @@ def gated_replace(db: Engine, settings: Settings, broker: Any, client_order_id: 
         if om.status_of(order) not in _REPRICEABLE:
             return ReplaceResult(False, f"order {client_order_id} is {order.status}: only a working order can be "
                                         "repriced", {})
-        base = service.to_proposed(order, service._held_for(session, order))
+        base = gate.to_proposed(order, gate.held_for(session, order))
         remaining = order.quantity - order.filled_quantity
         seen_status = order.status
     loss = max_loss_per_unit(_with_strikes(base.legs), limit_price) if base.intent is risk.Intent.open \
         else Decimal(0)
     proposed = replace(base, quantity=remaining, limit_price=limit_price, max_loss_per_unit=loss,
                        buying_power_per_unit=loss if base.intent is risk.Intent.open else base.buying_power_per_unit)
-    account, preview = service.gate_inputs(broker, proposed)
+    account, preview = gate.gate_inputs(broker, proposed)
     with session_scope(db) as session:
         order = om.find(session, client_order_id)
         if order is None or order.status != seen_status \
                 or order.quantity - order.filled_quantity != remaining:
             return ReplaceResult(False, f"order {client_order_id} changed while the broker was asked; try again", {})
-        decision = service.decide(session, order, proposed, account, preview, settings, now)
+        decision = gate.decide(session, order, proposed, account, preview, settings, now)
         if not decision.approved or decision.gate_pass is None:
             order.risk_decision = decision.to_dict()
             session.add(OrderEvent(order_id=order.id, client_order_id=client_order_id, from_status=order.status,

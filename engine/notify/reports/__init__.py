@@ -71,7 +71,6 @@ from engine.notify.reports.digest import (  # noqa: F401
     trade_stats,
 )
 from engine.notify.reports.format import (  # noqa: F401
-    _CENT,
     ATTENTION_ATR,
     ATTENTION_DTE,
     HEARTBEAT_STALE,

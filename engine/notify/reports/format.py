@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from engine.clock import NEW_YORK
 from engine.data import calendar
 from engine.notify.embeds import GREEN, GREY, RED, Message
+from engine.portfolio.accounting import cents
 
 INDEX_PROXIES = ("SPY", "QQQ", "IWM", "DIA")
 
@@ -51,7 +52,7 @@ HEARTBEAT_STALE = timedelta(minutes=2)  # the scheduler beats every 15 s and its
 STOP_CODES = ("stop_hit", "premium_stop")
 
 
-_CENT = Decimal("0.01")
+
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def money(value: Any, signed: bool = False) -> str:
     """``$1,234.56``; ``-$1,234.56`` for negatives; ``+$1,234.56`` with ``signed`` (P&L)."""
     if value is None:
         return "n/a"
-    d = _dec(value).quantize(_CENT, ROUND_HALF_UP)
+    d = cents(_dec(value))  # the one money rounding (half-even), as the books round
     sign = "-" if d < 0 else ("+" if signed and d > 0 else "")
     return f"{sign}${abs(d):,.2f}"
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
+from engine.portfolio.accounting import cents
 from engine.portfolio.lots.model import (
-    CENT,
     ZERO,
     BrokerFigure,
     CloseKind,
@@ -58,15 +58,15 @@ def check_against_broker(events: Iterable[object], result: LotResult) -> list[Pn
                 # Listed even when the figures agree (a broker zero): a close that found no lot is a gap in
                 # the imported history, never a match.
                 cause = UNMATCHED.format(units=abs(unmatched[key]))
-            elif (ours - leg.broker_pnl).quantize(CENT) != ZERO:
+            elif cents(ours - leg.broker_pnl) != ZERO:
                 if leg.kind in (CloseKind.exercise, CloseKind.assign) and leg.delivery is not None:
                     cause = FOLDED_OPTION
                 elif parent is not None:
                     cause = FOLDED_STOCK
                 elif key in washed:
                     cause = WASH_BASIS
-                elif fees[key] and (ours + fees[key] - leg.broker_pnl).quantize(CENT) == ZERO:
-                    cause = NO_FEES.format(fees=fees[key].quantize(CENT))
+                elif fees[key] and cents(ours + fees[key] - leg.broker_pnl) == ZERO:
+                    cause = NO_FEES.format(fees=cents(fees[key]))
                 else:
                     cause = "unexplained"
             day = trade_day(leg.at)

@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from engine.portfolio.accounting import cents
+
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -252,8 +254,8 @@ class LotResult:
 
     @property
     def differences(self) -> list[PnlDifference]:
-        return [c for c in self.checks if c.difference.quantize(CENT) != ZERO or c.cause]
+        return [c for c in self.checks if cents(c.difference) != ZERO or c.cause]
 
     @property
     def matches(self) -> list[PnlDifference]:
-        return [c for c in self.checks if c.difference.quantize(CENT) == ZERO and not c.cause]
+        return [c for c in self.checks if cents(c.difference) == ZERO and not c.cause]

@@ -11,8 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from engine.models import LotPnlCheck, TaxLot, WashSaleRecord
+from engine.portfolio.accounting import cents
 from engine.portfolio.lots import compute_lots
-from engine.portfolio.lots.model import CENT, Lot, LotResult
+from engine.portfolio.lots.model import Lot, LotResult
 from engine.portfolio.lots.sources import load_events
 
 
@@ -67,7 +68,7 @@ def _open_basis(lot: Lot) -> Decimal:
 
 
 def _money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value.quantize(CENT))
+    return None if value is None else str(cents(value))
 
 
 def _qty(value: Decimal) -> str:

@@ -19,7 +19,8 @@ import heapq
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.portfolio.lots.model import CENT, ZERO, Asset, CloseKind, Lot, LotResult, WashSale
+from engine.portfolio.accounting import cents
+from engine.portfolio.lots.model import ZERO, Asset, CloseKind, Lot, LotResult, WashSale
 
 WINDOW = timedelta(days=30)
 
@@ -105,7 +106,7 @@ def apply_wash_sales(result: LotResult) -> None:
             portion = (-loss) * used / sale.share_equivalents
             need -= used
             # The last replacement takes the remainder, so the parts add up to the loss exactly.
-            portion = -loss - disallowed_total if need == 0 else portion.quantize(CENT)
+            portion = -loss - disallowed_total if need == 0 else cents(portion)
             disallowed_total += portion
             cand.replacement_used += used
             cand.wash_sale_adjustment += portion
