@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlmodel import Session, select
@@ -362,7 +362,8 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
     """Record new fills; the structure's filled units are the minimum over legs of contracts filled / ratio
     (a real broker may report legs separately). Newly complete units are priced from each leg's fills in
     the order they came (first in, first matched); fees reach the position when its units do."""
-    known = set(session.exec(select(Fill.broker_fill_id).where(Fill.order_id == order.id)).all())
+    rows = list(session.exec(select(Fill).where(Fill.order_id == order.id)).all())
+    known = {r.broker_fill_id for r in rows}
     new = [f for f in fills if f.fill_id not in known]
     if not new:
         return 0
@@ -372,12 +373,15 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
         leg = by_instrument.get(f.instrument)
         if leg is None:
             raise ValueError(f"fill {f.fill_id} for {f.instrument} is not a leg of order {order.client_order_id}")
-        session.add(Fill(broker_fill_id=f.fill_id, order_id=order.id, client_order_id=order.client_order_id,
-                         instrument=f.instrument, side=f.side.value, quantity=f.quantity, multiplier=leg.multiplier,
-                         price=f.price, commission=f.commission, fees=f.fees, filled_at=f.at))
+        row = Fill(broker_fill_id=f.fill_id, order_id=order.id, client_order_id=order.client_order_id,
+                   instrument=f.instrument, side=f.side.value, quantity=f.quantity, multiplier=leg.multiplier,
+                   price=f.price, commission=f.commission, fees=f.fees, filled_at=f.at)
+        session.add(row)
+        rows.append(row)
         failpoints.hit("during_fills")
     session.flush()
-    rows = list(session.exec(select(Fill).where(Fill.order_id == order.id).order_by(Fill.filled_at, Fill.id)).all())
+    # fill order, first in first matched (as stored: a naive time is UTC)
+    rows.sort(key=lambda r: (r.filled_at if r.filled_at.tzinfo else r.filled_at.replace(tzinfo=UTC), r.id))
     complete = leg_units_filled(legs, rows)
     prev_qty = order.filled_quantity
     units = complete - prev_qty

@@ -274,10 +274,8 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
             if reason:
                 rejected = self._to_order(row)
             else:
-                stored = self._get(conn, gate_pass.client_order_id)
-                assert stored is not None
                 if self._market_open(now):
-                    self._try_fill(conn, books, stored, now, quotes)
+                    self._try_fill(conn, books, row, now, quotes)  # the row as just inserted
                 if tif == "ioc":
                     self._finish_ioc(conn, gate_pass.client_order_id, now)
                 self._save(conn, books, now)
