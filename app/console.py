@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app.gate import logout, require_login  # noqa: E402
+from app.gate import logout, require_login, restore_session  # noqa: E402
 from app.registry import PAGES  # noqa: E402
 
 st.set_page_config(page_title="QuantMatrix", page_icon="📈", layout="wide")
@@ -33,7 +33,8 @@ try:  # log lines of this server process mask every configured secret value and 
 except SettingsError:
     install_log_redaction()  # the pages show the settings error (masked) themselves
 
-authenticated = bool(st.session_state.get("authenticated"))
+# a reload restores the login from its cookie before the navigation is built, so the page keeps its links
+authenticated = restore_session()
 sections: dict[str, list[st.Page]] = {}
 for i, spec in enumerate(PAGES):
     sections.setdefault(spec.section, []).append(

@@ -54,16 +54,31 @@ def _from_cookie() -> bool:
     return auth.verify_token(db(), token)
 
 
-def require_login() -> bool:
+def restore_session() -> bool:
+    """Whether this browser session is logged in, restoring a login from the cookie first (a reload or a
+    new tab starts a new Streamlit session). Draws nothing, so the console can call it before it builds
+    the navigation: otherwise a reloaded page would run without its sidebar links."""
+    return _restore()[0]
+
+
+def _restore() -> tuple[bool, bool]:
+    """(logged in, a password is set)."""
     if st.session_state.get(SESSION_KEY):
-        token = st.session_state.pop(_SET_COOKIE, None)
-        if token:
-            _write_cookie(token, int(settings().console.session_hours * 3600))
-        return True
+        return True, True
     configured = settings().operator_password
     has_password = auth.ensure_password(db(), configured.get_secret_value() if configured else None)
     if has_password and _from_cookie():
         st.session_state[SESSION_KEY] = True
+        return True, True
+    return False, has_password
+
+
+def require_login() -> bool:
+    logged_in, has_password = _restore()
+    if logged_in:
+        token = st.session_state.pop(_SET_COOKIE, None)
+        if token:
+            _write_cookie(token, int(settings().console.session_hours * 3600))
         return True
     if st.session_state.pop(_SET_COOKIE, None) == "":
         _write_cookie("", 0)  # log out: forget the browser's token

@@ -166,7 +166,13 @@ def test_console_in_a_browser(server: str, db) -> None:  # type: ignore[no-untyp
                         _assert_clean(page, f"scanner {view}", page_errors)
                         page.screenshot(path=str(ARTIFACTS / f"scanner-{view.lower()}.png"))
 
-            # 4. Approve the first waiting order.
+            # 4. A reload (a new Streamlit session) keeps the login from its cookie, and the menu with it.
+            page.goto(f"{server}/positions")
+            _settle(page, "Positions")
+            assert page.locator("[data-testid=stSidebarNavLink]").count() == len(PAGES)
+            _assert_clean(page, "positions after a reload", page_errors)
+
+            # 5. Approve the first waiting order.
             first = waiting[0]
             page.locator("[data-testid=stSidebarNavLink]", has_text="Approvals").first.click()
             _settle(page, "Approvals")
