@@ -176,8 +176,6 @@ class LiveTimingRun(_Run):
             if pos.quantity == 0 or a.kind == "close_all":
                 return
 
-
-
     def _send_exit(self, pos: _Position, action: Any, quotes: Any, day: date, source: str) -> bool:
         """Send the exit ``action`` decides (False: not sent). It fills what the venue allows now and the rest
         keeps working (``_try_resting_exits``)."""
