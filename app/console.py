@@ -34,7 +34,8 @@ except SettingsError:
     install_log_redaction()  # the pages show the settings error (masked) themselves
 
 # a reload restores the login from its cookie before the navigation is built, so the page keeps its links
-authenticated = restore_session()
+login = restore_session()
+authenticated = login[0]
 sections: dict[str, list[st.Page]] = {}
 for i, spec in enumerate(PAGES):
     sections.setdefault(spec.section, []).append(
@@ -42,7 +43,7 @@ for i, spec in enumerate(PAGES):
 # expanded: every page link shows (collapsed, the sidebar hides the pages past the tenth behind "View more")
 navigation = st.navigation(sections, position="sidebar" if authenticated else "hidden", expanded=True)
 
-if not require_login():
+if not require_login(login):
     st.stop()
 
 from app.sidebar import render_sidebar  # noqa: E402  (imported after the gate: it reads the database)

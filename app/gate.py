@@ -54,15 +54,11 @@ def _from_cookie() -> bool:
     return auth.verify_token(db(), token)
 
 
-def restore_session() -> bool:
-    """Whether this browser session is logged in, restoring a login from the cookie first (a reload or a
-    new tab starts a new Streamlit session). Draws nothing, so the console can call it before it builds
-    the navigation: otherwise a reloaded page would run without its sidebar links."""
-    return _restore()[0]
-
-
-def _restore() -> tuple[bool, bool]:
-    """(logged in, a password is set)."""
+def restore_session() -> tuple[bool, bool]:
+    """(logged in, a password is set) for this browser session, restoring a login from the cookie first
+    (a reload or a new tab starts a new Streamlit session). Draws nothing, so the console calls it before
+    it builds the navigation (else a reloaded page ran without its sidebar links) and hands the answer to
+    ``require_login``, so the password is checked once per run."""
     if st.session_state.get(SESSION_KEY):
         return True, True
     configured = settings().operator_password
@@ -73,8 +69,10 @@ def _restore() -> tuple[bool, bool]:
     return False, has_password
 
 
-def require_login() -> bool:
-    logged_in, has_password = _restore()
+def require_login(state: tuple[bool, bool] | None = None) -> bool:
+    """True when logged in; else draws the login form (or how to set the first password) and returns
+    False. ``state``: what ``restore_session`` answered earlier in this run."""
+    logged_in, has_password = state if state is not None else restore_session()
     if logged_in:
         token = st.session_state.pop(_SET_COOKIE, None)
         if token:
