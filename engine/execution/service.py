@@ -265,14 +265,15 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
                      order.client_order_id)
             return order
         decision = decide(session, order, proposed, account, preview, settings, now)
-        order.risk_decision = decision.to_dict()
         if not decision.approved or decision.gate_pass is None:
+            order.risk_decision = decision.to_dict()
             om.transition(session, order, OrderStatus.rejected, f"risk gate: {decision.summary()}",
                           data=decision.to_dict(), now=now)
             report.rejected[order.client_order_id] = decision.summary()
             return order
         if not _claim(session, order):
-            return order  # another submitter claimed it between our read and now
+            return order  # another submitter claimed it between our read and now (and records its own gate)
+        order.risk_decision = decision.to_dict()  # after the claim: written with the status change, one UPDATE
         om.transition(session, order, OrderStatus.submitting, "risk gate passed; sending to broker", now=now)
         gate_pass = decision.gate_pass
     # The submitting state is committed: from here on a crash is resolved by reconciliation.

@@ -53,14 +53,16 @@ def _external(session: Session, settings: Settings, exclude_instrument: str | No
 
 def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetime,
           exclude_order_id: int | None, external_view: ExternalView | None = None) -> PortfolioRisk:
-    is_open = Position.status == "open"
-    by_symbol = session.exec(select(Position.symbol, func.sum(Position.max_loss)).where(is_open)
-                             .group_by(Position.symbol)).all()
-    by_sector = session.exec(select(Position.sector, func.sum(func.abs(Position.delta_dollars))).where(is_open)
-                             .group_by(Position.sector)).all()
-    risk_by_symbol: dict[str, Decimal] = {sym: _dec(total) for sym, total in by_symbol}
+    # one aggregate query for both views: per (symbol, sector), summed up per symbol and per sector here
+    groups = session.exec(select(Position.symbol, Position.sector, func.sum(Position.max_loss),
+                                 func.sum(func.abs(Position.delta_dollars)))
+                          .where(Position.status == "open").group_by(Position.symbol, Position.sector)).all()
+    risk_by_symbol: dict[str, Decimal] = {}
+    sectors: dict[str, float] = {}
+    for sym, sector, loss, delta in groups:
+        risk_by_symbol[sym] = risk_by_symbol.get(sym, Decimal("0")) + _dec(loss)
+        sectors[sector] = sectors.get(sector, 0.0) + float(delta or 0.0)
     external = external_view.risk_by_symbol if external_view is not None else {}
-    sectors = {sector: float(total or 0.0) for sector, total in by_sector}
     for sector, dd in (external_view.delta_dollars_by_sector if external_view is not None else {}).items():
         sectors[sector] = sectors.get(sector, 0.0) + dd
     for sym, ext in external.items():
@@ -81,7 +83,7 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
         buying_power=buying_power,
         day_start_equity=day_start_equity(session, now) or equity,
         open_positions=len(risk_by_symbol),  # open, external and working-entry symbols alike
-        heat=sum((_dec(total) for _, total in by_symbol), Decimal("0")) + sum(external.values(), Decimal("0")),
+        heat=sum((_dec(loss) for _, _, loss, _ in groups), Decimal("0")) + sum(external.values(), Decimal("0")),
         risk_by_symbol=risk_by_symbol,
         delta_dollars_by_sector=sectors,
         pending_risk=pending,
