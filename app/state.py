@@ -9,6 +9,7 @@ engine opens every transaction with BEGIN IMMEDIATE) and can never write by acci
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import streamlit as st
 from sqlalchemy import create_engine, event
@@ -49,6 +50,17 @@ def reader() -> Engine:
         cur.close()
 
     return read
+
+
+@st.cache_resource(show_spinner=False)
+def studies() -> Any:
+    """The Optuna storage of the stored parameter searches (in the project database), opened once: opening
+    it migrates and checks both schemas, tens of milliseconds a page run would otherwise pay. A schema
+    written by another optuna raises RuntimeError, which is not cached (the next run asks again)."""
+    from engine.backtest.studies import study_storage
+
+    db()  # the project database exists and is migrated
+    return study_storage(settings().db_url)
 
 
 @st.cache_resource(show_spinner=False, ttl=5)

@@ -27,7 +27,7 @@ from engine.data.universe import sectors as sectors_of
 from engine.db import read_scope, session_scope
 from engine.execution import orders as om
 from engine.execution import service
-from engine.execution.ports import AssetType, BrokerUnavailable, Leg
+from engine.execution.ports import STANDARD_DELIVERABLE, AssetType, BrokerUnavailable, Leg
 from engine.execution.reconcile import engine_cash, reconcile
 from engine.models import AccountSnapshot, Order, Position, Signal
 from engine.options import candidates, covered
@@ -354,7 +354,8 @@ def _manage_one(ctx: EngineContext, pos_id: int, market: _Fetched, daily: dict[s
             targets=tuple(pos.targets), targets_hit=pos.targets_hit, highest_close=pos.highest_close,
             expiry=min(expiries) if expiries else None, structure=pos.structure, short_stock=short_stock,
             stock_held=covered.long_shares(session, pos.symbol) if pos.structure == covered.STRUCTURE else None,
-            deliverable=max((leg.deliverable for leg in legs if leg.asset is AssetType.option), default=100))
+            deliverable=max((leg.deliverable for leg in legs if leg.asset is AssetType.option),
+                            default=STANDARD_DELIVERABLE))
         mkt = manager.MarketView(today=new_york(now).date(), price=market.price if market.price is not None else nan,
                                  close=lv["close"], sma50=lv["sma50"], atr=lv["atr"], mark=pos.mark)
         for action in manager.decide(view, mkt, ctx.settings.strategy, exits.premium_stop_pct, close_at_dte):

@@ -14,8 +14,8 @@ import streamlit as st
 
 from app import state, ui
 from engine.backtest import jobs
-from engine.backtest.metrics import drawdown_curve
-from engine.backtest.report import format_metrics
+from engine.backtest.metrics import drawdown_curve, monthly_returns
+from engine.backtest.report import format_metrics, run_bars, trade_markers
 from engine.backtest.runner import MODES, SOURCES, STRATEGIES, BacktestSpec
 from engine.backtest.store import list_runs, load_trades
 
@@ -72,10 +72,7 @@ def run_view(run) -> None:  # type: ignore[no-untyped-def]
     fig = go.Figure(go.Scatter(x=curve.index, y=100 * dd, fill="tozeroy", name="drawdown %"))
     fig.update_layout(height=200, margin={"t": 20, "b": 20}, title="Drawdown (%)")
     st.plotly_chart(fig, key=f"dd_{run.id}")
-    monthly = curve.groupby([curve.index.year, curve.index.month]).last()
-    prev = monthly.shift(1)
-    prev.iloc[0] = curve.iloc[0]
-    table = (monthly / prev - 1).unstack() * 100
+    table = monthly_returns(curve.index.values, curve.to_numpy()).dropna(axis=1, how="all") * 100
     fig = go.Figure(go.Heatmap(z=table.values, x=[str(m) for m in table.columns], y=[str(y) for y in table.index],
                                colorscale="RdYlGn", zmid=0, texttemplate="%{z:.1f}"))
     fig.update_layout(height=60 + 30 * len(table), margin={"t": 20, "b": 20}, title="Monthly returns (%)")
@@ -90,47 +87,10 @@ def run_view(run) -> None:  # type: ignore[no-untyped-def]
     price_chart(run, trades[trades["symbol"] == symbol], symbol)
 
 
-def _bars(run, symbol: str) -> pd.DataFrame | None:  # type: ignore[no-untyped-def]
-    """Daily bars of the run's source: generated for sim runs, the bar store for csv/massive."""
-    if run.data_source == "sim":
-        from engine.data.sim import SimMarket
-
-        market = SimMarket(seed=int(run.params.get("seed", 7)), n_symbols=max(run.n_symbols, 1))
-        return market.daily_bars(run.start, run.end, symbols=[symbol]).frame(symbol)
-    from engine.data.barstore import BarStore
-
-    try:
-        panel = BarStore(state.settings().bar_store_dir, run.data_source).load(run.start, run.end)
-    except (LookupError, OSError, ValueError):
-        return None
-    return panel.frame(symbol) if symbol in set(panel.symbols) else None
-
-
-def trade_markers(run, trades: pd.DataFrame, bars: pd.DataFrame | None) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
-    """Entry, stop and exit points on the price chart. Stock trades are priced in shares; options trades in
-    premium, so they are placed on the underlying: entry at the underlying's price at entry (the signal
-    close), the stop level, and the exit at the underlying's close on the exit day."""
-    if run.mode == "stock":
-        entry = pd.DataFrame({"x": trades["entry_date"], "y": trades["entry_price"]})
-        exit_ = pd.DataFrame({"x": trades["exit_date"], "y": trades["exit_price"], "text": trades["exit_reason"]})
-    else:
-        under = trades["detail"].map(lambda d: (d or {}).get("underlying_entry", np.nan)).astype(float)
-        entry = pd.DataFrame({"x": trades["entry_date"], "y": under})
-        closes = None if bars is None else bars["close"]
-        ys = [np.nan if closes is None or pd.Timestamp(x) not in closes.index else float(closes[pd.Timestamp(x)])
-              for x in trades["exit_date"]]
-        exit_ = pd.DataFrame({"x": trades["exit_date"], "y": ys,
-                              "text": trades["exit_reason"] + " (" + trades["detail"].map(
-                                  lambda d: str((d or {}).get("structure", ""))) + ")"})
-    stop = pd.DataFrame({"x": trades["entry_date"], "y": trades["stop"]})
-    return {"entry": entry, "stop": stop, "exit": exit_[trades["exit_reason"] != "open"]}
-
-
 def price_chart(run, trades: pd.DataFrame, symbol: str) -> None:  # type: ignore[no-untyped-def]
     fig = go.Figure()
-    bars = _bars(run, symbol)
+    bars = run_bars(run, symbol, state.settings().bar_store_dir)
     if bars is not None:
-        bars.index = pd.to_datetime(bars.index)
         fig.add_trace(go.Candlestick(x=bars.index, open=bars["open"], high=bars["high"], low=bars["low"],
                                      close=bars["close"], name=symbol))
     m = trade_markers(run, trades, bars)
@@ -146,11 +106,10 @@ def price_chart(run, trades: pd.DataFrame, symbol: str) -> None:  # type: ignore
 
 def search_view() -> None:
     """Parameter heatmap of a stored search: the mean objective over two chosen parameters' values."""
-    from engine.backtest.studies import study_storage
     from engine.backtest.trials import heatmap_table, study_names, trials_frame
 
     try:
-        storage = study_storage(state.settings().db_url)
+        storage = state.studies()
     except RuntimeError as exc:  # Optuna's tables were written by another optuna version
         st.error(f"Stored searches cannot be read: {exc}")
         return

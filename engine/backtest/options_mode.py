@@ -125,7 +125,7 @@ def _quote_map(q: pd.DataFrame) -> dict[str, InstrumentQuote]:
 
 
 def _closing_legs(pos: _Position) -> tuple[Leg, ...]:
-    return tuple(replace(leg, side=Side.sell if leg.side is Side.buy else Side.buy) for leg in pos.legs)
+    return tuple(leg.reversed() for leg in pos.legs)
 
 
 def _exit_label(reason: str) -> str:

@@ -20,6 +20,10 @@ from engine.data.sim_static import _H_IV, _H_OPT, _H_OPT_DAY, RISK_FREE_RATE, _h
 from engine.options.chain import CHAIN_COLUMNS
 from engine.options.occ import occ_padded, parse_occ
 
+# strike spacing by the underlying's price: (below this price, this step), else the top step
+_STRIKE_STEPS = ((10.0, 0.5), (30.0, 1.0), (120.0, 2.5), (400.0, 5.0))
+_TOP_STRIKE_STEP = 10.0
+
 # --------------------------------------------------------------------------- OCC symbols
 
 
@@ -104,10 +108,10 @@ class SimOptions:
 
     @staticmethod
     def _strike_step(price: float) -> float:
-        for limit, step in ((10.0, 0.5), (30.0, 1.0), (120.0, 2.5), (400.0, 5.0)):
+        for limit, step in _STRIKE_STEPS:
             if price < limit:
                 return step
-        return 10.0
+        return _TOP_STRIKE_STEP
 
     def _chain_strikes(self, ref: float) -> np.ndarray:
         """The strikes a chain lists around ``ref``: the step's grid from 60% to 140% of it."""
@@ -146,10 +150,11 @@ class SimOptions:
                 if skip_unknown and root not in self._index:
                     slot[root] = None
                     continue
-                ctx = self._option_context(self.symbol_index(root), at)
+                i = self.symbol_index(root)
+                ctx = self._option_context(i, at)
                 slot[root] = None if ctx is None else len(contexts)
                 if ctx is not None:
-                    contexts.append({**ctx, "i": self.symbol_index(root)})
+                    contexts.append({**ctx, "i": i})
             k = slot[root]
             if k is not None and expiry > contexts[k]["today"]:
                 rows.append((occ, k, expiry, right == "C", strike))
@@ -351,8 +356,9 @@ class SimOptions:
 
 
 def _strike_steps(ref: np.ndarray) -> np.ndarray:
-    """``SimOptions._strike_step`` of each reference price."""
-    return np.select([ref < 10.0, ref < 30.0, ref < 120.0, ref < 400.0], [0.5, 1.0, 2.5, 5.0], 10.0)
+    """``SimOptions._strike_step`` of each reference price (the same table)."""
+    return np.select([ref < limit for limit, _ in _STRIKE_STEPS], [step for _, step in _STRIKE_STEPS],
+                     _TOP_STRIKE_STEP)
 
 
 def _option_quote(theo: np.ndarray, lower: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

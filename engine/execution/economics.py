@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from engine.execution.ports import OPTION_MULTIPLIER, AssetType, Leg
-from engine.portfolio.accounting import intrinsic, structure_multiplier
+from engine.execution.ports import AssetType, Leg
+from engine.portfolio.accounting import intrinsic, share_strike, structure_multiplier
 
 INFINITE = Decimal("Infinity")
 
@@ -52,7 +52,7 @@ def max_loss_per_unit(legs: tuple[Leg, ...] | list[Leg], limit: Decimal) -> Deci
     if slope_above < 0:
         return INFINITE
     # the payoff's kinks: where each option's exercise value starts (strike x 100 / deliverable per share)
-    strikes = sorted({leg.strike * OPTION_MULTIPLIER / leg.deliverable for leg in legs
+    strikes = sorted({share_strike(leg.strike, leg.deliverable) for leg in legs
                       if leg.asset is AssetType.option and leg.strike is not None})
     worst = max(cost - _value_at(legs, s) for s in [Decimal("0"), *strikes])
     return max(worst, Decimal("0"))

@@ -49,9 +49,6 @@ from engine.portfolio.accounting import Book, cents, structure_multiplier
 
 log = logging.getLogger(__name__)
 
-# the gate's side of an order (split out along the gate_inputs / decide seam); these names stay importable here
-_held_for = held_for
-
 
 @dataclass(frozen=True)
 class OrderSpec:

@@ -35,6 +35,13 @@ def leg_cash(leg: Leg, quantity: int, price: Decimal) -> Decimal:
     return -(leg.sign * price * quantity * leg.multiplier)
 
 
+def share_strike(strike: Decimal, deliverable: int = STANDARD_DELIVERABLE) -> Decimal:
+    """What one delivered share costs at exercise: the strike for a standard contract, strike x 100 /
+    deliverable for an adjusted one (the aggregate exercise price stays strike x 100). Where the
+    contract's payoff starts, in the underlying's price."""
+    return strike * OPTION_MULTIPLIER / deliverable
+
+
 def intrinsic(right: str | None, strike: Decimal, spot: Decimal, deliverable: int = STANDARD_DELIVERABLE) -> Decimal:
     """Exercise value of one option in quote terms (dollars = this x ``OPTION_MULTIPLIER``).
 

@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from engine.db import session_scope
 from engine.execution.ports import OPTION_MULTIPLIER, STANDARD_DELIVERABLE, AssetType, BrokerPosition, Leg, Side
 from engine.models import BrokerSyncState, Position, Transaction
-from engine.portfolio.accounting import cents
+from engine.portfolio.accounting import cents, share_strike
 
 CENT = Decimal("0.01")
 
@@ -178,7 +178,7 @@ def _payoff_parts(p: BrokerPosition) -> tuple[str, Decimal, int]:
         return "S", Decimal(0), p.quantity
     occ = parse_occ(p.instrument)
     # per delivered share: an adjusted contract pays strike x 100 for its deliverable
-    return occ.right, occ.strike * OPTION_MULTIPLIER / p.deliverable, p.quantity * p.deliverable
+    return occ.right, share_strike(occ.strike, p.deliverable), p.quantity * p.deliverable
 
 
 def max_loss(positions: list[BrokerPosition]) -> Decimal:

@@ -111,9 +111,10 @@ def _count(value: Any) -> int:
     return int(value) if _finite(value) else 0
 
 
-def _padded(instrument: str) -> str | None:
-    """The padded OCC symbol of an option contract; None for a stock symbol."""
-    spec = parse_option_symbol(instrument)
+def _padded(instrument: str, spec: OptionSpec | None = None) -> str | None:
+    """The padded OCC symbol of an option contract (``spec``: its parse, when the caller has it); None for a
+    stock symbol."""
+    spec = spec or parse_option_symbol(instrument)
     return None if spec is None else f"{spec.underlying:<6}{instrument.strip()[-15:]}"
 
 
@@ -240,7 +241,8 @@ class SimQuoteSource:
         spec = parse_option_symbol(instrument)
         if spec is None:
             return self._stock_quote(instrument, minute)
-        padded = f"{spec.underlying:<6}{instrument.strip()[-15:]}"
+        padded = _padded(instrument, spec)
+        assert padded is not None
         if hasattr(self.market, "contract_quotes"):
             row = self._contract_row(padded, minute, held)
             if row is None:
