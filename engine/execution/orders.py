@@ -17,6 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from engine.execution.ports import Leg
@@ -103,6 +104,56 @@ def record_created(session: Session, order: Order, reason: str, actor: str = "en
                        to_status=order.status, reason=reason, actor=actor, at=now or datetime.now(timezone.utc))
     session.add(event)
     return event
+
+
+def create(session: Session, order: Order, reason: str, route: tuple[str, str] | None = None,
+           now: datetime | None = None) -> None:
+    """Insert a new ``proposed`` order and its creation event; with ``route`` ((reason, actor) of an
+    automatic approval) the row is inserted already ``approved`` and both events are written: the same
+    history as ``record_created`` + ``transition``, one INSERT of the order instead of an INSERT and an
+    UPDATE (the order path's latency is mostly statements, issue 11)."""
+    if order.status != OrderStatus.proposed.value:
+        raise IllegalTransition(f"order {order.client_order_id}: a new order starts proposed, not {order.status}")
+    at = now or datetime.now(timezone.utc)
+    if route is not None:
+        order.status = OrderStatus.approved.value
+        order.updated_at = at
+    session.add(order)
+    session.flush()  # the order's id, which its events carry
+    events = [{"from_status": None, "to_status": OrderStatus.proposed.value, "reason": reason, "actor": "engine"}]
+    if route is not None:
+        events.append({"from_status": OrderStatus.proposed.value, "to_status": OrderStatus.approved.value,
+                       "reason": route[0], "actor": route[1]})
+    # one INSERT for both (the ORM would write them one by one: their NULL and non-NULL columns differ)
+    rows = [{"order_id": order.id, "client_order_id": order.client_order_id, "data": {}, "at": at, **e}
+            for e in events]
+    session.execute(insert(OrderEvent.__table__), rows)  # type: ignore[arg-type]
+
+
+def claim(session: Session, order: Order, to: OrderStatus, reason: str, values: dict[str, Any] | None = None,
+          actor: str = "engine", now: datetime | None = None) -> bool:
+    """Compare-and-set transition: one UPDATE moves the row from the status ``order`` has to ``to`` (with
+    ``values`` written in the same statement) only if no other writer moved it first; then the event is
+    appended. False, with ``order`` refreshed, when the row was no longer in that status. Exactly one of two
+    concurrent claimers wins on any backend."""
+    from sqlalchemy import update
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    current = status_of(order)
+    if to not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(f"order {order.client_order_id}: {current.value} -> {to.value} is not allowed")
+    at = now or datetime.now(timezone.utc)
+    changes = {**(values or {}), "status": to.value, "updated_at": at}
+    result = session.execute(update(Order).where(Order.id == order.id, Order.status == current.value)
+                             .values(**changes).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(order)
+        return False
+    for key, value in changes.items():  # what the row now holds, without a second UPDATE
+        set_committed_value(order, key, value)
+    session.add(OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=current.value,
+                           to_status=to.value, reason=reason, actor=actor, data={}, at=at))
+    return True
 
 
 def legs_of(order: Order) -> tuple[Leg, ...]:

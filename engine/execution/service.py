@@ -42,6 +42,7 @@ from engine.execution.ports import (
     BrokerRejected,
     BrokerUnavailable,
     Leg,
+    PreviewingBroker,
 )
 from engine.models import Fill, Order, Position
 from engine.operator import approval_mode
@@ -122,31 +123,27 @@ def propose(session: Session, spec: OrderSpec, settings: Settings, now: datetime
         },
         status=OrderStatus.proposed.value, created_at=now, updated_at=now,
     )
-    session.add(order)
-    session.flush()
-    om.record_created(session, order, spec.reason or "proposed", now=now)
-    _route(session, order, settings, now)
+    # the route is read before the row is written, so the row goes in once, already approved when it is
+    om.create(session, order, spec.reason or "proposed", _route(session, order, settings), now=now)
     session.commit()  # the order exists (with its client id) before anything else happens
     failpoints.hit("after_order_row")
     return order
 
 
-def _route(session: Session, order: Order, settings: Settings, now: datetime) -> None:
+def _route(session: Session, order: Order, settings: Settings) -> tuple[str, str] | None:
+    """(reason, actor) when the approval mode clears the new order at once; None when it waits for the
+    operator (manual, or semi above the limit)."""
     mode = ApprovalMode(approval_mode(session, settings.approval_mode.value))
     if (mode is not ApprovalMode.auto and order.intent != "open" and order.economics.get("protective")
             and not settings.approve_exits):
         # A protective exit that waits for a click can let a position run past its stop: it goes by rule
         # unless the operator opted in to approving exits too (QM_APPROVE_EXITS=true).
-        om.transition(session, order, OrderStatus.approved,
-                      f"protective exit executed by rule in {mode.value} mode (exit approval is off)",
-                      actor="rule", now=now)
-        return
+        return f"protective exit executed by rule in {mode.value} mode (exit approval is off)", "rule"
     if mode is ApprovalMode.auto:
-        om.transition(session, order, OrderStatus.approved, "auto mode", now=now)
-    elif mode is ApprovalMode.semi and order.max_loss <= Decimal(str(settings.risk.semi_auto_max_risk_usd)):
-        om.transition(session, order, OrderStatus.approved,
-                      f"semi mode: risk ${order.max_loss} <= ${settings.risk.semi_auto_max_risk_usd:,.0f}", now=now)
-    # manual, or semi above the limit: stays proposed until the operator decides
+        return "auto mode", "engine"
+    if mode is ApprovalMode.semi and order.max_loss <= Decimal(str(settings.risk.semi_auto_max_risk_usd)):
+        return f"semi mode: risk ${order.max_loss} <= ${settings.risk.semi_auto_max_risk_usd:,.0f}", "engine"
+    return None
 
 
 def filled_for_decision(session: Session, decision_key: str) -> int:
@@ -234,20 +231,27 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
 
     report = report or ExecutionReport()
     guard.before_broker_call(f"gate order {order_id}")  # a scheduler without its lease does not even claim it
-    with read_scope(engine) as session:
-        order = session.get(Order, order_id)
-        assert order is not None
-        session.expunge(order)  # stays readable after the read-only snapshot ends (a rollback expires it)
-        if order.status != OrderStatus.approved.value:
-            return order
-        proposed = to_proposed(order, held_for(session, order))
-        basis = gate_basis(order, proposed)
+    basis = None
+    if isinstance(broker, PreviewingBroker):
+        # The broker's dry run is of this order as it is now: read it (no transaction held over the call).
+        with read_scope(engine) as session:
+            order = session.get(Order, order_id)
+            assert order is not None
+            session.expunge(order)  # stays readable after the read-only snapshot ends (a rollback expires it)
+            if order.status != OrderStatus.approved.value:
+                return order
+            proposed = to_proposed(order, held_for(session, order))
+            basis = gate_basis(order, proposed)
     try:
-        account, preview = gate_inputs(broker, proposed)
+        # without a dry run the gate needs only the account, which does not depend on the order
+        account, preview = gate_inputs(broker, proposed) if basis is not None else (broker.account(), None)
     except BrokerUnavailable as exc:
-        log.warning("order %s waits: broker account unavailable for the risk gate: %s",
-                    order.client_order_id, exc)
-        return order
+        log.warning("order %s waits: broker account unavailable for the risk gate: %s", order_id, exc)
+        with read_scope(engine) as session:
+            order = session.get(Order, order_id)
+            assert order is not None
+            session.expunge(order)
+            return order
     with session_scope(engine) as session:
         # Row lock on PostgreSQL: a second submitter of the same order waits here, then sees it claimed.
         order = session.get(Order, order_id, with_for_update=True, populate_existing=True)
@@ -255,7 +259,7 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
         if order.status != OrderStatus.approved.value:
             return order  # claimed by another submitter, or cancelled, while the broker answered
         proposed = to_proposed(order, held_for(session, order))
-        if gate_basis(order, proposed) != basis:
+        if basis is not None and gate_basis(order, proposed) != basis:
             # An override (or a fill of the position an exit closes) while the broker answered: its dry run
             # was of another order. The next cycle gates what would be sent.
             log.info("order %s changed while the gate asked the broker; gated again next cycle",
@@ -268,11 +272,12 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
                           data=decision.to_dict(), now=now)
             report.rejected[order.client_order_id] = decision.summary()
             return order
-        if not _claim(session, order):
-            return order  # another submitter claimed it between our read and now (and records its own gate)
-        order.risk_decision = decision.to_dict()  # after the claim: written with the status change, one UPDATE
-        om.transition(session, order, OrderStatus.submitting, "risk gate passed; sending to broker", now=now)
-        gate_pass = decision.gate_pass
+        # Compare-and-set approved -> submitting with the gate's decision in the same UPDATE: a lost claim
+        # (another submitter between our read and now) writes nothing of ours; the winner records its own.
+        if not om.claim(session, order, OrderStatus.submitting, "risk gate passed; sending to broker",
+                        {"risk_decision": decision.to_dict()}, now=now):
+            return order
+    gate_pass = decision.gate_pass
     # The submitting state is committed: from here on a crash is resolved by reconciliation.
     failpoints.hit("after_submitting_commit")
     try:
@@ -302,20 +307,6 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
     return order
 
 
-def _claim(session: Session, order: Order) -> bool:
-    """Compare-and-set approved -> submitting on the row itself, so only one submitter wins on any backend."""
-    from sqlalchemy import update
-
-    result = session.execute(update(Order).where(Order.id == order.id, Order.status == OrderStatus.approved.value)
-                             .values(status=OrderStatus.submitting.value)
-                             .execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.refresh(order)
-        return False
-    order.status = OrderStatus.approved.value  # the transition below records approved -> submitting
-    return True
-
-
 def _fills_or_none(broker: Broker, order: Order) -> list[BrokerFill] | None:
     try:
         return broker.fills(order.client_order_id)
@@ -335,24 +326,28 @@ _STATUS_FROM_BROKER = {
 
 def apply_broker_state(session: Session, order: Order, answer: BrokerOrder, fills: Sequence[BrokerFill] | None,
                        now: datetime) -> int:
-    """Bring ``order`` (and its position) in line with the broker's view. Returns new fills applied."""
-    order.broker_order_id = answer.broker_order_id
-    applied = _apply_fills(session, order, fills or [], now) if fills is not None else 0
-    if fills is None and answer.filled_quantity > order.filled_quantity:
-        # We know more was filled but could not read the fills: keep the order non-terminal for now.
-        target = OrderStatus.partially_filled
-    elif answer.status is BrokerOrderStatus.working:
-        target = OrderStatus.partially_filled if order.filled_quantity > 0 else OrderStatus.submitted
-    else:
-        target = _STATUS_FROM_BROKER[answer.status]
-        if target is OrderStatus.filled and order.filled_quantity < order.quantity:
-            target = OrderStatus.partially_filled  # fills not all read yet
-    current = om.status_of(order)
-    changed = target is not current or (target is OrderStatus.partially_filled and applied)
-    if changed and target in om.TRANSITIONS.get(current, frozenset()):
-        reason = answer.reason or f"broker: {answer.status.value}, filled {answer.filled_quantity}/{order.quantity}"
-        om.transition(session, order, target, reason, actor="broker", now=now,
-                      data={"broker_order_id": answer.broker_order_id, "filled": answer.filled_quantity})
+    """Bring ``order`` (and its position) in line with the broker's view. Returns new fills applied.
+
+    Without autoflush, so the order's changes (fills, position, status) reach the database as one UPDATE
+    at the commit (the order path's latency is mostly statements, issue 11)."""
+    with session.no_autoflush:
+        applied = _apply_fills(session, order, fills or [], now) if fills is not None else 0
+        order.broker_order_id = answer.broker_order_id
+        if fills is None and answer.filled_quantity > order.filled_quantity:
+            # We know more was filled but could not read the fills: keep the order non-terminal for now.
+            target = OrderStatus.partially_filled
+        elif answer.status is BrokerOrderStatus.working:
+            target = OrderStatus.partially_filled if order.filled_quantity > 0 else OrderStatus.submitted
+        else:
+            target = _STATUS_FROM_BROKER[answer.status]
+            if target is OrderStatus.filled and order.filled_quantity < order.quantity:
+                target = OrderStatus.partially_filled  # fills not all read yet
+        current = om.status_of(order)
+        changed = target is not current or (target is OrderStatus.partially_filled and applied)
+        if changed and target in om.TRANSITIONS.get(current, frozenset()):
+            reason = answer.reason or f"broker: {answer.status.value}, filled {answer.filled_quantity}/{order.quantity}"
+            om.transition(session, order, target, reason, actor="broker", now=now,
+                          data={"broker_order_id": answer.broker_order_id, "filled": answer.filled_quantity})
     return applied
 
 
@@ -360,7 +355,7 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
     """Record new fills; the structure's filled units are the minimum over legs of contracts filled / ratio
     (a real broker may report legs separately). Newly complete units are priced from each leg's fills in
     the order they came (first in, first matched); fees reach the position when its units do."""
-    rows = list(session.exec(select(Fill).where(Fill.order_id == order.id)).all())
+    rows = list(session.exec(select(Fill).where(Fill.order_id == order.id).order_by(Fill.id)).all())
     known = {r.broker_fill_id for r in rows}
     new = [f for f in fills if f.fill_id not in known]
     if not new:
@@ -377,9 +372,9 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
         session.add(row)
         rows.append(row)
         failpoints.hit("during_fills")
-    session.flush()
-    # fill order, first in first matched (as stored: a naive time is UTC)
-    rows.sort(key=lambda r: (r.filled_at if r.filled_at.tzinfo else r.filled_at.replace(tzinfo=UTC), r.id))
+    # Fill order, first in first matched: by time (a naive stored time is UTC), then as stored and received
+    # (a stable sort keeps the stored rows' id order and puts the new ones after them, as their ids will be).
+    rows.sort(key=lambda r: r.filled_at if r.filled_at.tzinfo else r.filled_at.replace(tzinfo=UTC))
     complete = leg_units_filled(legs, rows)
     prev_qty = order.filled_quantity
     units = complete - prev_qty
@@ -391,14 +386,14 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
         signed_dollars += leg.sign * leg.multiplier * _fifo_dollars(
             [r for r in rows if r.instrument == leg.instrument], leg.ratio * prev_qty, leg.ratio * complete)
     paid_fees = sum((r.commission + r.fees for r in rows), Decimal("0"))
-    applied_fees = Decimal(str(order.economics.get("fees_applied", "0")))
-    fees = paid_fees - applied_fees
-    order.economics = {**order.economics, "fees_applied": str(paid_fees)}
+    fees = paid_fees - Decimal(str(order.economics.get("fees_applied", "0")))
     unit_price = signed_dollars / (mult * units)
+    pos = _position_of(session, order, now)  # before the order changes: a new position's INSERT goes alone
     prev_avg = order.avg_fill_price or Decimal("0")
+    order.economics = {**order.economics, "fees_applied": str(paid_fees)}
     order.filled_quantity = complete
     order.avg_fill_price = (prev_avg * prev_qty + unit_price * units) / order.filled_quantity
-    _apply_to_position(session, order, units, unit_price, fees, now)
+    _apply_to_position(pos, order, units, unit_price, fees, now)
     return len(new)
 
 
@@ -422,22 +417,30 @@ def _fifo_dollars(fills: Sequence[Fill], start: int, end: int) -> Decimal:
     return total
 
 
-def _apply_to_position(session: Session, order: Order, units: int, unit_price: Decimal, fees: Decimal,
+def _position_of(session: Session, order: Order, now: datetime) -> Position:
+    """The position ``order`` changes: an entry's first fill opens it (flushed for its id, which the order
+    records); an exit's must exist."""
+    pos = session.get(Position, order.position_id) if order.position_id else None
+    if pos is not None:
+        return pos
+    if order.intent != "open":
+        raise ValueError(f"closing order {order.client_order_id} has no position")
+    pos = Position(strategy=order.strategy, signal_id=order.signal_id, symbol=order.symbol,
+                   sector=str(order.economics.get("sector", "")), structure=order.structure, legs=order.legs,
+                   opened_at=now, status="open", **_levels_for(session, order))
+    session.add(pos)
+    session.flush()
+    order.position_id = pos.id
+    return pos
+
+
+def _apply_to_position(pos: Position, order: Order, units: int, unit_price: Decimal, fees: Decimal,
                        now: datetime) -> None:
-    legs = om.legs_of(order)
-    mult = structure_multiplier(legs)
+    mult = structure_multiplier(om.legs_of(order))
     econ = order.economics
     failpoints.hit("during_position_update")
+    book = Book(mult, pos.quantity, pos.entry_price, pos.realized_pnl)
     if order.intent == "open":
-        pos = session.get(Position, order.position_id) if order.position_id else None
-        if pos is None:
-            pos = Position(strategy=order.strategy, signal_id=order.signal_id, symbol=order.symbol,
-                           sector=str(econ.get("sector", "")), structure=order.structure, legs=order.legs,
-                           opened_at=now, status="open", **_levels_for(session, order))
-            session.add(pos)
-            session.flush()
-            order.position_id = pos.id
-        book = Book(mult, pos.quantity, pos.entry_price, pos.realized_pnl)
         book.open(units, unit_price, fees)
         pos.initial_quantity += units
         per_unit_risk = Decimal(econ.get("max_loss_per_unit", "0"))
@@ -445,10 +448,6 @@ def _apply_to_position(session: Session, order: Order, units: int, unit_price: D
         pos.initial_risk = cents(pos.initial_risk + (per_unit_risk * units))
         pos.delta_dollars = float(econ.get("delta_dollars_per_unit", 0.0)) * book.quantity
     else:
-        pos = session.get(Position, order.position_id)
-        if pos is None:
-            raise ValueError(f"closing order {order.client_order_id} has no position")
-        book = Book(mult, pos.quantity, pos.entry_price, pos.realized_pnl)
         per_unit_risk = pos.max_loss / pos.quantity if pos.quantity else Decimal("0")
         remaining = Decimal(book.quantity - units) / book.quantity if book.quantity else Decimal("0")
         book.close(units, unit_price, fees)
@@ -462,7 +461,6 @@ def _apply_to_position(session: Session, order: Order, units: int, unit_price: D
     pos.quantity = book.quantity
     pos.entry_price = book.entry_price
     pos.realized_pnl = book.realized
-    session.add(pos)
 
 
 def _levels_for(session: Session, order: Order) -> dict[str, object]:

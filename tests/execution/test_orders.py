@@ -81,3 +81,44 @@ def test_terminal_states_have_no_way_out() -> None:
 def test_money_rounds_to_cents_half_even() -> None:
     assert om.money("2.345") == Decimal("2.34") and om.money("2.355") == Decimal("2.36")
     assert om.money(0.1 + 0.2) == Decimal("0.30")
+
+
+def test_a_new_order_routed_at_once_is_inserted_approved_with_both_events(migrated_sqlite) -> None:  # type: ignore[no-untyped-def]
+    with Session(migrated_sqlite) as s:
+        o = Order(client_order_id="qm-r-1", strategy="s", symbol="AAA", structure="long_call", quantity=1,
+                  limit_price=Decimal("1.00"), legs=[CALL.to_dict()])
+        om.create(s, o, "signal 7", ("auto mode", "engine"), now=NOW)
+        held = Order(client_order_id="qm-m-1", strategy="s", symbol="AAA", structure="long_call", quantity=1,
+                     limit_price=Decimal("1.00"), legs=[CALL.to_dict()])
+        om.create(s, held, "signal 8", None, now=NOW)
+        s.commit()
+        assert (o.status, held.status) == ("approved", "proposed")
+        assert [(e.from_status, e.to_status, e.reason, e.actor) for e in om.history(s, o)] == [
+            (None, "proposed", "signal 7", "engine"), ("proposed", "approved", "auto mode", "engine")]
+        assert [(e.from_status, e.to_status) for e in om.history(s, held)] == [(None, "proposed")]
+        with pytest.raises(om.IllegalTransition):  # only a new, proposed order is created
+            om.create(s, Order(client_order_id="qm-z-1", strategy="s", symbol="AAA", structure="long_call",
+                               quantity=1, status="approved", legs=[CALL.to_dict()]), "x", now=NOW)
+
+
+def test_a_claim_wins_once_and_a_stale_claimer_writes_nothing(migrated_sqlite) -> None:  # type: ignore[no-untyped-def]
+    with Session(migrated_sqlite, expire_on_commit=False) as s:
+        o = _order(s)
+        om.transition(s, o, OrderStatus.approved, "ok", now=NOW)
+        s.commit()
+    with Session(migrated_sqlite, expire_on_commit=False) as first, \
+            Session(migrated_sqlite, expire_on_commit=False) as second:
+        b = second.get(Order, o.id)  # the second claimer read it approved ...
+        second.commit()
+        a = first.get(Order, o.id)
+        assert a is not None and b is not None and b.status == "approved"
+        assert om.claim(first, a, OrderStatus.submitting, "gate passed", {"risk_decision": {"by": "first"}}, now=NOW)
+        first.commit()  # ... and the first claimed it meanwhile
+        assert not om.claim(second, b, OrderStatus.submitting, "gate passed", {"risk_decision": {"by": "second"}},
+                            now=NOW)
+        second.commit()
+        assert b.status == "submitting"  # refreshed to what the winner wrote
+    with Session(migrated_sqlite) as s:
+        row = s.get(Order, o.id)
+        assert row is not None and row.risk_decision == {"by": "first"}
+        assert [e.to_status for e in om.history(s, row)] == ["proposed", "approved", "submitting"]
