@@ -93,34 +93,39 @@ def sessions(start: DayLike, end: DayLike) -> np.ndarray:
     return days[i:j].copy()
 
 
-def session_index(d: DayLike) -> int:
-    """Position of session ``d`` in the cached schedule; ValueError when ``d`` is not a session."""
-    day = to_session_day(d)
+@lru_cache(maxsize=16384)
+def _position(day: np.datetime64) -> int:
+    """Index of ``day`` in the cached schedule, -1 when it is no session (memoised: the venue, the clock and
+    the simulated market ask about the same few days thousands of times a session)."""
     _check(day)
     days = _schedule().days
     i = int(np.searchsorted(days, day))
-    if i >= len(days) or days[i] != day:
+    return i if i < len(days) and days[i] == day else -1
+
+
+@lru_cache(maxsize=16384)
+def _times(i: int) -> tuple[datetime, datetime]:
+    sched = _schedule()
+    return _ns_to_ny(int(sched.open_ns[i])), _ns_to_ny(int(sched.close_ns[i]))
+
+
+def session_index(d: DayLike) -> int:
+    """Position of session ``d`` in the cached schedule; ValueError when ``d`` is not a session."""
+    day = to_session_day(d)
+    i = _position(day)
+    if i < 0:
         raise ValueError(f"{day} is not an NYSE session")
     return i
 
 
 def is_session(d: DayLike) -> bool:
-    day = to_session_day(d)
-    _check(day)
-    days = _schedule().days
-    i = int(np.searchsorted(days, day))
-    return i < len(days) and days[i] == day
+    return _position(to_session_day(d)) >= 0
 
 
 def session_times(d: DayLike) -> tuple[datetime, datetime] | None:
     """(open, close) of session ``d`` as America/New_York datetimes, None when ``d`` is no session."""
-    day = to_session_day(d)
-    _check(day)
-    sched = _schedule()
-    i = int(np.searchsorted(sched.days, day))
-    if i >= len(sched.days) or sched.days[i] != day:
-        return None
-    return _ns_to_ny(int(sched.open_ns[i])), _ns_to_ny(int(sched.close_ns[i]))
+    i = _position(to_session_day(d))
+    return None if i < 0 else _times(i)
 
 
 def _ns_to_ny(ns: int) -> datetime:
@@ -129,12 +134,10 @@ def _ns_to_ny(ns: int) -> datetime:
 
 def session_minutes(d: DayLike) -> int:
     """Length of session ``d`` in minutes (390 normally, 210 on an early close, 0 when closed)."""
-    day = to_session_day(d)
-    _check(day)
-    sched = _schedule()
-    i = int(np.searchsorted(sched.days, day))
-    if i >= len(sched.days) or sched.days[i] != day:
+    i = _position(to_session_day(d))
+    if i < 0:
         return 0
+    sched = _schedule()
     return int((sched.close_ns[i] - sched.open_ns[i]) // 60_000_000_000)
 
 

@@ -327,8 +327,9 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
             except UnknownInstrument as exc:
                 kind = "contract" if leg.asset is AssetType.option else "instrument"
                 return f"unknown {kind}: {exc}", quotes
+        working = self._working(conn)
         if intent == "close":
-            pending = self._pending_closes(conn)
+            pending = self._pending_closes(working)
             for leg in legs:
                 pos = books.positions.get(leg.instrument)
                 held = pos.quantity if pos else 0
@@ -339,7 +340,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
                     return (f"cannot {verb} {leg.ratio * quantity} of {leg.instrument.strip()}: position is "
                             f"{held}, {pending.get(leg.instrument, 0)} already in working close orders"), quotes
         cost = self._order_cost(books, legs, quantity, limit)
-        problem = self._bp_problem(books, legs, quantity, cost, self._reserved(conn, books))
+        problem = self._bp_problem(books, legs, quantity, cost, self._reserved(working, books))
         return problem, quotes
 
     # ------------------------------------------------------------------ filling

@@ -14,8 +14,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
+from engine.db import READ_ONLY
 from engine.execution.brokers.quotes import parse_option_symbol
 from engine.execution.ports import (
     STANDARD_DELIVERABLE,
@@ -237,6 +239,11 @@ class PaperBooks:
 
     _engine: Engine
 
+    def _reading(self) -> Connection:
+        """A connection for reads: a deferred BEGIN, a consistent snapshot that takes no write lock, so a
+        report, a mark or an audit neither waits for the venue's writers nor makes them wait."""
+        return self._engine.execution_options(**{READ_ONLY: True}).connect()
+
     # ------------------------------------------------------------------ loading and saving the books
 
     @staticmethod
@@ -260,15 +267,16 @@ class PaperBooks:
         for p in books.positions.values():
             if not p.dirty:
                 continue
-            conn.execute(_positions.delete().where(_positions.c.instrument == p.instrument))
-            if p.quantity != 0:
-                conn.execute(_positions.insert().values(
-                    instrument=p.instrument, asset=p.asset.value, underlying=p.underlying, right=p.right,
-                    strike=None if p.strike is None else str(p.strike),
-                    expiry=None if p.expiry is None else p.expiry.isoformat(),
-                    quantity=p.quantity, cost=str(p.cost), realized_pnl=str(p.realized), updated_at=_iso(now),
-                    deliverable=p.deliverable,
-                ))
+            if p.quantity == 0:
+                conn.execute(_positions.delete().where(_positions.c.instrument == p.instrument))
+            else:  # one statement whether the row exists or not (the books are always a SQLite file)
+                row = dict(instrument=p.instrument, asset=p.asset.value, underlying=p.underlying, right=p.right,
+                           strike=None if p.strike is None else str(p.strike),
+                           expiry=None if p.expiry is None else p.expiry.isoformat(), quantity=p.quantity,
+                           cost=str(p.cost), realized_pnl=str(p.realized), updated_at=_iso(now),
+                           deliverable=p.deliverable)
+                upsert = sqlite_insert(_positions).values(**row)
+                conn.execute(upsert.on_conflict_do_update(index_elements=[_positions.c.instrument], set_=row))
             p.dirty = False
 
     @staticmethod
@@ -320,7 +328,7 @@ class PaperBooks:
         recorded fill's and event's cash; positions must equal the fills and events that made them; every
         order's filled quantity must match its fills."""
         problems = []
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             books = self._load(conn)
             start = Decimal(conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "starting_cash")).scalar_one())
             fills = conn.execute(sa.select(_fills)).mappings().all()

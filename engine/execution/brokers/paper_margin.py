@@ -7,9 +7,10 @@ combines them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -130,11 +131,16 @@ class PaperBuyingPower:
                     f"commissions and fees), available ${bp_before - reserved:,.2f}")
         return None
 
-    def _reserved(self, conn: Connection, books: _Books) -> Decimal:
-        """Buying power held for working orders (at their limits, for what is left of them)."""
+    @staticmethod
+    def _working(conn: Connection) -> list[Mapping[str, Any]]:
+        """The venue's working orders (one read serves the reserve and the pending closes)."""
+        return list(conn.execute(sa.select(_orders).where(_orders.c.status == W.value)).mappings())
+
+    def _reserved(self, working: Sequence[Mapping[str, Any]], books: _Books) -> Decimal:
+        """Buying power held for ``working`` orders (at their limits, for what is left of them)."""
         total = ZERO
         bp_now = books.cash - _margin(books.positions.values())[0]
-        for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value)).mappings():
+        for r in working:
             legs = self._legs(r)
             left = int(r["quantity"]) - int(r["filled_quantity"])
             if left <= 0:
@@ -146,11 +152,12 @@ class PaperBuyingPower:
                 total += max(ZERO, bp_now - (books.cash - cost - req))
         return total
 
-    def _pending_closes(self, conn: Connection) -> dict[str, int]:
-        """Units of each instrument that working close orders are already set to take off."""
+    def _pending_closes(self, working: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Units of each instrument that the ``working`` close orders are already set to take off."""
         out: dict[str, int] = {}
-        for r in conn.execute(sa.select(_orders).where(_orders.c.status == W.value,
-                                                       _orders.c.intent == "close")).mappings():
+        for r in working:
+            if r["intent"] != "close":
+                continue
             left = int(r["quantity"]) - int(r["filled_quantity"])
             for leg in self._legs(r):
                 out[leg.instrument] = out.get(leg.instrument, 0) + leg.ratio * left

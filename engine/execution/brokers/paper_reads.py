@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from engine.execution.brokers.paper_books import (
     SUB_PENNY,
@@ -42,12 +42,13 @@ class PaperReads:
     """The Broker port's reads (mixed into PaperBroker, which provides the books and the quotes)."""
 
     _engine: Engine
+    _reading: Callable[[], Connection]
     quotes: QuoteSource
     clock: Callable[[], datetime]
 
     @_venue_call
     def order(self, client_order_id: str) -> BrokerOrder | None:
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             r = self._get(conn, client_order_id)
             return None if r is None else self._to_order(r)
 
@@ -56,7 +57,7 @@ class PaperReads:
         q = sa.select(_orders).order_by(_orders.c.id)
         if status is not None:
             q = q.where(_orders.c.status == status.value)
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             return [self._to_order(r) for r in conn.execute(q).mappings()]
 
     @_venue_call
@@ -64,17 +65,17 @@ class PaperReads:
         q = sa.select(_fills).order_by(_fills.c.id)
         if client_order_id is not None:
             q = q.where(_fills.c.client_order_id == client_order_id)
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             return [self._to_fill(r) for r in conn.execute(q).mappings()]
 
     @_venue_call
     def events(self) -> list[BrokerEvent]:
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             return [self._to_event(r) for r in conn.execute(sa.select(_events).order_by(_events.c.id)).mappings()]
 
     @_venue_call
     def positions(self) -> list[BrokerPosition]:
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             books = self._load(conn)
         out = []
         for p in sorted(books.positions.values(), key=lambda p: p.instrument):
@@ -87,7 +88,7 @@ class PaperReads:
     @_venue_call
     def account(self) -> BrokerAccount:
         now = self.clock()
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             books = self._load(conn)
         req, _ = _margin(books.positions.values())
         self._prefetch([p.instrument for p in books.positions.values() if p.quantity], now)
@@ -97,7 +98,7 @@ class PaperReads:
 
     def realized_pnl(self) -> Decimal:
         """Realised P&L of all reductions so far (before commissions and fees)."""
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             return _money(self._load(conn).realized)
 
     def _prefetch(self, instruments: list[str], now: datetime) -> None:
