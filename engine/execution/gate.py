@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from engine import risk
 from engine.config import Settings
@@ -79,11 +79,13 @@ def held_for(session: Session, order: Order) -> int | None:
 
 def working_close_quantity(session: Session, position_id: int | None, exclude_order_id: int | None = None) -> int:
     """Units of a position already claimed by exit orders that are not finished."""
-    query = select(Order).where(Order.position_id == position_id, Order.intent != "open",
-                                Order.status.in_(om.LIVE_VALUES))
+    # summed in SQL: the gate asks this for every exit it sends, and whole order rows (legs, economics,
+    # decisions) cost far more to load than the one number
+    query = select(func.coalesce(func.sum(Order.quantity - Order.filled_quantity), 0)).where(
+        Order.position_id == position_id, Order.intent != "open", Order.status.in_(om.LIVE_VALUES))
     if exclude_order_id is not None:
         query = query.where(Order.id != exclude_order_id)
-    return sum(o.quantity - o.filled_quantity for o in session.exec(query).all())
+    return int(session.exec(query).one())
 
 
 def gate_basis(order: Order, proposed: risk.ProposedOrder) -> tuple[object, ...]:
