@@ -223,7 +223,8 @@ def submit_approved(engine, settings: Settings, broker: Broker, now: datetime,  
 def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: datetime,  # type: ignore[no-untyped-def]
                report: ExecutionReport | None = None) -> Order:
     """Gate and send one approved order, with no transaction open while the broker answers (issue 12 #2):
-    read the order; ask the broker for its account and dry run; then one short write transaction claims the
+    ask the broker for its account and, from a broker with a dry run, its dry run of the order as read just
+    before (a broker without one needs no read of the order first); then one short write transaction claims the
     order (compare-and-set approved -> submitting under a row lock on PostgreSQL, so exactly one submitter
     wins), runs the gate on the portfolio as it is at that moment (a kill switch set meanwhile counts) and
     commits the decision. The submitting state is committed before the order is sent."""
