@@ -105,6 +105,7 @@ class FakeMassive:
         self.aggs: Callable[[str, date, date], list[dict[str, Any]]] | None = None
         self.faults: dict[str, deque[Reply]] = defaultdict(deque)
         self.fail_grouped_after: int | None = None  # every grouped request after this many: 500
+        self._grouped_served = 0  # grouped requests let through to an answer
         self.routes: dict[str, Reply] = {}  # exact path -> reply (generated responses for one test)
         # underlying -> option snapshot results (``option_result``): served by /v3/snapshot/options/{u}
         # with Massive's filters and paging, and by the universal /v3/snapshot?ticker.any_of=...
@@ -227,11 +228,13 @@ class FakeMassive:
             rows = [d for d in rows if lo <= d["ex_dividend_date"] <= hi]
             return Reply(200, {"results": rows, "status": "OK", "request_id": "fake"})
         grouped = GROUPED.match(seen.path)
-        if grouped and self.fail_grouped_after is not None:
+        if grouped:
+            # Decided and counted under one lock: with parallel workers, counting the answers already sent
+            # let two requests in flight both see 8 of 9 and both be served (a 10th day stored).
             with self._lock:
-                done = sum(1 for s in self.seen[:-1] if GROUPED.match(s.path) and s.status == 200)
-            if done >= self.fail_grouped_after:
-                return server_error()
+                if self.fail_grouped_after is not None and self._grouped_served >= self.fail_grouped_after:
+                    return server_error()
+                self._grouped_served += 1
         recorded = self._recorded(seen)
         if recorded is not None:
             return Reply(200, recorded.read_bytes())
