@@ -24,8 +24,8 @@ from engine.models import Order, Position
 from engine.portfolio.accounting import cents
 from engine.portfolio.exposure import portfolio_risk_for_account, portfolio_risk_offline
 
-__all__ = ["OverrideRefused", "check", "decide", "gate_basis", "gate_inputs", "held_for", "override", "to_proposed",
-           "working_close_quantity"]
+__all__ = ["OverrideRefused", "check", "decide", "gate_basis", "gate_inputs", "held_for", "needs_dry_run", "override",
+           "to_proposed", "working_close_quantity"]
 
 
 def to_proposed(order: Order, position_quantity: int | None = None) -> risk.ProposedOrder:
@@ -51,12 +51,23 @@ def check(session: Session, order: Order, settings: Settings, broker: Broker, no
     return decide(session, order, proposed, account, preview, settings, now, exclude_pending)
 
 
-def gate_inputs(broker: Broker, proposed: risk.ProposedOrder) -> tuple[BrokerAccount, BrokerPreview | None]:
+def needs_dry_run(broker: Broker) -> bool:
+    """Whether the gate needs the broker's dry run of the order (a real broker), so the order must be read
+    before the broker is asked."""
+    return isinstance(broker, PreviewingBroker)
+
+
+def gate_inputs(broker: Broker, proposed: risk.ProposedOrder | None) -> tuple[BrokerAccount, BrokerPreview | None]:
     """What the gate needs from the broker: its account and, from a real broker, its dry run of exactly
-    ``proposed``. Network calls: made with no transaction open (issue 12 #2). BrokerUnavailable propagates:
-    no gate decision without the broker's own numbers."""
+    ``proposed`` (which may be None only for a broker without one). Network calls: made with no
+    transaction open (issue 12 #2). BrokerUnavailable propagates: no gate decision without the broker's
+    own numbers."""
+    if not needs_dry_run(broker):
+        return broker.account(), None
+    if proposed is None:
+        raise ValueError("proposed: a broker with a dry run previews the order, which is missing")
     account = broker.account()
-    return account, broker.preview(proposed) if isinstance(broker, PreviewingBroker) else None
+    return account, broker.preview(proposed)
 
 
 def decide(session: Session, order: Order, proposed: risk.ProposedOrder, account: BrokerAccount,

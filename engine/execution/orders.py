@@ -82,15 +82,27 @@ def status_of(order: Order) -> OrderStatus:
     return OrderStatus(order.status)
 
 
-def transition(session: Session, order: Order, to: OrderStatus, reason: str, actor: str = "engine",
-               data: dict[str, Any] | None = None, now: datetime | None = None) -> OrderEvent:
-    """Move ``order`` to ``to`` and append the event; raises IllegalTransition for any other move."""
+def _check(order: Order, to: OrderStatus) -> OrderStatus:
+    """The order's status now; raises IllegalTransition unless moving to ``to`` is allowed from it."""
     current = status_of(order)
     if to not in TRANSITIONS.get(current, frozenset()):
         raise IllegalTransition(f"order {order.client_order_id}: {current.value} -> {to.value} is not allowed")
+    return current
+
+
+def _event(order: Order, from_status: OrderStatus | None, to: OrderStatus, reason: str, actor: str,
+           data: dict[str, Any] | None, at: datetime) -> OrderEvent:
+    return OrderEvent(order_id=order.id, client_order_id=order.client_order_id,
+                      from_status=None if from_status is None else from_status.value, to_status=to.value,
+                      reason=reason, actor=actor, data=data or {}, at=at)
+
+
+def transition(session: Session, order: Order, to: OrderStatus, reason: str, actor: str = "engine",
+               data: dict[str, Any] | None = None, now: datetime | None = None) -> OrderEvent:
+    """Move ``order`` to ``to`` and append the event; raises IllegalTransition for any other move."""
+    current = _check(order, to)
     at = now or datetime.now(timezone.utc)
-    event = OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=current.value,
-                       to_status=to.value, reason=reason, actor=actor, data=data or {}, at=at)
+    event = _event(order, current, to, reason, actor, data, at)
     order.status = to.value
     order.updated_at = at
     session.add(order)
@@ -98,20 +110,12 @@ def transition(session: Session, order: Order, to: OrderStatus, reason: str, act
     return event
 
 
-def record_created(session: Session, order: Order, reason: str, actor: str = "engine",
-                   now: datetime | None = None) -> OrderEvent:
-    event = OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=None,
-                       to_status=order.status, reason=reason, actor=actor, at=now or datetime.now(timezone.utc))
-    session.add(event)
-    return event
-
-
 def create(session: Session, order: Order, reason: str, route: tuple[str, str] | None = None,
            now: datetime | None = None) -> None:
     """Insert a new ``proposed`` order and its creation event; with ``route`` ((reason, actor) of an
-    automatic approval) the row is inserted already ``approved`` and both events are written: the same
-    history as ``record_created`` + ``transition``, one INSERT of the order instead of an INSERT and an
-    UPDATE (the order path's latency is mostly statements, issue 11)."""
+    automatic approval) the row is inserted already ``approved`` and both events are written: the history
+    of a creation and a ``transition``, with one INSERT of the order instead of an INSERT and an UPDATE (the
+    order path's latency is mostly statements, issue 11)."""
     if order.status != OrderStatus.proposed.value:
         raise IllegalTransition(f"order {order.client_order_id}: a new order starts proposed, not {order.status}")
     at = now or datetime.now(timezone.utc)
@@ -120,13 +124,11 @@ def create(session: Session, order: Order, reason: str, route: tuple[str, str] |
         order.updated_at = at
     session.add(order)
     session.flush()  # the order's id, which its events carry
-    events = [{"from_status": None, "to_status": OrderStatus.proposed.value, "reason": reason, "actor": "engine"}]
+    events = [_event(order, None, OrderStatus.proposed, reason, "engine", None, at)]
     if route is not None:
-        events.append({"from_status": OrderStatus.proposed.value, "to_status": OrderStatus.approved.value,
-                       "reason": route[0], "actor": route[1]})
+        events.append(_event(order, OrderStatus.proposed, OrderStatus.approved, route[0], route[1], None, at))
     # one INSERT for both (the ORM would write them one by one: their NULL and non-NULL columns differ)
-    rows = [{"order_id": order.id, "client_order_id": order.client_order_id, "data": {}, "at": at, **e}
-            for e in events]
+    rows = [e.model_dump(exclude={"id"}) for e in events]
     session.execute(insert(OrderEvent.__table__), rows)  # type: ignore[arg-type]
 
 
@@ -139,9 +141,7 @@ def claim(session: Session, order: Order, to: OrderStatus, reason: str, values: 
     from sqlalchemy import update
     from sqlalchemy.orm.attributes import set_committed_value
 
-    current = status_of(order)
-    if to not in TRANSITIONS.get(current, frozenset()):
-        raise IllegalTransition(f"order {order.client_order_id}: {current.value} -> {to.value} is not allowed")
+    current = _check(order, to)
     at = now or datetime.now(timezone.utc)
     changes = {**(values or {}), "status": to.value, "updated_at": at}
     result = session.execute(update(Order).where(Order.id == order.id, Order.status == current.value)
@@ -151,8 +151,7 @@ def claim(session: Session, order: Order, to: OrderStatus, reason: str, values: 
         return False
     for key, value in changes.items():  # what the row now holds, without a second UPDATE
         set_committed_value(order, key, value)
-    session.add(OrderEvent(order_id=order.id, client_order_id=order.client_order_id, from_status=current.value,
-                           to_status=to.value, reason=reason, actor=actor, data={}, at=at))
+    session.add(_event(order, current, to, reason, actor, None, at))
     return True
 
 

@@ -29,6 +29,7 @@ from engine.execution.gate import (  # noqa: F401 -- re-exported: service.X stay
     gate_basis,
     gate_inputs,
     held_for,
+    needs_dry_run,
     override,
     to_proposed,
     working_close_quantity,
@@ -42,7 +43,6 @@ from engine.execution.ports import (
     BrokerRejected,
     BrokerUnavailable,
     Leg,
-    PreviewingBroker,
 )
 from engine.models import Fill, Order, Position
 from engine.operator import approval_mode
@@ -232,8 +232,8 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
 
     report = report or ExecutionReport()
     guard.before_broker_call(f"gate order {order_id}")  # a scheduler without its lease does not even claim it
-    basis = None
-    if isinstance(broker, PreviewingBroker):
+    basis, proposed = None, None
+    if needs_dry_run(broker):
         # The broker's dry run is of this order as it is now: read it (no transaction held over the call).
         with read_scope(engine) as session:
             order = session.get(Order, order_id)
@@ -244,8 +244,7 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
             proposed = to_proposed(order, held_for(session, order))
             basis = gate_basis(order, proposed)
     try:
-        # without a dry run the gate needs only the account, which does not depend on the order
-        account, preview = gate_inputs(broker, proposed) if basis is not None else (broker.account(), None)
+        account, preview = gate_inputs(broker, proposed)
     except BrokerUnavailable as exc:
         log.warning("order %s waits: broker account unavailable for the risk gate: %s", order_id, exc)
         with read_scope(engine) as session:

@@ -165,8 +165,7 @@ def american_price(S, K, T, r, q, sigma, is_call) -> np.ndarray:
         rate = np.where(c, r_, q_)
         carry = np.where(c, r_ - q_, q_ - r_)
         t_, v_ = T[amer], sigma[amer]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            bs = _bs2002_call(spot, strike, t_, rate, carry, v_)
+        bs = _bs2002_call(spot, strike, t_, rate, carry, v_)  # compiled: numpy's error state does not apply
         # a non-finite value (extreme inputs) keeps the European/intrinsic bound rather than NaN
         out[amer] = np.where(np.isfinite(bs), np.maximum(bs, out[amer]), out[amer])
     out = out.reshape(shape)

@@ -32,9 +32,7 @@ def test_client_order_id_is_deterministic_and_sensitive_to_what_the_order_is() -
 def _order(session: Session) -> Order:
     o = Order(client_order_id="qm-x-1", strategy="s", symbol="AAA", structure="long_call", quantity=2,
               limit_price=Decimal("1.00"), legs=[CALL.to_dict()])
-    session.add(o)
-    session.flush()
-    om.record_created(session, o, "test", now=NOW)
+    om.create(session, o, "test", now=NOW)
     return o
 
 

@@ -13,7 +13,6 @@ from engine.config import load_settings
 from engine.db import get_engine, migrate, session_scope
 from engine.execution import orders as om
 from engine.execution import service
-from engine.execution.orders import OrderStatus
 from engine.execution.ports import BrokerAccount, BrokerOrder, BrokerOrderStatus, Leg, Side
 from engine.models import Order, OrderEvent
 
@@ -51,10 +50,7 @@ def _approved_order(url: str) -> int:
     with session_scope(get_engine(url)) as s:
         o = Order(client_order_id="qm-race-1", strategy="s", symbol="AAA", structure="long_call", quantity=1,
                   limit_price=Decimal("1.00"), legs=[CALL.to_dict()], created_at=NOW, updated_at=NOW)
-        s.add(o)
-        s.flush()
-        om.record_created(s, o, "test", now=NOW)
-        om.transition(s, o, OrderStatus.approved, "auto mode", now=NOW)
+        om.create(s, o, "test", ("auto mode", "engine"), now=NOW)
         return int(o.id)  # type: ignore[arg-type]
 
 

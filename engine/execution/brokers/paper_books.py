@@ -239,10 +239,14 @@ class PaperBooks:
 
     _engine: Engine
 
+    @functools.cached_property
+    def _reader(self) -> Engine:
+        return self._engine.execution_options(**{READ_ONLY: True})
+
     def _reading(self) -> Connection:
         """A connection for reads: a deferred BEGIN, a consistent snapshot that takes no write lock, so a
         report, a mark or an audit neither waits for the venue's writers nor makes them wait."""
-        return self._engine.execution_options(**{READ_ONLY: True}).connect()
+        return self._reader.connect()
 
     # ------------------------------------------------------------------ loading and saving the books
 
