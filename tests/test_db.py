@@ -106,3 +106,33 @@ def test_two_processes_write_sqlite_concurrently(sqlite_url: str) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM jobrun").scalar() == 2 * n
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM operatorcommand").scalar() == 2 * n
+
+
+def test_a_writer_that_cannot_take_the_lock_fails_as_sqlalchemy_reports_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our BEGIN IMMEDIATE goes straight to the driver; when another process holds the write lock past the
+    busy timeout, callers still see SQLAlchemy's OperationalError (the paper venue maps it to
+    BrokerUnavailable, the scheduler retries it), and a read-only snapshot does not wait at all."""
+    import sqlite3
+
+    import engine.db as db
+
+    path = tmp_path / "locked.db"
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="database is locked"), engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        reader = engine.execution_options(**{db.READ_ONLY: True})
+        with reader.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+    finally:
+        other.rollback()
+        other.close()
+    with engine.begin() as conn:  # the lock released: the same engine writes again
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+from numba import njit
 
 from engine.data import calendar
 
@@ -104,21 +105,39 @@ def _rng(seed: int, stream: int, a: int, b: int = 0) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(counter=counter, key=key))
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
+def _hash_uniform(seed: int, stream: int, *keys: np.ndarray | int) -> np.ndarray:
+    """Uniform(0, 1) values, one per broadcast element of ``keys`` (scalars and 1-D arrays): a keyed
+    splitmix64 chain. Compiled, as a venue quoting one contract hashes a handful of keys, where numpy's
+    per-call overhead was most of the quote's cost (issue 11)."""
+    arrays = [np.asarray(k, dtype=np.int64) for k in keys]
+    if any(a.ndim > 1 for a in arrays):
+        raise ValueError(f"keys: scalars or 1-D arrays, got shapes {[a.shape for a in arrays]}")
+    sizes = [a.size for a in arrays if a.ndim == 1]
+    n = max(sizes, default=1)
+    matrix = np.empty((len(arrays), n), dtype=np.int64)
+    for row, a in zip(matrix, arrays, strict=True):
+        row[:] = a  # broadcasts a scalar or a length-1 array; a length mismatch raises, as numpy would
+    u = _uniform_chain(np.uint64((seed & _MASK64) ^ (stream << 48)), matrix)
+    return u if sizes else u.reshape(())
+
+
+@njit(nogil=True, cache=True)
+def _mix(x: np.uint64) -> np.uint64:  # the splitmix64 finaliser
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
 
-def _hash_uniform(seed: int, stream: int, *keys: np.ndarray | int) -> np.ndarray:
-    """Uniform(0, 1) values, one per broadcast element of ``keys``: a keyed splitmix64 chain."""
-    arrays = np.broadcast_arrays(*(np.asarray(k, dtype=np.int64) for k in keys))
-    with np.errstate(over="ignore"):
-        h = _splitmix(np.full(arrays[0].shape, (seed & _MASK64) ^ (stream << 48), dtype=np.uint64))
-        for k in arrays:
-            h = _splitmix(h ^ k.astype(np.uint64))
-    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+@njit(nogil=True, cache=True)
+def _uniform_chain(start: np.uint64, keys: np.ndarray) -> np.ndarray:
+    out = np.empty(keys.shape[1], dtype=np.float64)
+    for j in range(keys.shape[1]):
+        h = _mix(start)
+        for k in range(keys.shape[0]):
+            h = _mix(h ^ np.uint64(keys[k, j]))
+        out[j] = (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+    return out
 
 
 def _hash_normal(seed: int, stream: int, *keys: np.ndarray | int) -> np.ndarray:

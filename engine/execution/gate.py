@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, func, select
 
 from engine import risk
@@ -92,11 +93,15 @@ def working_close_quantity(session: Session, position_id: int | None, exclude_or
     """Units of a position already claimed by exit orders that are not finished."""
     # summed in SQL: the gate asks this for every exit it sends, and whole order rows (legs, economics,
     # decisions) cost far more to load than the one number
-    query = select(func.coalesce(func.sum(Order.quantity - Order.filled_quantity), 0)).where(
-        Order.position_id == position_id, Order.intent != "open", Order.status.in_(om.LIVE_VALUES))
-    if exclude_order_id is not None:
-        query = query.where(Order.id != exclude_order_id)
-    return int(session.exec(query).one())
+    if exclude_order_id is None:
+        return int(session.exec(_WORKING_CLOSE, params={"position": position_id}).one())
+    return int(session.exec(_WORKING_CLOSE_EXCEPT, params={"position": position_id, "exclude": exclude_order_id}).one())
+
+
+# built once (issue 11: building a statement costs more than running it)
+_WORKING_CLOSE = select(func.coalesce(func.sum(Order.quantity - Order.filled_quantity), 0)).where(
+    Order.position_id == bindparam("position"), Order.intent != "open", Order.status.in_(om.LIVE_VALUES))
+_WORKING_CLOSE_EXCEPT = _WORKING_CLOSE.where(Order.id != bindparam("exclude"))
 
 
 def gate_basis(order: Order, proposed: risk.ProposedOrder) -> tuple[object, ...]:

@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.sql.dml import Update
 from sqlmodel import Session, select
 
 from engine.execution.ports import Leg
@@ -129,7 +131,20 @@ def create(session: Session, order: Order, reason: str, route: tuple[str, str] |
         events.append(_event(order, OrderStatus.proposed, OrderStatus.approved, route[0], route[1], None, at))
     # one INSERT for both (the ORM would write them one by one: their NULL and non-NULL columns differ)
     rows = [e.model_dump(exclude={"id"}) for e in events]
-    session.execute(insert(OrderEvent.__table__), rows)  # type: ignore[arg-type]
+    session.execute(_INSERT_EVENTS, rows)
+
+
+# The order path's statements are built once: building a statement costs several times what SQLite takes
+# to run it (issue 11: the per-order latency is mostly Python per statement, not the database).
+_INSERT_EVENTS = insert(OrderEvent.__table__)  # type: ignore[arg-type]
+_FIND = select(Order).where(Order.client_order_id == bindparam("cid"))
+
+
+@lru_cache(maxsize=32)
+def _claim_statement(columns: tuple[str, ...]) -> Update:
+    """UPDATE order SET <columns> WHERE id = :_id AND status = :_from, built once per set of columns."""
+    return (update(Order).where(Order.id == bindparam("_id"), Order.status == bindparam("_from"))
+            .values({c: bindparam(c) for c in columns}).execution_options(synchronize_session=False))
 
 
 def claim(session: Session, order: Order, to: OrderStatus, reason: str, values: dict[str, Any] | None = None,
@@ -138,14 +153,13 @@ def claim(session: Session, order: Order, to: OrderStatus, reason: str, values: 
     ``values`` written in the same statement) only if no other writer moved it first; then the event is
     appended. False, with ``order`` refreshed, when the row was no longer in that status. Exactly one of two
     concurrent claimers wins on any backend."""
-    from sqlalchemy import update
     from sqlalchemy.orm.attributes import set_committed_value
 
     current = _check(order, to)
     at = now or datetime.now(timezone.utc)
     changes = {**(values or {}), "status": to.value, "updated_at": at}
-    result = session.execute(update(Order).where(Order.id == order.id, Order.status == current.value)
-                             .values(**changes).execution_options(synchronize_session=False))
+    result = session.execute(_claim_statement(tuple(sorted(changes))),
+                             {**changes, "_id": order.id, "_from": current.value})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(order)
         return False
@@ -160,7 +174,7 @@ def legs_of(order: Order) -> tuple[Leg, ...]:
 
 
 def find(session: Session, client_id: str) -> Order | None:
-    return session.exec(select(Order).where(Order.client_order_id == client_id)).first()
+    return session.exec(_FIND, params={"cid": client_id}).first()
 
 
 def open_orders(session: Session, statuses: Iterable[OrderStatus]) -> list[Order]:

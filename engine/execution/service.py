@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from engine import failpoints, risk
@@ -355,7 +356,7 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
     """Record new fills; the structure's filled units are the minimum over legs of contracts filled / ratio
     (a real broker may report legs separately). Newly complete units are priced from each leg's fills in
     the order they came (first in, first matched); fees reach the position when its units do."""
-    rows = list(session.exec(select(Fill).where(Fill.order_id == order.id).order_by(Fill.id)).all())
+    rows = list(session.exec(_FILLS_OF_ORDER, params={"order": order.id}).all())
     known = {r.broker_fill_id for r in rows}
     new = [f for f in fills if f.fill_id not in known]
     if not new:
@@ -395,6 +396,10 @@ def _apply_fills(session: Session, order: Order, fills: Sequence[BrokerFill], no
     order.avg_fill_price = (prev_avg * prev_qty + unit_price * units) / order.filled_quantity
     _apply_to_position(pos, order, units, unit_price, fees, now)
     return len(new)
+
+
+# built once: every broker answer applied reads it (issue 11: building costs more than running it)
+_FILLS_OF_ORDER = select(Fill).where(Fill.order_id == bindparam("order")).order_by(Fill.id)
 
 
 def leg_units_filled(legs: Sequence[Leg], fills: Sequence[Fill]) -> int:

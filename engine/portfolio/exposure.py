@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, func, select
 
 from engine.config import Settings
@@ -54,9 +55,7 @@ def _external(session: Session, settings: Settings, exclude_instrument: str | No
 def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetime,
           exclude_order_id: int | None, external_view: ExternalView | None = None) -> PortfolioRisk:
     # one aggregate query for both views: per (symbol, sector), summed up per symbol and per sector here
-    groups = session.exec(select(Position.symbol, Position.sector, func.sum(Position.max_loss),
-                                 func.sum(func.abs(Position.delta_dollars)))
-                          .where(Position.status == "open").group_by(Position.symbol, Position.sector)).all()
+    groups = session.exec(_OPEN_RISK).all()
     risk_by_symbol: dict[str, Decimal] = {}
     sectors: dict[str, float] = {}
     for sym, sector, loss, delta in groups:
@@ -67,13 +66,10 @@ def _risk(session: Session, equity: Decimal, buying_power: Decimal, now: datetim
         sectors[sector] = sectors.get(sector, 0.0) + dd
     for sym, ext in external.items():
         risk_by_symbol[sym] = risk_by_symbol.get(sym, Decimal("0")) + ext
-    unfilled = Order.quantity - Order.filled_quantity
-    pending_query = (select(Order.symbol, func.sum(Order.risk_per_unit * unfilled))
-                     .where(Order.status.in_(WORKING_VALUES), Order.intent == "open").group_by(Order.symbol))
-    if exclude_order_id is not None:
-        pending_query = pending_query.where(Order.id != exclude_order_id)
+    pending_rows = (session.exec(_PENDING_RISK).all() if exclude_order_id is None
+                    else session.exec(_PENDING_RISK_EXCEPT, params={"exclude": exclude_order_id}).all())
     pending = Decimal("0")
-    for sym, total in session.exec(pending_query).all():
+    for sym, total in pending_rows:
         # A working entry is a position in waiting (DESIGN §6): it counts for heat, for its symbol's risk
         # and as an open position, or ten working entries could open ten more positions at once.
         pending += _dec(total)
@@ -100,9 +96,17 @@ def day_start_equity(session: Session, now: datetime) -> Decimal | None:
     """Equity at the last account snapshot before today's session (New York date)."""
     from engine.clock import new_york
 
-    today = new_york(now).date()
-    snap = session.exec(
-        select(AccountSnapshot).where(AccountSnapshot.trade_date < today).order_by(AccountSnapshot.trade_date.desc(),
-                                                                                   AccountSnapshot.id.desc())
-    ).first()
+    snap = session.exec(_DAY_START, params={"today": new_york(now).date()}).first()
     return snap.equity if snap is not None else None
+
+
+# Built once: the gate runs these for every order it sends, and building a statement costs more than
+# SQLite takes to run it (issue 11).
+_OPEN_RISK = (select(Position.symbol, Position.sector, func.sum(Position.max_loss),
+                     func.sum(func.abs(Position.delta_dollars)))
+              .where(Position.status == "open").group_by(Position.symbol, Position.sector))
+_PENDING_RISK = (select(Order.symbol, func.sum(Order.risk_per_unit * (Order.quantity - Order.filled_quantity)))
+                 .where(Order.status.in_(WORKING_VALUES), Order.intent == "open").group_by(Order.symbol))
+_PENDING_RISK_EXCEPT = _PENDING_RISK.where(Order.id != bindparam("exclude"))
+_DAY_START = (select(AccountSnapshot).where(AccountSnapshot.trade_date < bindparam("today"))
+              .order_by(AccountSnapshot.trade_date.desc(), AccountSnapshot.id.desc()))

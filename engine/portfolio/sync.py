@@ -20,6 +20,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -211,8 +212,12 @@ def max_loss(positions: list[BrokerPosition]) -> Decimal:
 
 
 def latest_state(session: Session, broker: str) -> BrokerSyncState | None:
-    return session.exec(select(BrokerSyncState).where(BrokerSyncState.broker == broker)
-                        .order_by(BrokerSyncState.last_sync_at.desc())).first()
+    return session.exec(_LATEST_STATE, params={"broker": broker}).first()
+
+
+# built once: the risk gate asks for every order (issue 11)
+_LATEST_STATE = (select(BrokerSyncState).where(BrokerSyncState.broker == bindparam("broker"))
+                 .order_by(BrokerSyncState.last_sync_at.desc()))
 
 
 def _external_groups(session: Session, broker: str, exclude_underlying: str | None) -> dict[str, list[BrokerPosition]]:

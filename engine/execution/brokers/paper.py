@@ -78,6 +78,16 @@ from engine.risk import is_gate_pass
 
 __all__ = ["PaperBroker", "PaperConfig"]
 
+# built once (issue 11: building a statement costs more than SQLite takes to run it)
+_LAST_ORDER_ID = sa.select(sa.func.max(_orders.c.id))
+_FILLS_OF_INSTRUMENTS = sa.select(_fills.c.instrument, _fills.c.quantity, _fills.c.at).where(
+    _fills.c.instrument.in_(sa.bindparam("names", expanding=True)))
+_INSERT_ORDER = _orders.insert()
+_INSERT_FILL = _fills.insert()
+_UPDATE_ORDER_FILLED = _orders.update().where(_orders.c.client_order_id == sa.bindparam("cid")).values(
+    {c: sa.bindparam(c) for c in ("filled_quantity", "filled_value", "executions", "leg_commissions", "status",
+                                  "updated_at")})
+
 
 
 class PaperConfig(BaseModel):
@@ -249,7 +259,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
             legs = tuple(gate_pass.legs)
             intent = getattr(gate_pass.intent, "value", str(gate_pass.intent))
             reason, quotes = self._validate(conn, books, legs, intent, gate_pass, now)
-            next_id = (conn.execute(sa.select(sa.func.max(_orders.c.id))).scalar() or 0) + 1
+            next_id = (conn.execute(_LAST_ORDER_ID).scalar() or 0) + 1
             tif = str(gate_pass.time_in_force)
             row = {
                 "client_order_id": gate_pass.client_order_id,
@@ -270,7 +280,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
                 "updated_at": _iso(now),
                 "expires_at": _iso(self._day_order_expiry(now)) if tif == "day" and not reason else None,
             }
-            conn.execute(_orders.insert().values(**row))
+            conn.execute(_INSERT_ORDER, row)
             if reason:
                 rejected = self._to_order(row)
             else:
@@ -389,8 +399,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
             return {}
         today = calendar.to_session_day(now).astype(object)
         out: dict[str, int] = {}
-        for inst, qty, at in conn.execute(sa.select(_fills.c.instrument, _fills.c.quantity, _fills.c.at)
-                                          .where(_fills.c.instrument.in_(names))):
+        for inst, qty, at in conn.execute(_FILLS_OF_INSTRUMENTS, {"names": names}):
             if calendar.to_session_day(datetime.fromisoformat(at)).astype(object) == today:
                 out[inst] = out.get(inst, 0) + int(qty)
         return out
@@ -409,7 +418,7 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
             books.cash += cash
             fill = BrokerFill(f"{r['broker_order_id']}-{execution}-{i + 1}", r["client_order_id"], leg.instrument,
                               leg.side, qty, price, _money(commission), _money(fees), now)
-            conn.execute(_fills.insert().values(
+            conn.execute(_INSERT_FILL, dict(
                 fill_id=fill.fill_id, client_order_id=fill.client_order_id, execution=execution, leg=i + 1,
                 instrument=fill.instrument, side=fill.side.value, quantity=qty, price=str(price),
                 commission=str(fill.commission), fees=str(fill.fees), cash=str(cash), at=_iso(now),
@@ -417,8 +426,9 @@ class PaperBroker(PaperBooks, PaperSettlement, PaperSplits, PaperBuyingPower, Pa
             fills.append(fill)
         filled = int(r["filled_quantity"]) + units
         status = BrokerOrderStatus.filled if filled >= int(r["quantity"]) else W
-        conn.execute(_orders.update().where(_orders.c.client_order_id == r["client_order_id"]).values(
-            filled_quantity=filled, filled_value=str(Decimal(r["filled_value"]) + priced.fill * units),
+        conn.execute(_UPDATE_ORDER_FILLED, dict(
+            cid=r["client_order_id"], filled_quantity=filled,
+            filled_value=str(Decimal(r["filled_value"]) + priced.fill * units),
             executions=execution, leg_commissions=json.dumps([str(c) for c in charged]),
             status=status.value, updated_at=_iso(now),
         ))

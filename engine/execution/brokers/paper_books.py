@@ -214,6 +214,22 @@ def migrate(engine: Engine) -> None:
         conn.execute(_meta.update().where(_meta.c.key == "schema_version").values(value=SCHEMA_VERSION))
 
 
+# The venue's per-order statements, built once: building a statement costs more than SQLite takes to run
+# it (issue 11).
+_ACCOUNT = sa.select(_account).where(_account.c.id == 1)
+_ACCOUNT_UPDATE = _account.update().where(_account.c.id == 1).values(
+    cash=sa.bindparam("cash"), realized_pnl=sa.bindparam("realized_pnl"))
+_POSITIONS = sa.select(_positions)
+_ORDER_BY_CID = sa.select(_orders).where(_orders.c.client_order_id == sa.bindparam("cid"))
+_WORKING_ORDERS = sa.select(_orders).where(_orders.c.status == W.value)
+_DELETE_POSITION = _positions.delete().where(_positions.c.instrument == sa.bindparam("instrument"))
+_new_position = sqlite_insert(_positions)
+# every column from the row given at execution (the instrument is the key it conflicts on)
+_UPSERT_POSITION = _new_position.on_conflict_do_update(
+    index_elements=[_positions.c.instrument],
+    set_={c.name: _new_position.excluded[c.name] for c in _positions.c if c.name != "instrument"})
+
+
 def _venue_call(method: Callable[..., Any]) -> Callable[..., Any]:
     """A database the venue cannot reach (locked past the busy timeout, disk error) is an unknown outcome
     to the caller, as a timeout at a real broker: the transaction rolled back, so nothing happened."""
@@ -252,9 +268,9 @@ class PaperBooks:
 
     @staticmethod
     def _load(conn: Connection) -> _Books:
-        acct = conn.execute(sa.select(_account).where(_account.c.id == 1)).one()
+        acct = conn.execute(_ACCOUNT).one()
         positions = {}
-        for r in conn.execute(sa.select(_positions)).mappings():
+        for r in conn.execute(_POSITIONS).mappings():
             positions[r["instrument"]] = _Pos(
                 r["instrument"], AssetType(r["asset"]), r["underlying"], r["right"],
                 None if r["strike"] is None else Decimal(r["strike"]),
@@ -266,21 +282,19 @@ class PaperBooks:
 
     @staticmethod
     def _save(conn: Connection, books: _Books, now: datetime) -> None:
-        conn.execute(_account.update().where(_account.c.id == 1).values(
-            cash=str(books.cash), realized_pnl=str(books.realized)))
+        conn.execute(_ACCOUNT_UPDATE, {"cash": str(books.cash), "realized_pnl": str(books.realized)})
         for p in books.positions.values():
             if not p.dirty:
                 continue
             if p.quantity == 0:
-                conn.execute(_positions.delete().where(_positions.c.instrument == p.instrument))
+                conn.execute(_DELETE_POSITION, {"instrument": p.instrument})
             else:  # one statement whether the row exists or not (the books are always a SQLite file)
-                row = dict(instrument=p.instrument, asset=p.asset.value, underlying=p.underlying, right=p.right,
-                           strike=None if p.strike is None else str(p.strike),
-                           expiry=None if p.expiry is None else p.expiry.isoformat(), quantity=p.quantity,
-                           cost=str(p.cost), realized_pnl=str(p.realized), updated_at=_iso(now),
-                           deliverable=p.deliverable)
-                upsert = sqlite_insert(_positions).values(**row)
-                conn.execute(upsert.on_conflict_do_update(index_elements=[_positions.c.instrument], set_=row))
+                conn.execute(_UPSERT_POSITION, dict(
+                    instrument=p.instrument, asset=p.asset.value, underlying=p.underlying, right=p.right,
+                    strike=None if p.strike is None else str(p.strike),
+                    expiry=None if p.expiry is None else p.expiry.isoformat(), quantity=p.quantity,
+                    cost=str(p.cost), realized_pnl=str(p.realized), updated_at=_iso(now),
+                    deliverable=p.deliverable))
             p.dirty = False
 
     @staticmethod
@@ -323,7 +337,7 @@ class PaperBooks:
         return tuple(Leg.from_dict(d) for d in json.loads(r["legs"]))
 
     def _get(self, conn: Connection, client_order_id: str) -> Mapping[str, Any] | None:
-        return conn.execute(sa.select(_orders).where(_orders.c.client_order_id == client_order_id)).mappings().first()
+        return conn.execute(_ORDER_BY_CID, {"cid": client_order_id}).mappings().first()
 
     # ------------------------------------------------------------------ audit
 

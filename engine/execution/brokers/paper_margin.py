@@ -12,10 +12,9 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.execution.brokers.paper_books import ZERO, W, _Books, _orders, _Pos
+from engine.execution.brokers.paper_books import _WORKING_ORDERS, ZERO, _Books, _Pos
 from engine.execution.ports import (
     OPTION_MULTIPLIER,
     AssetType,
@@ -134,7 +133,7 @@ class PaperBuyingPower:
     @staticmethod
     def _working(conn: Connection) -> list[Mapping[str, Any]]:
         """The venue's working orders (one read serves the reserve and the pending closes)."""
-        return list(conn.execute(sa.select(_orders).where(_orders.c.status == W.value)).mappings())
+        return list(conn.execute(_WORKING_ORDERS).mappings())
 
     def _reserved(self, working: Sequence[Mapping[str, Any]], books: _Books) -> Decimal:
         """Buying power held for ``working`` orders (at their limits, for what is left of them)."""

@@ -37,6 +37,10 @@ from engine.execution.ports import (
 )
 from engine.portfolio.accounting import intrinsic
 
+# built once: the engine asks for an order's fills after every answer (issue 11)
+_ALL_FILLS = sa.select(_fills).order_by(_fills.c.id)
+_FILLS_OF_ORDER = _ALL_FILLS.where(_fills.c.client_order_id == sa.bindparam("cid"))
+
 
 class PaperReads:
     """The Broker port's reads (mixed into PaperBroker, which provides the books and the quotes)."""
@@ -62,11 +66,10 @@ class PaperReads:
 
     @_venue_call
     def fills(self, client_order_id: str | None = None) -> list[BrokerFill]:
-        q = sa.select(_fills).order_by(_fills.c.id)
-        if client_order_id is not None:
-            q = q.where(_fills.c.client_order_id == client_order_id)
         with self._reading() as conn:
-            return [self._to_fill(r) for r in conn.execute(q).mappings()]
+            rows = (conn.execute(_ALL_FILLS) if client_order_id is None
+                    else conn.execute(_FILLS_OF_ORDER, {"cid": client_order_id}))
+            return [self._to_fill(r) for r in rows.mappings()]
 
     @_venue_call
     def events(self) -> list[BrokerEvent]:
