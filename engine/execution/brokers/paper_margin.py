@@ -31,6 +31,9 @@ def _margin(positions: Iterable[_Pos]) -> tuple[Decimal, list[str]]:
     no earlier) that makes the requirement zero, then 100 long shares (short calls), then the long
     option with the smallest width. An uncovered short is charged its strike x 100 (only reachable
     through exercise/assignment: orders that would create one are rejected)."""
+    positions = list(positions)
+    if not any(p.quantity < 0 and p.asset is AssetType.option for p in positions):
+        return ZERO, []  # only shorts need margin: a book of longs (the usual case) needs none
     by_und: dict[str, list[_Pos]] = {}
     shares: dict[str, int] = {}
     for p in positions:
