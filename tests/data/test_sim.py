@@ -545,3 +545,43 @@ def test_before_listing_there_is_nothing_to_trade(market) -> None:
         at = datetime.combine(calendar.previous_session(before), datetime.min.time(), NY).replace(hour=12)
     assert math.isnan(market.intraday_price(ipo["symbol"], at))
     assert market.option_chain(ipo["symbol"], at).empty
+
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """The published SplitMix64 step (Steele, Lea, Flood 2014), in Python integers."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def test_key_hash_is_splitmix64_chained_over_the_keys() -> None:
+    """The simulated market's randomness (compiled) is SplitMix64 chained over (seed, stream, keys...),
+    broadcast over scalar and 1-D keys, matching a plain-Python SplitMix64 value for value."""
+    from engine.data.sim_static import _hash_normal, _hash_uniform
+
+    assert _splitmix64(0) == 0xE220A8397B1DCDAF  # the reference itself: SplitMix64's first output from state 0
+
+    def reference(seed: int, stream: int, keys: tuple[int, ...]) -> float:
+        h = _splitmix64((seed & _M64) ^ (stream << 48))
+        for k in keys:
+            h = _splitmix64(h ^ (k & _M64))
+        return (float(h >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+
+    rng = np.random.default_rng(3)
+    symbols, strikes = rng.integers(0, 40_000, 25), rng.integers(1_000, 900_000, 25)
+    got = _hash_uniform(2**40 + 7, 5, symbols, 739_500, strikes, 1)
+    assert got.shape == (25,)
+    assert got.tolist() == [reference(2**40 + 7, 5, (int(s), 739_500, int(k), 1))
+                            for s, k in zip(symbols, strikes, strict=True)]
+    scalar = _hash_uniform(7, 3, 11, 4)
+    assert scalar.shape == () and float(scalar) == reference(7, 3, (11, 4))
+    assert _hash_uniform(7, 3, 11, np.array([4])).shape == (1,)
+    u1, u2 = reference(7, 9, (2, 5, 0)), reference(7, 9, (2, 5, 1))  # Box-Muller on two of them
+    assert float(_hash_normal(7, 9, 2, 5)) == pytest.approx(math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2),
+                                                            rel=1e-12)
+    with pytest.raises(ValueError, match="keys"):
+        _hash_uniform(7, 3, np.zeros((2, 2), dtype=np.int64))
