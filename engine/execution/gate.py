@@ -93,6 +93,8 @@ def working_close_quantity(session: Session, position_id: int | None, exclude_or
     """Units of a position already claimed by exit orders that are not finished."""
     # summed in SQL: the gate asks this for every exit it sends, and whole order rows (legs, economics,
     # decisions) cost far more to load than the one number
+    if position_id is None:
+        return 0  # no position, nothing of it to claim
     if exclude_order_id is None:
         return int(session.exec(_WORKING_CLOSE, params={"position": position_id}).one())
     return int(session.exec(_WORKING_CLOSE_EXCEPT, params={"position": position_id, "exclude": exclude_order_id}).one())

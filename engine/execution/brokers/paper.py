@@ -89,7 +89,6 @@ _UPDATE_ORDER_FILLED = _orders.update().where(_orders.c.client_order_id == sa.bi
                                   "updated_at")})
 
 
-
 class PaperConfig(BaseModel):
     """Everything the paper venue charges and how it fills. Money in dollars."""
 
