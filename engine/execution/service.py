@@ -237,9 +237,7 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
     if needs_dry_run(broker):
         # The broker's dry run is of this order as it is now: read it (no transaction held over the call).
         with read_scope(engine) as session:
-            order = session.get(Order, order_id)
-            assert order is not None
-            session.expunge(order)  # stays readable after the read-only snapshot ends (a rollback expires it)
+            order = _detached(session, order_id)
             if order.status != OrderStatus.approved.value:
                 return order
             proposed = to_proposed(order, held_for(session, order))
@@ -249,10 +247,7 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
     except BrokerUnavailable as exc:
         log.warning("order %s waits: broker account unavailable for the risk gate: %s", order_id, exc)
         with read_scope(engine) as session:
-            order = session.get(Order, order_id)
-            assert order is not None
-            session.expunge(order)
-            return order
+            return _detached(session, order_id)
     with session_scope(engine) as session:
         # Row lock on PostgreSQL: a second submitter of the same order waits here, then sees it claimed.
         order = session.get(Order, order_id, with_for_update=True, populate_existing=True)
@@ -294,10 +289,8 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
     except BrokerUnavailable as exc:
         log.warning("order %s in flight after broker error: %s", gate_pass.client_order_id, exc)
         report.in_flight.append(gate_pass.client_order_id)
-        with session_scope(engine) as session:
-            order = session.get(Order, order_id)
-            assert order is not None
-            return order
+        with read_scope(engine) as session:  # only read: reconciliation learns its fate from the broker
+            return _detached(session, order_id)
     failpoints.hit("after_broker_submit")
     with session_scope(engine) as session:
         order = session.get(Order, order_id)
@@ -305,6 +298,15 @@ def submit_one(engine, settings: Settings, broker: Broker, order_id: int, now: d
         report.fills += apply_broker_state(session, order, answer, _fills_or_none(broker, order), now)
     failpoints.hit("after_fill_commit")
     report.submitted.append(order.client_order_id)
+    return order
+
+
+def _detached(session: Session, order_id: int) -> Order:
+    """The order as ``session`` reads it, still readable after a read-only snapshot ends (a rollback would
+    expire it)."""
+    order = session.get(Order, order_id)
+    assert order is not None
+    session.expunge(order)
     return order
 
 
